@@ -1,0 +1,63 @@
+package sandbox
+
+// CgroupConfig configures the cgroup manager. The zero value means: the
+// host's /sys/fs/cgroup, parent cgroup "telehandler", layout detected.
+type CgroupConfig struct {
+	// Root is where cgroup file systems are mounted ("" = /sys/fs/cgroup).
+	// Tests point it at a fake tree in t.TempDir().
+	Root string
+	// Parent is the name of Telehandler's own parent cgroup under Root
+	// (under each v1 hierarchy). Nothing outside it is ever written to,
+	// except enabling controllers in ancestors' cgroup.subtree_control on v2.
+	// "" = "telehandler".
+	Parent string
+	// Version forces a layout (1 or 2); 0 = detect from the mounts.
+	Version int
+	// Mountinfo is the mountinfo file used to detect the layout and v1
+	// hierarchies ("" = /proc/self/mountinfo).
+	Mountinfo string
+	// SysBlock is where block devices are listed for IO limits
+	// ("" = /sys/block).
+	SysBlock string
+}
+
+// Cgroups creates, and cleans up after, the cgroups of jobs. One
+// implementation per layout (v1, v2) is chosen once by NewCgroups.
+type Cgroups interface {
+	// Version is 1 or 2.
+	Version() int
+	// Create makes the job's cgroup named name under the parent and applies
+	// limits. On failure nothing is left behind.
+	Create(name string, limits Limits) (Cgroup, error)
+	// Cleanup kills every process left in any cgroup under the parent (from
+	// an earlier run that crashed) and removes those cgroups.
+	Cleanup() error
+}
+
+// Cgroup is one job's cgroup (one directory on v2, one per controller on v1).
+type Cgroup interface {
+	// Name is the name under the parent.
+	Name() string
+	// Paths are the directories of the cgroup: one on v2, one per
+	// controller hierarchy on v1.
+	Paths() []string
+	// FD opens the v2 directory for clone3's CLONE_INTO_CGROUP
+	// (SysProcAttr.UseCgroupFD). ok is false on v1, where the process must
+	// be moved with Add instead.
+	FD() (fd int, ok bool, err error)
+	// Add moves process pid (all its threads) into the cgroup, in every
+	// hierarchy.
+	Add(pid int) error
+	// Procs lists the pids in the cgroup.
+	Procs() ([]int, error)
+	// Signal sends sig to every process in the cgroup.
+	Signal(sig int) error
+	// Kill kills every process in the cgroup at once (cgroup.kill on v2
+	// where it exists, freeze + SIGKILL + thaw otherwise) and waits until
+	// the cgroup is empty.
+	Kill() error
+	// Stats reads the accounting.
+	Stats() (Stats, error)
+	// Delete kills what is left and removes the cgroup directories.
+	Delete() error
+}

@@ -1,0 +1,54 @@
+package sandbox
+
+import (
+	"os"
+	"time"
+)
+
+// Spec is what the shim needs to run the user's command. It travels to the
+// shim as JSON on a pipe, never in argv or the environment.
+type Spec struct {
+	// Path is the command; without a slash it is looked up in PATH (from
+	// Env, or the default PATH when Env has none).
+	Path string `json:"path"`
+	// Args are the arguments after the command (not including argv[0]).
+	Args []string `json:"args,omitempty"`
+	// Dir is the working directory ("" = /).
+	Dir string `json:"dir,omitempty"`
+	// Env is the whole environment of the command ("KEY=VALUE"); nothing of
+	// the server's environment leaks in. nil = a minimal PATH and HOME.
+	Env []string `json:"env,omitempty"`
+	// UID and GID the command runs as; nil = stay root.
+	UID *uint32 `json:"uid,omitempty"`
+	GID *uint32 `json:"gid,omitempty"`
+	// Hostname inside the UTS namespace ("" = "sandbox").
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// StartConfig is everything Start needs besides the command.
+type StartConfig struct {
+	// Name of the job's cgroup under the parent (for example the job id).
+	Name string
+	// Limits for the job's cgroup.
+	Limits Limits
+	// Stdout and Stderr receive the command's output. They are handed to
+	// the shim as they are (typically the write ends of pipes); Start does
+	// not close them.
+	Stdout, Stderr *os.File
+}
+
+// ExitState is how a sandboxed process ended.
+type ExitState struct {
+	// ExitCode is the exit status when the process exited normally, -1 when
+	// it was killed by a signal.
+	ExitCode int
+	// Signal is the signal that killed it, 0 if it exited.
+	Signal int
+	// OOMKilled is true when the kernel's OOM killer killed a process of
+	// the job (its cgroup counted an oom_kill).
+	OOMKilled bool
+	// Stats are the final accounting, read just before the cgroup was
+	// removed.
+	Stats  Stats
+	Exited time.Time
+}
