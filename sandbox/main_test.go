@@ -1,0 +1,24 @@
+package sandbox
+
+import (
+	"os"
+	"testing"
+)
+
+// TestMain makes the test binary its own shim: the sandbox re-executes
+// /proc/self/exe __child, which here is this test binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "__child" {
+		RunChild()
+	}
+	os.Exit(m.Run())
+}
+
+// requireRoot skips a test that needs root (namespaces, real cgroups). CI
+// runs as root, so these tests always run there.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates namespaces and cgroups (CI runs as root)")
+	}
+}
