@@ -18,7 +18,11 @@ func TestMain(m *testing.M) {
 // runs as root, so these tests always run there.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates namespaces and cgroups (CI runs as root)")
+	if os.Geteuid() == 0 {
+		return
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("needs root, and CI must run every root test: run CI as root")
+	}
+	t.Skip("needs root: creates namespaces and cgroups (CI runs as root)")
 }
