@@ -24,3 +24,26 @@ test-unit: ## tests that need no root
 
 clean: ## remove build outputs
 	rm -f $(BIN) *.test
+
+PROTO_TOOLS := $(CURDIR)/.cache/bin
+BUF := $(CURDIR)/.cache/npm/node_modules/.bin/buf
+PROTO_FILES := telehandler/foreman/v1alpha1/foreman.proto
+
+.PHONY: proto-tools check-proto
+proto-tools: ## install protoc, protoc-gen-go, protoc-gen-go-grpc and buf (pinned)
+	bash scripts/proto-tools.sh
+
+proto: proto-tools ## regenerate the Go code in api/ from the .proto files
+	cd api && protoc -I . \
+		--plugin=protoc-gen-go=$(PROTO_TOOLS)/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=$(PROTO_TOOLS)/protoc-gen-go-grpc \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		$(PROTO_FILES)
+
+lint-proto: proto-tools ## buf lint the .proto files (api/buf.yaml)
+	cd api && $(BUF) lint
+
+check-proto: proto ## fail if the checked-in generated code differs from a fresh `make proto`
+	git diff --exit-code -- api/
+	@test -z "$$(git ls-files --others --exclude-standard -- api/)" || { git ls-files --others --exclude-standard -- api/; echo "untracked generated files in api/"; exit 1; }
