@@ -22,6 +22,9 @@ test: vet ## all tests with the race detector (root tests need root; CI is root)
 test-unit: ## tests that need no root
 	CGO_ENABLED=1 $(GO) test -race -count=1 -short ./...
 
+test-cgroupv2: ## root integration tests + end-to-end run inside a pure cgroup v2 QEMU VM
+	GO=$(GO) bash scripts/test-cgroupv2.sh
+
 clean: ## remove build outputs
 	rm -f $(BIN) *.test
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# test-cgroupv2.sh: the root integration suite and an end-to-end run inside a
+# throw-away QEMU VM whose ONLY cgroup hierarchy is cgroup v2 (`make test-cgroupv2`).
+#
+# The host CI machine has a cgroup v1 "hybrid" layout, so `make test` proves the
+# v1 code path; this script proves the v2 path on a real kernel:
+#
+#   1. builds the static telehandler binary and every package's tests as static
+#      test binaries (CGO_ENABLED=0 go test -c), each its own __child shim;
+#   2. boots scripts/cgroupv2-vm/run-in-cgroupv2-vm.sh once, running
+#      scripts/cgroupv2-vm/guest.sh (busybox sh) as root inside it, which runs
+#      every test binary with -test.v from its package directory, then
+#      e2e/vm/e2e.sh (certgen, serve, the CLI, cgroup files read from outside);
+#   3. fails if the VM did not boot or timed out, if any test failed or SKIPPED
+#      (CI=1 in the guest turns root-test skips into failures as well), if a
+#      package ran no test, or if the end-to-end run failed.
+#
+# Environment knobs:
+#   CGROUPV2_PKGS      packages to test (default: every package with tests, minus
+#                      CGROUPV2_EXCLUDE); the test binaries must not need a Go toolchain
+#   CGROUPV2_EXCLUDE   extended regexp of import paths to leave out (default: e2e/, which
+#                      runs `go build`)
+#   CGROUPV2_RUN       -test.run pattern for every test binary (default: all)
+#   CGROUPV2_E2E=0     skip the end-to-end part (for debugging only)
+#   CGROUPV2_LOG       where to keep the guest's output (default: a temp file, shown on failure)
+#   VM_MEM, VM_SMP, VM_TIMEOUT, VM_CACHE_DIR, VM_VERBOSE, ...: see run-in-cgroupv2-vm.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+prog=test-cgroupv2
+GO=${GO:-go}
+export CGO_ENABLED=0
+t0=$(date +%s)
+
+# The OOM test allocates 1 GiB against a 64 MiB limit: the guest needs enough
+# RAM that the job's cgroup, not the whole VM, runs out. TCG makes CPU-bound
+# code 10-20x slower than on the host, hence the long timeout.
+export VM_MEM=${VM_MEM:-2048}
+export VM_SMP=${VM_SMP:-2}
+export VM_TIMEOUT=${VM_TIMEOUT:-2400}
+export VM_SCRATCH_SIZE=${VM_SCRATCH_SIZE:-512M}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/telehandler-cgroupv2.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+inc=$work/include
+mkdir -p "$inc/src"
+
+# --- 1. Build ---------------------------------------------------------------
+echo "$prog: building static telehandler and test binaries" >&2
+"$GO" build -trimpath -o "$inc/telehandler" .
+
+module=$("$GO" list -m)
+if [[ -n ${CGROUPV2_PKGS:-} ]]; then
+	pkgs=$("$GO" list $CGROUPV2_PKGS)
+else
+	exclude=${CGROUPV2_EXCLUDE:-"^$module/e2e(/|$)"}
+	pkgs=$("$GO" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./... |
+		grep -Ev "$exclude" || true)
+fi
+[[ -n $pkgs ]] || { echo "$prog: no package with tests to run" >&2; exit 1; }
+
+# Mirror the source tree: each test binary runs from its package directory, as
+# `go test` does, so ./testdata and ../testdata resolve as on the host.
+: >"$inc/tests.list"
+[[ -d testdata ]] && cp -a testdata "$inc/src/testdata"
+for p in $pkgs; do
+	rel=${p#"$module"}; rel=${rel#/}; rel=${rel:-.}
+	name=$(basename "$p").test
+	mkdir -p "$inc/src/$rel"
+	"$GO" test -c -o "$inc/src/$rel/$name" "$p"
+	[[ -d $rel/testdata && $rel != . ]] && cp -a "$rel/testdata" "$inc/src/$rel/testdata"
+	echo "$rel $name" >>"$inc/tests.list"
+done
+cp scripts/cgroupv2-vm/guest.sh "$inc/guest.sh"
+if [[ ${CGROUPV2_E2E:-1} != 0 ]]; then cp e2e/vm/e2e.sh "$inc/e2e.sh"; fi
+t_build=$(date +%s)
+
+# --- 2. Run the VM -------------------------------------------------------------
+# CI=1: a root test that would skip fails instead. TELEHANDLER_TEST_SLOW=1:
+# rate checks (CPU, IO) and timeouts scale their margins for TCG.
+# TELEHANDLER_TEST_IO_DIR: a directory on the VM's virtio disk (vda, a real,
+# throttleable block device) for the IO throttling test.
+export CI=1 TELEHANDLER_TEST_SLOW=1 TELEHANDLER_TEST_IO_DIR=/scratch
+export CGROUPV2_RUN=${CGROUPV2_RUN:-}
+export VM_PASS_ENV="CI TELEHANDLER_TEST_SLOW TELEHANDLER_TEST_IO_DIR CGROUPV2_RUN ${VM_PASS_ENV:-}"
+export VM_INCLUDE_DIR=$inc
+log=${CGROUPV2_LOG:-$work/guest.log}
+
+echo "$prog: booting the cgroup v2 VM (mem ${VM_MEM} MiB, ${VM_SMP} vCPUs, timeout ${VM_TIMEOUT}s)" >&2
+set +e
+scripts/cgroupv2-vm/run-in-cgroupv2-vm.sh "$inc/guest.sh" 2>&1 | tee "$log"
+vmrc=${PIPESTATUS[0]}
+set -e
+t_end=$(date +%s)
+
+# --- 3. Verdict -----------------------------------------------------------------
+fail=()
+case $vmrc in
+124) fail+=("the VM timed out after ${VM_TIMEOUT}s") ;;
+125) fail+=("the VM failed to boot or crashed (exit 125)") ;;
+0) ;;
+*) fail+=("the guest run failed (exit $vmrc)") ;;
+esac
+skips=$(grep -E -- '^\s*--- SKIP' "$log" || true)
+[[ -z $skips ]] || fail+=("tests skipped inside the VM (they must all run):"$'\n'"$skips")
+while read -r rel name; do
+	grep -q "^VMTEST-END $rel " "$log" || { fail+=("$rel: test binary did not finish"); continue; }
+	n=$(sed -n "/^VMTEST-BEGIN $rel /,/^VMTEST-END $rel /p" "$log" | grep -cE -- '^\s*--- PASS' || true)
+	[[ $n -gt 0 ]] || fail+=("$rel: no test passed (none ran?)")
+	echo "$prog: $rel: $n tests passed; $(grep "^VMTEST-END $rel " "$log" | cut -d' ' -f3-)" >&2
+done <"$inc/tests.list"
+if [[ ${CGROUPV2_E2E:-1} != 0 ]]; then
+	grep -q '^VMTEST-END e2e rc=0' "$log" || fail+=("end-to-end run failed or did not finish")
+fi
+failed=$(grep -E -- '^\s*--- FAIL' "$log" || true)
+[[ -z $failed ]] || fail+=("failed tests:"$'\n'"$failed")
+
+echo "$prog: build $((t_build - t0))s, VM run $((t_end - t_build))s, total $((t_end - t0))s" >&2
+if [[ ${#fail[@]} -gt 0 ]]; then
+	printf "$prog: FAIL: %s\n" "${fail[@]}" >&2
+	[[ -n ${CGROUPV2_LOG:-} ]] && echo "$prog: guest output kept in $log" >&2
+	exit 1
+fi
+echo "$prog: PASS: every test ran and passed under pure cgroup v2" >&2
