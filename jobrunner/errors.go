@@ -1,0 +1,29 @@
+package jobrunner
+
+import "errors"
+
+// Sentinel errors of the package; they are wrapped with %w and tested with
+// errors.Is. Errors from the sandbox keep their own sentinels
+// (sandbox.ErrExec, sandbox.ErrShim, sandbox.ErrInvalidLimits) wrapped
+// inside, so callers can tell a command that could not start from a server
+// fault.
+var (
+	// ErrJobNotFound means no job has the given id.
+	ErrJobNotFound = errors.New("job not found")
+	// ErrNotRunning means the job has already ended (Stop of an ended job).
+	ErrNotRunning = errors.New("job is not running")
+	// ErrInvalidRequest means a StartRequest was rejected before anything
+	// ran: empty command, NUL bytes, an environment entry without '=', or
+	// invalid limits (then sandbox.ErrInvalidLimits is wrapped as well).
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrInvalidOffset means a watch asked for an offset before 0 or past
+	// the end of a finished output log.
+	ErrInvalidOffset = errors.New("invalid output offset")
+	// ErrShuttingDown means the Runner is shutting down and starts no job.
+	ErrShuttingDown = errors.New("job runner is shutting down")
+	// ErrLogFinished means a write came after the output log was finished.
+	ErrLogFinished = errors.New("output log is finished")
+	// ErrCorruptLog means an output log file does not hold well-formed
+	// records (it was changed behind the log's back).
+	ErrCorruptLog = errors.New("output log is corrupt")
+)

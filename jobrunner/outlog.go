@@ -1,0 +1,357 @@
+package jobrunner
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// Stream says which of a job's output streams a chunk came from.
+type Stream uint8
+
+// The streams of a job. The zero value is not a stream.
+const (
+	Stdout Stream = 1
+	Stderr Stream = 2
+)
+
+func (s Stream) String() string {
+	switch s {
+	case Stdout:
+		return "stdout"
+	case Stderr:
+		return "stderr"
+	default:
+		return fmt.Sprintf("Stream(%d)", uint8(s))
+	}
+}
+
+// Chunk is a piece of a job's output handed to a watcher.
+type Chunk struct {
+	// Stream is where the bytes came from.
+	Stream Stream
+	// Offset is the logical offset of Data[0]: the number of output bytes
+	// (stdout and stderr together, in write order) before it.
+	Offset int64
+	// Data is valid only during the callback it is passed to; copy it to
+	// keep it.
+	Data []byte
+}
+
+// DefaultOutputCap is the output cap used when none is configured: 1 GiB.
+const DefaultOutputCap int64 = 1 << 30
+
+// Layout of the log file: a sequence of records, each a header of
+// recordHeaderSize bytes (the stream, then the length of the data as a
+// big-endian uint32) followed by that many bytes of output. Records are
+// never empty and never longer than maxRecordData. A record is committed
+// (visible to followers) only once it was written whole, so the committed
+// part of the file always ends at a record boundary.
+const (
+	recordHeaderSize = 5
+	maxRecordData    = 32 << 10
+	// indexInterval is the spacing, in logical bytes, of the in-memory
+	// checkpoints that let a follower start at an offset without reading
+	// the file from its start. Memory is bounded by cap/indexInterval
+	// checkpoints per log (16 Ki for the default cap), whatever the number
+	// of followers.
+	indexInterval = 64 << 10
+	// followBufferSize is the buffer each follower reads the file with: the
+	// only memory a follower holds.
+	followBufferSize = 32 << 10
+)
+
+// checkpoint maps a logical offset to the file offset of the record that
+// starts there.
+type checkpoint struct {
+	logical, file int64
+}
+
+// OutputLog is one job's output: an append-only file of records tagged
+// stdout or stderr, written by the job's pipe readers and followed by any
+// number of watchers. Watchers wait on a broadcast channel that the writer
+// closes (and replaces) on every commit; they never poll, never hold a lock
+// during I/O, and a slow watcher never slows the writer or the others. Past
+// the cap, output is dropped and Truncated reports it.
+type OutputLog struct {
+	path string
+	cap  int64
+
+	// wmu serializes writers and Finish. It guards f and scratch, and is
+	// held during the write to the file. Followers never take it.
+	wmu     sync.Mutex
+	f       *os.File // nil once finished
+	scratch []byte   // one record being written
+
+	// mu guards the committed state below; it is never held during I/O.
+	// size, fileSize and index change only with both wmu and mu held, so a
+	// writer (holding wmu) may read them without mu.
+	mu        sync.Mutex
+	size      int64         // logical bytes committed
+	fileSize  int64         // file bytes committed (whole records)
+	index     []checkpoint  // ascending; index[0] is {0, 0}
+	truncated bool          // output was dropped (cap reached, or a write failed)
+	werr      error         // the first write error; later output is dropped
+	finished  bool          // no more output will come
+	wake      chan struct{} // closed on every commit and on Finish; replaced on commit
+}
+
+// CreateOutputLog creates the log file at path (it must not exist) with
+// mode 0600. outputCap is the most output bytes kept; 0 means
+// DefaultOutputCap.
+func CreateOutputLog(path string, outputCap int64) (*OutputLog, error) {
+	if outputCap < 0 {
+		return nil, fmt.Errorf("output cap %d is negative", outputCap)
+	}
+	if outputCap == 0 {
+		outputCap = DefaultOutputCap
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create output log: %w", err)
+	}
+	return &OutputLog{
+		path:    path,
+		cap:     outputCap,
+		f:       f,
+		scratch: make([]byte, recordHeaderSize+maxRecordData),
+		index:   []checkpoint{{0, 0}},
+		wake:    make(chan struct{}),
+	}, nil
+}
+
+// Path is the log's file.
+func (l *OutputLog) Path() string { return l.path }
+
+// Size is the number of output bytes committed so far.
+func (l *OutputLog) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+// Truncated reports whether output was dropped: the cap was reached, or
+// writing the file failed (then Err says why).
+func (l *OutputLog) Truncated() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.truncated
+}
+
+// Err is the error that made the log drop output, if writing failed.
+func (l *OutputLog) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.werr
+}
+
+// Finished reports whether Finish was called.
+func (l *OutputLog) Finished() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.finished
+}
+
+// Write appends p as output of stream s. Bytes past the cap are dropped
+// (and the log marked truncated) without error, so the caller keeps
+// draining its pipe. After a failed write to the file the error is
+// returned once and later output is dropped. Write is safe to call from
+// several goroutines; each call's bytes stay together in the order of the
+// calls.
+func (l *OutputLog) Write(s Stream, p []byte) error {
+	if s != Stdout && s != Stderr {
+		return fmt.Errorf("write output log: invalid stream %d", s)
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.f == nil {
+		return ErrLogFinished
+	}
+	for len(p) > 0 {
+		room := l.cap - l.size
+		if room <= 0 || l.werr != nil {
+			l.mu.Lock()
+			l.truncated = true
+			l.mu.Unlock()
+			return nil
+		}
+		n := min(int64(len(p)), maxRecordData, room)
+		rec := l.scratch[:recordHeaderSize+n]
+		rec[0] = byte(s)
+		binary.BigEndian.PutUint32(rec[1:recordHeaderSize], uint32(n))
+		copy(rec[recordHeaderSize:], p[:n])
+		if _, err := l.f.WriteAt(rec, l.fileSize); err != nil {
+			err = fmt.Errorf("write output log: %w", err)
+			l.mu.Lock()
+			l.werr = err
+			l.truncated = true
+			l.mu.Unlock()
+			return err
+		}
+		l.mu.Lock()
+		if l.size >= l.index[len(l.index)-1].logical+indexInterval {
+			l.index = append(l.index, checkpoint{l.size, l.fileSize})
+		}
+		l.size += n
+		l.fileSize += int64(len(rec))
+		close(l.wake)
+		l.wake = make(chan struct{})
+		l.mu.Unlock()
+		p = p[n:]
+	}
+	return nil
+}
+
+// Writer returns an io.Writer that writes to stream s of the log.
+func (l *OutputLog) Writer(s Stream) io.Writer { return streamWriter{l, s} }
+
+type streamWriter struct {
+	l *OutputLog
+	s Stream
+}
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	if err := w.l.Write(w.s, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Finish ends the log: no more output will come. It closes the writer's
+// file and wakes every follower, which return once they delivered the last
+// byte. Finish is idempotent. The file stays on disk, and Watch keeps
+// working after Finish.
+func (l *OutputLog) Finish() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	l.mu.Lock()
+	l.finished = true
+	close(l.wake)
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("close output log: %w", err)
+	}
+	return nil
+}
+
+// Watch calls fn with every output byte from logical offset from on, in
+// order, then follows the log live until it is finished and every byte was
+// delivered; then it returns nil. It returns ctx.Err() when ctx ends, fn's
+// error when fn fails, and an error wrapping ErrInvalidOffset when from is
+// negative or past the end of a finished log (for a log still being
+// written, Watch waits until output reaches from). A chunk's Data is only
+// valid during fn. fn runs in the caller's goroutine; while it blocks,
+// only this watcher waits.
+func (l *OutputLog) Watch(ctx context.Context, from int64, fn func(Chunk) error) error {
+	if from < 0 {
+		return fmt.Errorf("%w: %d is negative", ErrInvalidOffset, from)
+	}
+	l.mu.Lock()
+	if l.finished && from > l.size {
+		size := l.size
+		l.mu.Unlock()
+		return fmt.Errorf("%w: %d is past the end of the output (%d bytes)", ErrInvalidOffset, from, size)
+	}
+	start := l.checkpointLocked(from)
+	l.mu.Unlock()
+
+	f, err := os.Open(l.path)
+	if err != nil {
+		return fmt.Errorf("open output log: %w", err)
+	}
+	defer f.Close()
+
+	var (
+		buf       = make([]byte, followBufferSize)
+		pos       = start.file    // file offset of the next unread byte
+		logical   = start.logical // logical offset of the next output byte
+		stream    Stream          // stream of the current record
+		remaining int64           // bytes of the current record not read yet
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		committed, size, finished, wake := l.fileSize, l.size, l.finished, l.wake
+		l.mu.Unlock()
+		if pos >= committed {
+			if finished {
+				if from > size {
+					return fmt.Errorf("%w: %d is past the end of the output (%d bytes)", ErrInvalidOffset, from, size)
+				}
+				return nil
+			}
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+
+		want := min(int64(len(buf)), committed-pos)
+		n, err := f.ReadAt(buf[:want], pos)
+		if int64(n) < want {
+			return fmt.Errorf("read output log: %w", err)
+		}
+		for b := buf[:n]; len(b) > 0; {
+			if remaining == 0 {
+				if len(b) < recordHeaderSize {
+					break // the header continues past the buffer: read it again
+				}
+				stream = Stream(b[0])
+				remaining = int64(binary.BigEndian.Uint32(b[1:recordHeaderSize]))
+				if (stream != Stdout && stream != Stderr) || remaining == 0 || remaining > maxRecordData {
+					return fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, pos)
+				}
+				b = b[recordHeaderSize:]
+				pos += recordHeaderSize
+				continue
+			}
+			k := min(remaining, int64(len(b)))
+			data := b[:k]
+			b = b[k:]
+			pos += k
+			remaining -= k
+			at := logical
+			logical += k
+			if logical <= from {
+				continue // before the requested offset
+			}
+			if at < from {
+				data = data[from-at:]
+				at = from
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(Chunk{Stream: stream, Offset: at, Data: data}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// checkpointLocked returns the last checkpoint at or before logical offset
+// off. l.mu must be held.
+func (l *OutputLog) checkpointLocked(off int64) checkpoint {
+	lo, hi := 0, len(l.index) // invariant: index[lo].logical <= off (index[0] is 0)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if l.index[mid].logical <= off {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return l.index[lo]
+}

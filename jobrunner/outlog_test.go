@@ -1,0 +1,541 @@
+package jobrunner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// collected is what a watcher received.
+type collected struct {
+	all, stdout, stderr bytes.Buffer
+	chunks              int
+}
+
+// collect returns a watch callback that appends to c and checks that
+// offsets are contiguous from from.
+func (c *collected) collect(t testing.TB, from int64) func(Chunk) error {
+	next := from
+	return func(ch Chunk) error {
+		if ch.Offset != next {
+			return fmt.Errorf("chunk at offset %d, want %d", ch.Offset, next)
+		}
+		if len(ch.Data) == 0 {
+			return errors.New("empty chunk")
+		}
+		next += int64(len(ch.Data))
+		c.all.Write(ch.Data)
+		switch ch.Stream {
+		case Stdout:
+			c.stdout.Write(ch.Data)
+		case Stderr:
+			c.stderr.Write(ch.Data)
+		default:
+			return fmt.Errorf("chunk with stream %v", ch.Stream)
+		}
+		c.chunks++
+		return nil
+	}
+}
+
+// written records what a test wrote, to compare with what watchers got.
+type written struct {
+	all, stdout, stderr bytes.Buffer
+}
+
+func (w *written) write(t testing.TB, l *OutputLog, s Stream, p []byte) {
+	t.Helper()
+	if err := l.Write(s, p); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	w.all.Write(p)
+	if s == Stdout {
+		w.stdout.Write(p)
+	} else {
+		w.stderr.Write(p)
+	}
+}
+
+func (w *written) check(t testing.TB, name string, c *collected) {
+	t.Helper()
+	if !bytes.Equal(c.all.Bytes(), w.all.Bytes()) {
+		t.Errorf("%s: combined output differs: got %d bytes, want %d", name, c.all.Len(), w.all.Len())
+	}
+	if !bytes.Equal(c.stdout.Bytes(), w.stdout.Bytes()) {
+		t.Errorf("%s: stdout differs: got %d bytes, want %d", name, c.stdout.Len(), w.stdout.Len())
+	}
+	if !bytes.Equal(c.stderr.Bytes(), w.stderr.Bytes()) {
+		t.Errorf("%s: stderr differs: got %d bytes, want %d", name, c.stderr.Len(), w.stderr.Len())
+	}
+}
+
+func newTestLog(t testing.TB, outputCap int64) *OutputLog {
+	t.Helper()
+	l, err := CreateOutputLog(filepath.Join(t.TempDir(), "job.log"), outputCap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Finish() })
+	return l
+}
+
+// randomBytes returns n pseudo-random bytes seeded from r.
+func randomBytes(r *rand.Rand, n int) []byte {
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(r.Uint32())
+	}
+	p := make([]byte, n)
+	rand.NewChaCha8(seed).Read(p)
+	return p
+}
+
+// TestOutputLogFollowers proves that watchers attaching before the first
+// byte, while output is written and after the log finished all receive
+// exactly the bytes written, with contiguous offsets and correct stream
+// tags, whatever the size of the writes (1 byte to several records).
+func TestOutputLogFollowers(t *testing.T) {
+	const watchers = 20
+	l := newTestLog(t, 0)
+	r := rand.New(rand.NewPCG(1, 2))
+	var w written
+
+	var wg sync.WaitGroup
+	results := make([]*collected, watchers)
+	errs := make([]error, watchers)
+	startWatcher := func(i int) {
+		results[i] = &collected{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Watch(context.Background(), 0, results[i].collect(t, 0))
+		}()
+	}
+
+	// A third attach before the first byte, a third while output is
+	// written, a third after the log finished.
+	next := 0
+	for ; next < watchers/3; next++ {
+		startWatcher(next)
+	}
+	const writes = 300
+	for i := range writes {
+		s := Stdout
+		if r.IntN(3) == 0 {
+			s = Stderr
+		}
+		var n int
+		switch r.IntN(4) {
+		case 0:
+			n = 1 + r.IntN(16)
+		case 1:
+			n = 1 + r.IntN(4096)
+		case 2:
+			n = maxRecordData
+		default:
+			n = 1 + r.IntN(3*maxRecordData)
+		}
+		w.write(t, l, s, randomBytes(r, n))
+		if i%(writes/(watchers/3+1)) == 0 && next < 2*watchers/3 {
+			startWatcher(next)
+			next++
+		}
+	}
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for ; next < watchers; next++ {
+		startWatcher(next)
+	}
+	wg.Wait()
+
+	if got, want := l.Size(), int64(w.all.Len()); got != want {
+		t.Errorf("Size = %d, want %d", got, want)
+	}
+	if l.Truncated() {
+		t.Error("Truncated = true below the cap")
+	}
+	for i := range watchers {
+		if errs[i] != nil {
+			t.Errorf("watcher %d: %v", i, errs[i])
+			continue
+		}
+		w.check(t, fmt.Sprintf("watcher %d", i), results[i])
+	}
+}
+
+// TestOutputLogConcurrentWriters proves that two goroutines writing (as the
+// stdout and stderr pipe readers do) keep each write whole and each
+// stream's bytes in order.
+func TestOutputLogConcurrentWriters(t *testing.T) {
+	l := newTestLog(t, 0)
+	var want [3]bytes.Buffer
+	var wg sync.WaitGroup
+	for _, s := range []Stream{Stdout, Stderr} {
+		r := rand.New(rand.NewPCG(uint64(s), 7))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 300 {
+				p := randomBytes(r, 1+r.IntN(2*maxRecordData))
+				want[s].Write(p)
+				if err := l.Write(s, p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var got collected
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- l.Watch(context.Background(), 0, got.collect(t, 0)) }()
+	wg.Wait()
+	l.Finish()
+	if err := <-watchErr; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.stdout.Bytes(), want[Stdout].Bytes()) {
+		t.Error("stdout differs")
+	}
+	if !bytes.Equal(got.stderr.Bytes(), want[Stderr].Bytes()) {
+		t.Error("stderr differs")
+	}
+}
+
+// errStop ends a watch early in tests.
+var errStop = errors.New("stop watching")
+
+// TestOutputLogResume proves that a watch from any offset, including the
+// middle of a record and across index checkpoints, starts exactly at that
+// byte, and that stopping after N bytes and resuming from N yields the
+// whole output once.
+func TestOutputLogResume(t *testing.T) {
+	l := newTestLog(t, 0)
+	r := rand.New(rand.NewPCG(3, 4))
+	var w written
+	w.write(t, l, Stdout, []byte("hello, "))
+	w.write(t, l, Stderr, []byte("world"))
+	for range 200 {
+		s := Stream(1 + r.IntN(2))
+		w.write(t, l, s, randomBytes(r, 1+r.IntN(5000)))
+	}
+	all := w.all.Bytes()
+
+	// Small offsets with known streams: mid-record in stdout, the seam
+	// between stdout and stderr, mid-record in stderr.
+	for _, tc := range []struct {
+		from   int64
+		stream Stream
+		first  string
+	}{
+		{0, Stdout, "hello, "},
+		{3, Stdout, "lo, "},
+		{7, Stderr, "world"},
+		{9, Stderr, "rld"},
+	} {
+		var first *Chunk
+		err := l.Watch(context.Background(), tc.from, func(c Chunk) error {
+			first = &Chunk{Stream: c.Stream, Offset: c.Offset, Data: bytes.Clone(c.Data)}
+			return errStop
+		})
+		if !errors.Is(err, errStop) {
+			t.Fatalf("Watch(%d) = %v, want errStop", tc.from, err)
+		}
+		if first.Stream != tc.stream || first.Offset != tc.from || string(first.Data) != tc.first {
+			t.Errorf("Watch(%d) first chunk = %v %d %q, want %v %d %q", tc.from,
+				first.Stream, first.Offset, first.Data, tc.stream, tc.from, tc.first)
+		}
+	}
+
+	// Random offsets over the whole log, across checkpoints.
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		from := r.Int64N(int64(len(all)) + 1)
+		var got collected
+		if err := l.Watch(context.Background(), from, got.collect(t, from)); err != nil {
+			t.Fatalf("Watch(%d): %v", from, err)
+		}
+		if !bytes.Equal(got.all.Bytes(), all[from:]) {
+			t.Fatalf("Watch(%d) got %d bytes, want the %d bytes from there", from, got.all.Len(), len(all)-int(from))
+		}
+	}
+
+	// Stop after N bytes, resume from N, several times.
+	var resumed bytes.Buffer
+	var from int64
+	for from < int64(len(all)) {
+		limit := 1 + r.Int64N(100000)
+		var n int64
+		err := l.Watch(context.Background(), from, func(c Chunk) error {
+			if c.Offset != from+n {
+				return fmt.Errorf("offset %d, want %d", c.Offset, from+n)
+			}
+			take := min(int64(len(c.Data)), limit-n)
+			resumed.Write(c.Data[:take])
+			n += take
+			if n == limit {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			t.Fatal(err)
+		}
+		from += n
+	}
+	if !bytes.Equal(resumed.Bytes(), all) {
+		t.Errorf("resumed watches got %d bytes, not the %d written", resumed.Len(), len(all))
+	}
+}
+
+// TestOutputLogInvalidOffset proves the offset checks: negative offsets
+// and offsets past the end of a finished log are ErrInvalidOffset, also
+// for a watcher that waited on a log that then finished short.
+func TestOutputLogInvalidOffset(t *testing.T) {
+	l := newTestLog(t, 0)
+	if err := l.Write(Stdout, []byte("12345")); err != nil {
+		t.Fatal(err)
+	}
+	noop := func(Chunk) error { return nil }
+	if err := l.Watch(context.Background(), -1, noop); !errors.Is(err, ErrInvalidOffset) {
+		t.Errorf("Watch(-1) = %v, want ErrInvalidOffset", err)
+	}
+	waiting := make(chan error, 1)
+	go func() { waiting <- l.Watch(context.Background(), 10, noop) }()
+	if err := l.Write(Stdout, []byte("678")); err != nil {
+		t.Fatal(err)
+	}
+	l.Finish()
+	if err := <-waiting; !errors.Is(err, ErrInvalidOffset) {
+		t.Errorf("Watch(10) on a log finished at 8 bytes = %v, want ErrInvalidOffset", err)
+	}
+	if err := l.Watch(context.Background(), 9, noop); !errors.Is(err, ErrInvalidOffset) {
+		t.Errorf("Watch(9) = %v, want ErrInvalidOffset", err)
+	}
+	var got collected
+	if err := l.Watch(context.Background(), 8, got.collect(t, 8)); err != nil || got.all.Len() != 0 {
+		t.Errorf("Watch(8) at the end = %v with %d bytes, want nil and none", err, got.all.Len())
+	}
+	if err := l.Write(Stdout, []byte("x")); !errors.Is(err, ErrLogFinished) {
+		t.Errorf("Write after Finish = %v, want ErrLogFinished", err)
+	}
+}
+
+// TestOutputLogCap proves that output past the cap is dropped without
+// error or blocking, exactly cap bytes are kept, and Truncated says so.
+func TestOutputLogCap(t *testing.T) {
+	const outputCap = 100 << 10
+	l := newTestLog(t, outputCap)
+	r := rand.New(rand.NewPCG(5, 6))
+	var all bytes.Buffer
+	for all.Len() < 3*outputCap {
+		p := randomBytes(r, 1+r.IntN(10000))
+		all.Write(p)
+		if err := l.Write(Stream(1+r.IntN(2)), p); err != nil {
+			t.Fatalf("Write past the cap: %v", err)
+		}
+	}
+	l.Finish()
+	if got := l.Size(); got != outputCap {
+		t.Errorf("Size = %d, want the cap %d", got, outputCap)
+	}
+	if !l.Truncated() {
+		t.Error("Truncated = false past the cap")
+	}
+	var got collected
+	if err := l.Watch(context.Background(), 0, got.collect(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.all.Bytes(), all.Bytes()[:outputCap]) {
+		t.Errorf("watch got %d bytes, want the first %d written", got.all.Len(), outputCap)
+	}
+
+	// Exactly the cap is not truncated.
+	l2 := newTestLog(t, 10)
+	l2.Write(Stdout, []byte("0123456789"))
+	if l2.Truncated() {
+		t.Error("Truncated = true at exactly the cap")
+	}
+	l2.Write(Stderr, []byte("x"))
+	if !l2.Truncated() || l2.Size() != 10 {
+		t.Errorf("after one byte past the cap: Truncated = %v, Size = %d; want true, 10", l2.Truncated(), l2.Size())
+	}
+}
+
+// TestOutputLogStuckFollower proves that a watcher whose callback blocks
+// neither blocks the writer nor the other watchers.
+func TestOutputLogStuckFollower(t *testing.T) {
+	l := newTestLog(t, 0)
+	release := make(chan struct{})
+	stuckErr := make(chan error, 1)
+	stuckEntered := make(chan struct{})
+	go func() {
+		stuckErr <- l.Watch(context.Background(), 0, func(Chunk) error {
+			select {
+			case <-stuckEntered:
+			default:
+				close(stuckEntered)
+			}
+			<-release
+			return nil
+		})
+	}()
+
+	var w written
+	r := rand.New(rand.NewPCG(8, 9))
+	w.write(t, l, Stdout, randomBytes(r, 100))
+	<-stuckEntered // the stuck watcher holds its first chunk from now on
+
+	var wg sync.WaitGroup
+	var others [5]collected
+	var othersErr [5]error
+	for i := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			othersErr[i] = l.Watch(context.Background(), 0, others[i].collect(t, 0))
+		}()
+	}
+	for range 200 { // 10 MiB while one watcher is stuck
+		w.write(t, l, Stream(1+r.IntN(2)), randomBytes(r, 50<<10))
+	}
+	l.Finish()
+	wg.Wait() // the others finish while the stuck one still blocks
+	for i := range others {
+		if othersErr[i] != nil {
+			t.Fatalf("watcher %d: %v", i, othersErr[i])
+		}
+		w.check(t, fmt.Sprintf("watcher %d", i), &others[i])
+	}
+	select {
+	case err := <-stuckErr:
+		t.Fatalf("stuck watcher returned early: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-stuckErr; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOutputLogCancel proves that cancelling the context ends a watcher
+// that waits for output, and one that is delivering history.
+func TestOutputLogCancel(t *testing.T) {
+	l := newTestLog(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	got := make(chan struct{}, 1)
+	go func() {
+		errc <- l.Watch(ctx, 0, func(Chunk) error {
+			got <- struct{}{}
+			return nil
+		})
+	}()
+	l.Write(Stdout, []byte("a"))
+	<-got // the watcher delivered the byte and now waits for more
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("Watch after cancel = %v, want context.Canceled", err)
+	}
+
+	// Cancelled while delivering history: returns before the end.
+	for range 100 {
+		l.Write(Stderr, make([]byte, 10000))
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	calls := 0
+	err := l.Watch(ctx2, 0, func(Chunk) error {
+		calls++
+		cancel2()
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Watch cancelled in its callback = %v, want context.Canceled", err)
+	}
+	if calls > 2 {
+		t.Errorf("callback ran %d times after cancel", calls)
+	}
+}
+
+// TestOutputLogNoGoroutineLeak proves that Watch starts no goroutine that
+// outlives it: after many watches ended (finished, cancelled, failed), the
+// goroutine count is back where it was.
+func TestOutputLogNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	l := newTestLog(t, 0)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := context.Background()
+			if i%3 == 0 {
+				c = ctx
+			}
+			l.Watch(c, 0, func(Chunk) error {
+				if i%3 == 1 {
+					return errStop
+				}
+				return nil
+			})
+		}()
+	}
+	for range 50 {
+		l.Write(Stdout, make([]byte, 1000))
+	}
+	cancel()
+	l.Finish()
+	wg.Wait()
+	// Goroutines that returned may take a moment to be reaped.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines before, %d after", before, after)
+	}
+}
+
+// BenchmarkOutputLogWriteFollow measures writing 32 KiB records with one
+// live follower reading them.
+func BenchmarkOutputLogWriteFollow(b *testing.B) {
+	l, err := CreateOutputLog(filepath.Join(b.TempDir(), "job.log"), 1<<40)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, 32<<10)
+	var followed int64
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Watch(context.Background(), 0, func(c Chunk) error {
+			followed += int64(len(c.Data))
+			return nil
+		})
+	}()
+	b.SetBytes(int64(len(p)))
+	b.ResetTimer()
+	for range b.N {
+		if err := l.Write(Stdout, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Finish()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if followed != int64(b.N)*int64(len(p)) {
+		b.Fatalf("follower got %d bytes, want %d", followed, int64(b.N)*int64(len(p)))
+	}
+}
