@@ -50,3 +50,12 @@ lint-proto: proto-tools ## buf lint the .proto files (api/buf.yaml)
 check-proto: proto ## fail if the checked-in generated code differs from a fresh `make proto`
 	git diff --exit-code -- api/
 	@test -z "$$(git ls-files --others --exclude-standard -- api/)" || { git ls-files --others --exclude-standard -- api/; echo "untracked generated files in api/"; exit 1; }
+
+BENCH_FLAGS ?=
+bench: build ## benchmarks against fork/exec, unshare, runc and ssh (root; writes bench/results/latest.md)
+	bash bench/setup.sh
+	$(GO) run ./bench -bin ./$(BIN) -out bench/results/latest.md $(BENCH_FLAGS)
+
+bench-smoke: build ## quick pass of `make bench` with small sizes (root; under ~2 minutes)
+	bash bench/setup.sh
+	$(GO) run ./bench -quick -bin ./$(BIN) -out bench/results/smoke.md $(BENCH_FLAGS)
