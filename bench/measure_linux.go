@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,8 +61,9 @@ func (b *bench) startLatency(ctx context.Context) error {
 	runcS := &series{name: "`runc run` `/bin/true` (busybox bundle, memory + pids limit)"}
 	sshS := &series{name: "`ssh root@127.0.0.1 /bin/true` (local sshd, ed25519)"}
 
-	all := []timed{
-		{startJob, cfg.startRuns, func(ctx context.Context, _ int) (time.Duration, error) {
+	var all []timed
+	if b.srv != nil {
+		all = append(all, timed{startJob, cfg.startRuns, func(ctx context.Context, _ int) (time.Duration, error) {
 			var name string
 			d, err := elapsed(func() error {
 				resp, err := b.c.StartJob(ctx, &foremanv1alpha1.StartJobRequest{Command: "/bin/true"})
@@ -82,8 +84,7 @@ func (b *bench) startLatency(ctx context.Context) error {
 				return 0, err
 			}
 			return d, nil
-		}},
-		{cli, cfg.cliRuns, func(ctx context.Context, _ int) (time.Duration, error) {
+		}}, timed{cli, cfg.cliRuns, func(ctx context.Context, _ int) (time.Duration, error) {
 			cmd := b.srv.cli(ctx, b.bin, "start", "--watch", "--", "/bin/true")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -92,14 +93,16 @@ func (b *bench) startLatency(ctx context.Context) error {
 				return 0, fmt.Errorf("telehandler start --watch: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 			}
 			return d, nil
-		}},
-		{fork, cfg.startRuns, func(ctx context.Context, _ int) (time.Duration, error) {
+		}})
+	}
+	all = append(all,
+		timed{fork, cfg.startRuns, func(ctx context.Context, _ int) (time.Duration, error) {
 			return elapsed(exec.CommandContext(ctx, "/bin/true").Run)
 		}},
-		{unshare, cfg.startRuns, func(ctx context.Context, _ int) (time.Duration, error) {
+		timed{unshare, cfg.startRuns, func(ctx context.Context, _ int) (time.Duration, error) {
 			return elapsed(exec.CommandContext(ctx, "unshare", "--pid", "--fork", "--mount-proc", "--net", "--uts", "/bin/true").Run)
 		}},
-	}
+	)
 	if b.runc != nil {
 		all = append(all, timed{runcS, cfg.startRuns, func(ctx context.Context, i int) (time.Duration, error) {
 			return elapsed(func() error { return b.runc.run(ctx, fmt.Sprintf("telehandler-bench-%d-%d", os.Getpid(), i)) })
@@ -134,6 +137,9 @@ func (b *bench) startLatency(ctx context.Context) error {
 	}
 	for _, t := range all {
 		b.rep.latency = append(b.rep.latency, *t.s)
+	}
+	if b.srv == nil {
+		return nil
 	}
 
 	p50 := func(s *series) float64 { return float64(s.p50()) }
@@ -203,34 +209,15 @@ func (b *bench) throughput(ctx context.Context) error {
 
 	var tele, peer []float64
 	for range b.cfg.tputRuns {
-		var name string
-		d, err := elapsed(func() error {
-			resp, err := b.c.StartJob(ctx, &foremanv1alpha1.StartJobRequest{
-				Command: "head", Args: headArgs,
-				Limits: &foremanv1alpha1.Limits{CpuMilli: b.cfg.jobCPUMilli},
-			})
+		if b.srv != nil {
+			r, err := b.watchRate(ctx, devNull, headArgs, n)
 			if err != nil {
-				return fmt.Errorf("StartJob: %w", err)
+				return err
 			}
-			name = resp.GetJob().GetName()
-			cmd := b.srv.cli(ctx, b.bin, "watch", name)
-			var stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = devNull, &stderr
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("telehandler watch %s: %w: %s", name, err, bytes.TrimSpace(stderr.Bytes()))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+			tele = append(tele, r)
 		}
-		if err := b.expectOutput(ctx, name, n); err != nil {
-			return err
-		}
-		tele = append(tele, float64(n)/d.Seconds())
-
 		if b.ssh != nil {
-			cmd := exec.CommandContext(ctx, "ssh", b.ssh.command("head "+headArgs[0]+" "+headArgs[1]+" "+headArgs[2], "-c", "aes128-gcm@openssh.com")...)
+			cmd := exec.CommandContext(ctx, "ssh", b.ssh.command("head "+strings.Join(headArgs, " "), "-c", "aes128-gcm@openssh.com")...)
 			cmd.Stdout = devNull
 			d, err := elapsed(cmd.Run)
 			if err != nil {
@@ -241,6 +228,9 @@ func (b *bench) throughput(ctx context.Context) error {
 	}
 	tm := median(tele)
 	b.rep.note("Throughput runs, telehandler: %s; ssh: %s.", rates(tele), rates(peer))
+	if b.srv == nil {
+		return nil
+	}
 	metric := fmt.Sprintf("Output throughput, %s to one `telehandler watch > /dev/null` (median of %d)", size(n), len(tele))
 	if b.ssh == nil {
 		b.rep.add(row{metric: metric, telehandler: mibps(tm), target: ">= 1.0x ssh", result: skip})
@@ -252,6 +242,37 @@ func (b *bench) throughput(ctx context.Context) error {
 		ratio: ratio(tm, pm), target: ">= 1.0x", result: check(tm >= pm),
 	})
 	return nil
+}
+
+// watchRate starts a job writing n bytes and times it, from the request,
+// until `telehandler watch JOB > /dev/null` exits; it checks the job's output
+// was complete and returns bytes per second.
+func (b *bench) watchRate(ctx context.Context, devNull *os.File, headArgs []string, n int64) (float64, error) {
+	var name string
+	d, err := elapsed(func() error {
+		resp, err := b.c.StartJob(ctx, &foremanv1alpha1.StartJobRequest{
+			Command: "head", Args: headArgs,
+			Limits: &foremanv1alpha1.Limits{CpuMilli: b.cfg.jobCPUMilli},
+		})
+		if err != nil {
+			return fmt.Errorf("StartJob: %w", err)
+		}
+		name = resp.GetJob().GetName()
+		cmd := b.srv.cli(ctx, b.bin, "watch", name)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = devNull, &stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("telehandler watch %s: %w: %s", name, err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := b.expectOutput(ctx, name, n); err != nil {
+		return 0, err
+	}
+	return float64(n) / d.Seconds(), nil
 }
 
 // expectOutput checks that a job completed with exactly n bytes of output.

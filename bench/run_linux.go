@@ -25,7 +25,7 @@ func run(cfg config) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	if _, err := os.Stat(bin); err != nil {
+	if _, err := os.Stat(bin); err != nil && !cfg.onlyPeers {
 		return 2, fmt.Errorf("telehandler binary: %w (run `make build` first)", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -47,11 +47,14 @@ func run(cfg config) (int, error) {
 
 	// Output past the cap would be dropped: leave room for every job's
 	// output, the cap is per job.
-	srv, err := startServer(ctx, e, bin, parent, 2*max(cfg.tputBytes, cfg.fanoutBytes)+(1<<20))
-	if err != nil {
-		return 2, err
+	var srv *server
+	if !cfg.onlyPeers {
+		srv, err = startServer(ctx, e, bin, parent, 2*max(cfg.tputBytes, cfg.fanoutBytes)+(1<<20))
+		if err != nil {
+			return 2, err
+		}
+		logf("telehandler serve pid %d on %s, cgroup parent %s, temp dir %s", srv.pid(), srv.addr, parent, e.dir)
 	}
-	logf("telehandler serve pid %d on %s, cgroup parent %s, temp dir %s", srv.pid(), srv.addr, parent, e.dir)
 
 	var ssh *sshPeer
 	var runc *runcPeer
@@ -65,21 +68,19 @@ func run(cfg config) (int, error) {
 	}
 
 	b := &bench{cfg: cfg, bin: bin, srv: srv, ssh: ssh, runc: runc, rep: rep}
-	conn, err := srv.dial()
-	if err != nil {
-		return 2, err
-	}
-	defer conn.Close()
-	b.setClient(conn)
-
-	steps := []struct {
+	type step struct {
 		name string
 		fn   func(context.Context) error
-	}{
-		{"start latency", b.startLatency},
-		{"output throughput", b.throughput},
-		{"fan-out", b.fanout},
-		{"scale", b.scale},
+	}
+	steps := []step{{"start latency", b.startLatency}, {"output throughput", b.throughput}}
+	if srv != nil {
+		conn, err := srv.dial()
+		if err != nil {
+			return 2, err
+		}
+		defer conn.Close()
+		b.setClient(conn)
+		steps = append(steps, step{"fan-out", b.fanout}, step{"scale", b.scale})
 	}
 	var errs []error
 	for _, s := range steps {
