@@ -1,8 +1,322 @@
 package sandbox
 
-import "os"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 
-// RunChild is the shim's entry point (placeholder until the shim lands).
+	"golang.org/x/sys/unix"
+)
+
+// maxSpecSize bounds the Spec the shim accepts on specFD.
+const maxSpecSize = 16 << 20
+
+// RunChild is the shim: the `__child` role of the binary, run by Start in
+// fresh namespaces (see protocol.go for the contract). It reads the Spec,
+// makes mount propagation private, mounts a fresh /proc, sets the hostname,
+// brings lo up, switches credentials, sets no_new_privs, marks every fd but
+// 0-2 close-on-exec and execs the user's command. It never returns: it execs,
+// or reports the failure on errorFD and exits with childFailedExit.
+//
+// The command becomes PID 1 of its PID namespace. The kernel then drops
+// signals PID 1 has no handler for, SIGTERM included, when they come from
+// inside the namespace, and when PID 1 exits the kernel kills every other
+// process of the namespace.
 func RunChild() {
-	os.Exit(125)
+	// Namespaces and credentials are per thread until exec; keep this
+	// goroutine on one thread from here to execve.
+	runtime.LockOSThread()
+
+	err := runChild()
+	report(err)
+	os.Exit(childFailedExit)
+}
+
+// stepError is a failed step of the shim.
+type stepError struct {
+	kind  string // kindExec or kindShim
+	stage string
+	err   error
+}
+
+func (e *stepError) Error() string { return e.stage + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+func shimErr(stage string, err error) error {
+	return &stepError{kind: kindShim, stage: stage, err: err}
+}
+
+func execErr(stage string, err error) error {
+	return &stepError{kind: kindExec, stage: stage, err: err}
+}
+
+// runChild does the shim's work. It returns only on failure.
+func runChild() error {
+	// Refuse to run anywhere but in the fresh PID namespace Start made: run
+	// by hand on a host it would make the host's mounts private and cover
+	// its /proc.
+	if os.Getpid() != 1 {
+		return shimErr("check namespace", errors.New("not PID 1 of a new PID namespace: the shim is started only by the sandbox"))
+	}
+
+	// The blocking read is also the v1 "continue" signal: the parent writes
+	// only once the shim is in the job's cgroup.
+	spec, err := readSpec()
+	if err != nil {
+		return err
+	}
+
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return shimErr("make mounts private", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return shimErr("mount /proc", err)
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = defaultHostname
+	}
+	if err := unix.Sethostname([]byte(hostname)); err != nil {
+		return shimErr("set hostname", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return shimErr("bring lo up", err)
+	}
+	// As root, so that it cannot fail; the job's own Dir is entered after
+	// the credential switch so that its permissions are the job user's.
+	if err := unix.Chdir("/"); err != nil {
+		return shimErr("chdir /", err)
+	}
+
+	if err := switchCredentials(spec.UID, spec.GID); err != nil {
+		return err
+	}
+	if spec.Dir != "" {
+		if err := unix.Chdir(spec.Dir); err != nil {
+			return execErr("chdir", fmt.Errorf("working directory %q: %w", spec.Dir, err))
+		}
+	}
+
+	env := spec.Env
+	if env == nil {
+		env = []string{"PATH=" + defaultPath, "HOME=/"}
+	}
+	path, err := lookPath(spec.Path, env)
+	if err != nil {
+		return execErr("look up command", err)
+	}
+
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return shimErr("set no_new_privs", err)
+	}
+	if err := closeOnExecFrom(3); err != nil {
+		return shimErr("mark fds close-on-exec", err)
+	}
+	// The Go runtime may have blocked signals on this thread; the mask
+	// survives execve, the job must start with none blocked.
+	var none unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil); err != nil {
+		return shimErr("unblock signals", err)
+	}
+
+	argv := append([]string{spec.Path}, spec.Args...)
+	err = unix.Exec(path, argv, env)
+	return classifyExec(spec.Path, err)
+}
+
+// readSpec reads the JSON Spec from specFD to EOF and closes it.
+func readSpec() (Spec, error) {
+	var spec Spec
+	f := os.NewFile(specFD, "spec")
+	if f == nil {
+		return spec, shimErr("read spec", errors.New("spec fd is not open"))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSpecSize+1))
+	f.Close()
+	if err != nil {
+		return spec, shimErr("read spec", err)
+	}
+	if len(data) > maxSpecSize {
+		return spec, shimErr("read spec", fmt.Errorf("spec larger than %d bytes", maxSpecSize))
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return spec, shimErr("read spec", err)
+	}
+	if spec.Path == "" {
+		return spec, execErr("read spec", errors.New("empty command"))
+	}
+	return spec, nil
+}
+
+// loopbackUp sets IFF_UP on lo, as `ip link set lo up` would.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// switchCredentials drops supplementary groups and sets the gid, then the
+// uid, when given. A credential change clears the parent-death signal, so it
+// is armed again.
+func switchCredentials(uid, gid *uint32) error {
+	if uid == nil && gid == nil {
+		return nil
+	}
+	if err := unix.Setgroups(nil); err != nil {
+		return execErr("set credentials", fmt.Errorf("setgroups: %w", err))
+	}
+	if gid != nil {
+		if err := unix.Setgid(int(*gid)); err != nil {
+			return execErr("set credentials", fmt.Errorf("setgid %d: %w", *gid, err))
+		}
+	}
+	if uid != nil {
+		if err := unix.Setuid(int(*uid)); err != nil {
+			return execErr("set credentials", fmt.Errorf("setuid %d: %w", *uid, err))
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return shimErr("set parent-death signal", err)
+	}
+	return nil
+}
+
+// lookPath finds file like exec.LookPath, but in the PATH of the job's
+// environment (defaultPath when it has none). Relative PATH entries are
+// skipped. A name with a slash is returned as is: execve reports its errors.
+func lookPath(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, nil
+	}
+	pathList := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathList = v // the last one wins, as in getenv
+		}
+	}
+	for _, dir := range filepath.SplitList(pathList) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, file)
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", &execError{name: file, err: unix.ENOENT, msg: "executable file not found in $PATH"}
+}
+
+// isExecutable reports whether p is a regular file the current (already
+// switched) user may execute.
+func isExecutable(p string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	return unix.Faccessat(unix.AT_FDCWD, p, unix.X_OK, unix.AT_EACCESS) == nil
+}
+
+// execError names the command that could not be executed.
+type execError struct {
+	name string
+	err  unix.Errno
+	msg  string // "" = the errno's text
+}
+
+func (e *execError) Error() string {
+	msg := e.msg
+	if msg == "" {
+		msg = e.err.Error()
+	}
+	return fmt.Sprintf("exec %q: %s", e.name, msg)
+}
+func (e *execError) Unwrap() error { return e.err }
+
+// classifyExec turns execve's error into a step error: problems with the
+// command itself are the caller's (kindExec), the rest the sandbox's.
+func classifyExec(name string, err error) error {
+	var errno unix.Errno
+	if !errors.As(err, &errno) {
+		return shimErr("exec", err)
+	}
+	switch errno {
+	case unix.ENOENT, unix.EACCES, unix.ENOEXEC, unix.ENOTDIR, unix.EISDIR, unix.ELOOP,
+		unix.ENAMETOOLONG, unix.ETXTBSY, unix.EPERM, unix.E2BIG, unix.ELIBBAD:
+		return execErr("exec", &execError{name: name, err: errno})
+	}
+	return shimErr("exec", &execError{name: name, err: errno})
+}
+
+// closeOnExecFrom marks every fd >= first close-on-exec, errorFD included,
+// so that a successful exec closes the error pipe and leaks nothing.
+func closeOnExecFrom(first int) error {
+	err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	// Kernels before 5.11: walk /proc/self/fd (the fresh /proc of our
+	// namespace). The directory's own fd is marked too; it is closed here.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd < first {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && !errors.Is(err, unix.EBADF) {
+			return err
+		}
+	}
+	return nil
+}
+
+// report writes err as a childError on errorFD. Nothing else is possible if
+// that fails: the parent then sees the shim exit with childFailedExit.
+func report(err error) {
+	ce := childError{Kind: kindShim, Stage: "shim", Message: err.Error()}
+	var se *stepError
+	if errors.As(err, &se) {
+		ce.Kind, ce.Stage = se.kind, se.stage
+		ce.Message = se.err.Error()
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		ce.Errno = int(errno)
+	}
+	data, mErr := json.Marshal(ce)
+	if mErr != nil {
+		return
+	}
+	for len(data) > 0 {
+		n, wErr := unix.Write(errorFD, data)
+		if wErr == unix.EINTR {
+			continue
+		}
+		if wErr != nil || n <= 0 {
+			return
+		}
+		data = data[n:]
+	}
 }

@@ -1,0 +1,85 @@
+package sandbox
+
+// The contract between the parent (Sandbox.Start) and the shim (RunChild).
+//
+// The parent runs the shim as
+//
+//	argv: [Config.Exe, "__child"]   (nothing else: no flags, no spec)
+//	env:  empty                     (the job's environment travels in the Spec)
+//	fd 0: /dev/null
+//	fd 1, 2: StartConfig.Stdout, StartConfig.Stderr, as given
+//	fd 3: specFD, read end of the spec pipe
+//	fd 4: errorFD, write end of the error pipe
+//
+// in new PID, mount, network, UTS and IPC namespaces, with the parent-death
+// signal SIGKILL. Every other fd of the parent is close-on-exec and never
+// reaches the shim.
+//
+// The sequence, and who closes what:
+//
+//  1. The parent starts the shim. On cgroup v2 the shim is born inside the
+//     job's cgroup (clone3 CLONE_INTO_CGROUP). The parent closes its copies of
+//     the shim's ends (spec read end, error write end) right after the start.
+//  2. The shim reads fd 3 to EOF before it does anything else. On cgroup v1
+//     the parent moves the shim into the job's cgroup (every hierarchy) first
+//     and only then writes: the blocked read is the shim's "continue" signal,
+//     so not one instruction of the user's command runs outside the cgroup.
+//  3. The parent writes the Spec as one JSON document on fd 3 and closes its
+//     write end; the shim closes fd 3 once it has read EOF.
+//  4. The shim sets the sandbox up and execs the user's command. Before exec
+//     it marks every fd >= 3 close-on-exec, fd 4 included, so a successful
+//     exec closes the error pipe: the parent reads EOF with no data and knows
+//     the command is running (the shim's pid is now the command's pid).
+//  5. On any failure the shim writes one JSON childError on fd 4 and exits
+//     with childFailedExit. The parent reads it, reaps the shim, removes the
+//     cgroup and returns the error (ErrExec or ErrShim) from Start. The
+//     shim's own failures never become the job's exit status.
+//
+// The parent reads at most maxChildErrorSize bytes from fd 4.
+const (
+	// specFD is the read end of the spec pipe in the shim. Parent writes the
+	// JSON Spec and closes; shim reads to EOF and closes.
+	specFD = 3
+	// errorFD is the write end of the error pipe in the shim. The shim
+	// writes at most one JSON childError on failure; exec success closes it
+	// (close-on-exec). The parent reads to EOF.
+	errorFD = 4
+
+	// childArg is argv[1] of the shim: the role dispatched before anything
+	// else by main (and by TestMain in tests).
+	childArg = "__child"
+
+	// childFailedExit is the shim's exit status after it reported a failure
+	// on errorFD. It is never reported as the job's status.
+	childFailedExit = 125
+
+	// maxChildErrorSize bounds what the parent reads from the error pipe.
+	maxChildErrorSize = 64 << 10
+
+	// defaultHostname is the UTS name of a job when Spec.Hostname is "".
+	defaultHostname = "sandbox"
+	// defaultPath is PATH when the job's environment has none.
+	defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// Kinds of childError: which sentinel the parent wraps it in.
+const (
+	// kindExec: the user's command could not be started (ErrExec).
+	kindExec = "exec"
+	// kindShim: the sandbox could not be set up (ErrShim).
+	kindShim = "shim"
+)
+
+// childError is what the shim writes on errorFD when it fails.
+type childError struct {
+	// Kind is kindExec or kindShim.
+	Kind string `json:"kind"`
+	// Stage names the step that failed ("read spec", "mount /proc", "chdir",
+	// "exec", ...).
+	Stage string `json:"stage"`
+	// Errno is the raw errno when the failure was a system call, else 0.
+	Errno int `json:"errno,omitempty"`
+	// Message is a human-readable description naming the command or
+	// directory involved.
+	Message string `json:"message"`
+}

@@ -1,0 +1,326 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config configures New. The zero value runs /proc/self/exe as the shim and
+// uses the host's cgroups as NewCgroups(CgroupConfig{}) finds them.
+type Config struct {
+	// Cgroups creates the jobs' cgroups; nil = NewCgroups(CgroupConfig{}).
+	Cgroups Cgroups
+	// Exe is the shim executable, re-executed as `Exe __child`; its main
+	// (or TestMain) must call RunChild first thing for that argument.
+	// "" = /proc/self/exe, this very binary.
+	Exe string
+}
+
+// Sandbox starts commands in fresh namespaces, each inside its own cgroup.
+// It holds no per-job state: a Process owns its job. Safe for concurrent use.
+type Sandbox struct {
+	cgroups Cgroups
+	exe     string
+}
+
+// New returns a Sandbox for cfg, filling in the defaults.
+func New(cfg Config) (*Sandbox, error) {
+	cgroups := cfg.Cgroups
+	if cgroups == nil {
+		var err error
+		if cgroups, err = NewCgroups(CgroupConfig{}); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	exe := cfg.Exe
+	if exe == "" {
+		exe = "/proc/self/exe"
+	}
+	return &Sandbox{cgroups: cgroups, exe: exe}, nil
+}
+
+// Cgroups returns the cgroup manager the sandbox creates jobs' cgroups with
+// (for Cleanup at server start, for example).
+func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
+
+// Start creates the cgroup cfg.Name with cfg.Limits, starts the shim in new
+// PID, mount, network, UTS and IPC namespaces inside that cgroup, hands it
+// spec, and returns once the user's command has been exec'd: the returned
+// Process is running the command. Not one instruction of the command runs
+// outside its cgroup (v2: the shim is cloned into it; v1: the shim is moved
+// into it before it is sent the spec it waits for).
+//
+// Errors wrap ErrExec when the command could not be started (missing binary,
+// not executable, bad working directory, bad credentials), ErrShim when the
+// sandbox could not be set up, or Cgroups.Create's error. On error nothing is
+// left behind: the shim is reaped and the cgroup removed.
+//
+// A cgroup namespace is not used: the job sees the host's cgroup path of its
+// own cgroup in /proc/self/cgroup.
+func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
+	if spec.Path == "" {
+		return nil, fmt.Errorf("%w: empty command", ErrExec)
+	}
+	specData, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode spec: %w", ErrShim, err)
+	}
+	cg, err := s.cgroups.Create(cfg.Name, cfg.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %q: %w", cfg.Name, err)
+	}
+	p, err := s.spawn(cg, specData, cfg)
+	if err != nil {
+		if dErr := cg.Delete(); dErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove cgroup %q: %w", cfg.Name, dErr))
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// spawn runs the parent half of the protocol in protocol.go.
+func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, error) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: spec pipe: %w", ErrShim, err)
+	}
+	defer specW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		return nil, fmt.Errorf("%w: error pipe: %w", ErrShim, err)
+	}
+	defer errR.Close()
+
+	attr := &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		// The job dies with the server; the shim arms it again after a
+		// credential switch (which clears it).
+		Pdeathsig: syscall.SIGKILL,
+	}
+	cgFD, intoCgroup, err := cg.FD()
+	if err != nil {
+		specR.Close()
+		errW.Close()
+		return nil, fmt.Errorf("%w: open cgroup: %w", ErrShim, err)
+	}
+	if intoCgroup {
+		defer unix.Close(cgFD)
+		attr.UseCgroupFD = true
+		attr.CgroupFD = cgFD
+	}
+
+	extra := make([]*os.File, 2)
+	extra[specFD-3] = specR
+	extra[errorFD-3] = errW
+	cmd := &exec.Cmd{
+		Path:        s.exe,
+		Args:        []string{s.exe, childArg},
+		Env:         []string{}, // the job's environment is in the spec
+		ExtraFiles:  extra,
+		SysProcAttr: attr,
+	}
+	// A nil *os.File in an io.Writer would not be nil: set only real files.
+	if cfg.Stdout != nil {
+		cmd.Stdout = cfg.Stdout
+	}
+	if cfg.Stderr != nil {
+		cmd.Stderr = cfg.Stderr
+	}
+
+	err = cmd.Start()
+	// The shim has its own copies now; ours would keep the pipes open.
+	specR.Close()
+	errW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err)
+	}
+
+	if !intoCgroup {
+		// v1: the shim blocks reading the spec until it has been moved.
+		if err := cg.Add(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return nil, fmt.Errorf("%w: move shim into cgroup: %w", ErrShim, err)
+		}
+	}
+
+	_, writeErr := specW.Write(specData)
+	specW.Close()
+	report, readErr := io.ReadAll(io.LimitReader(errR, maxChildErrorSize))
+	if len(report) == 0 && writeErr == nil && readErr == nil {
+		// EOF without a word: the exec closed the error pipe.
+		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, done: make(chan struct{})}
+		go p.reap()
+		return p, nil
+	}
+
+	// The shim failed (or died): it exits on its own after reporting; kill
+	// it anyway so that a wedged shim cannot hang Start.
+	if len(report) == 0 || readErr != nil {
+		_ = cmd.Process.Kill()
+	}
+	waitErr := cmd.Wait()
+	return nil, shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState)
+}
+
+// shimFailure turns what the shim said (or did not say) into Start's error.
+func shimFailure(report []byte, writeErr, readErr, waitErr error, ps *os.ProcessState) error {
+	var ce childError
+	if len(report) > 0 && json.Unmarshal(report, &ce) == nil {
+		if ce.Kind == kindExec {
+			return fmt.Errorf("%w: %s", ErrExec, ce.Message)
+		}
+		return fmt.Errorf("%w: %s: %s", ErrShim, ce.Stage, ce.Message)
+	}
+	status := "unknown status"
+	if ps != nil {
+		status = ps.String()
+	}
+	return fmt.Errorf("%w: shim ended without a report (%s): %w", ErrShim, status,
+		errors.Join(writeErr, readErr, waitErr))
+}
+
+// Process is a command running in the sandbox. Its one reaper goroutine
+// waits for it, then kills what is left of the job, records the final
+// accounting and removes the cgroup before Done is closed.
+type Process struct {
+	cmd  *exec.Cmd
+	cg   Cgroup
+	pid  int
+	done chan struct{} // closed by reap once state is final
+
+	// mu serializes the cgroup's Kill/Signal/Stats with its removal by reap.
+	mu sync.Mutex
+	// removed is true once reap removed the cgroup (guarded by mu).
+	removed bool
+	// state is written by reap before done is closed and never after; read
+	// under mu or after <-done.
+	state ExitState
+	// cleanupErr is what went wrong removing the cgroup (same rules as state).
+	cleanupErr error
+}
+
+// Pid is the host pid of the command (PID 1 of the job's PID namespace).
+func (p *Process) Pid() int { return p.pid }
+
+// Done is closed when the command exited, the job's cgroup was emptied and
+// removed, and Wait's result is ready.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until Done and returns how the command ended. Any number of
+// callers may Wait.
+func (p *Process) Wait() ExitState {
+	<-p.done
+	return p.state
+}
+
+// CleanupErr is the error, if any, of killing the rest of the job and
+// removing its cgroup after the command ended; nil before Done.
+func (p *Process) CleanupErr() error {
+	select {
+	case <-p.done:
+		return p.cleanupErr
+	default:
+		return nil
+	}
+}
+
+// Terminate sends SIGTERM to every process of the job. The command is PID 1
+// of its namespace, which ignores SIGTERM unless it installed a handler; the
+// other processes get it too, so a shell waiting on children usually ends
+// when they do. A no-op once the job is done.
+func (p *Process) Terminate() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed {
+		return nil
+	}
+	if err := p.cg.Signal(int(unix.SIGTERM)); err != nil {
+		return fmt.Errorf("terminate job: %w", err)
+	}
+	return nil
+}
+
+// Kill kills every process of the job at once and returns when the job is
+// done (Wait's result is ready). A no-op once the job is done.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	if p.removed {
+		p.mu.Unlock()
+		return nil
+	}
+	err := p.cg.Kill()
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("kill job: %w", err)
+	}
+	<-p.done
+	return nil
+}
+
+// Stats is the job's accounting: live while it runs, final once it is done.
+func (p *Process) Stats() (Stats, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed {
+		return p.state.Stats, nil
+	}
+	st, err := p.cg.Stats()
+	if err != nil {
+		return Stats{}, fmt.Errorf("job stats: %w", err)
+	}
+	return st, nil
+}
+
+// reap waits for the command, kills whatever it left in the cgroup, reads the
+// final accounting, removes the cgroup and closes done.
+func (p *Process) reap() {
+	waitErr := p.cmd.Wait()
+	state := ExitState{ExitCode: -1, Exited: time.Now()}
+	if ps := p.cmd.ProcessState; ps != nil {
+		ws, _ := ps.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Signaled():
+			state.Signal = int(ws.Signal())
+		case ws.Exited():
+			state.ExitCode = ws.ExitStatus()
+		}
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if waitErr != nil && p.cmd.ProcessState == nil {
+		errs = append(errs, fmt.Errorf("wait: %w", waitErr))
+	}
+	// PID 1's death already made the kernel kill the namespace; Kill makes
+	// sure the cgroup is empty so that the stats are final.
+	if err := p.cg.Kill(); err != nil {
+		errs = append(errs, fmt.Errorf("kill rest of job: %w", err))
+	}
+	st, err := p.cg.Stats()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("final stats: %w", err))
+	}
+	state.Stats = st
+	state.OOMKilled = st.OOMKills > 0
+	if err := p.cg.Delete(); err != nil {
+		errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+	}
+	p.state = state
+	p.cleanupErr = errors.Join(errs...)
+	p.removed = true
+	close(p.done)
+}
