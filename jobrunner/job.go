@@ -1,0 +1,197 @@
+package jobrunner
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// State is where a job is in its life. The zero value is not a state.
+type State int
+
+// The states of a job. A job is RUNNING from a successful Start until its
+// command exited and all its output was collected; then it is COMPLETED
+// (exit status 0 and not stopped) or FAILED (anything else: non-zero exit,
+// killed by a signal, OOM-killed, stopped by request). A command that cannot
+// start is an error from Start, not a job.
+const (
+	StateRunning State = iota + 1
+	StateCompleted
+	StateFailed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateRunning:
+		return "RUNNING"
+	case StateCompleted:
+		return "COMPLETED"
+	case StateFailed:
+		return "FAILED"
+	default:
+		return fmt.Sprintf("State(%d)", int(s))
+	}
+}
+
+// Status is a snapshot of a job. It shares nothing with the job: callers
+// may keep and change it.
+type Status struct {
+	// ID is the job's random, unguessable id (26 lowercase base32 chars).
+	ID string
+	// Owner is who started the job, as the caller named them.
+	Owner string
+	// Command, Args and Dir are as requested (the environment is not
+	// reported: it may hold secrets).
+	Command string
+	Args    []string
+	Dir     string
+	// Limits are the job's cgroup limits (zero field = no limit).
+	Limits sandbox.Limits
+	State  State
+	// ExitCode is the command's exit status; -1 while running or when a
+	// signal killed it.
+	ExitCode int
+	// Signal is the signal that killed the command, 0 if it exited or runs.
+	Signal int
+	// Stopped is true once Stop was called on the running job.
+	Stopped bool
+	// OOMKilled is true when the kernel's OOM killer killed a process of
+	// the job.
+	OOMKilled bool
+	// Started is when Start launched the command; Ended when the command
+	// exited (zero while running).
+	Started, Ended time.Time
+	// Stats are read live from the job's cgroup while it runs and are the
+	// final accounting once it ended.
+	Stats sandbox.Stats
+	// OutputBytes is the size of the output log (stdout and stderr
+	// together); OutputTruncated says output was dropped past the cap.
+	OutputBytes     int64
+	OutputTruncated bool
+}
+
+// Running reports whether the job is still running.
+func (s Status) Running() bool { return s.State == StateRunning }
+
+// job is one started command. Fields above mu are set by Start and never
+// change.
+type job struct {
+	id      string
+	owner   string
+	command string
+	args    []string
+	dir     string
+	limits  sandbox.Limits
+	started time.Time
+	proc    *sandbox.Process
+	log     *OutputLog
+	// done is closed by the job's supervisor once the terminal status is
+	// recorded and the output log finished.
+	done chan struct{}
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// exited is set as soon as the command exited (before its output is
+	// fully collected); Stop no longer marks the job stopped after that.
+	exited bool
+	// stopped is set by Stop on a job whose command had not exited yet.
+	stopped bool
+	// ended is set, with exit and endedAt, just before done is closed.
+	ended   bool
+	exit    sandbox.ExitState
+	endedAt time.Time
+}
+
+// status returns a snapshot of the job. While the job runs its stats are
+// read from the cgroup (outside j.mu).
+func (j *job) status() Status {
+	st := Status{
+		ID:       j.id,
+		Owner:    j.owner,
+		Command:  j.command,
+		Args:     slices.Clone(j.args),
+		Dir:      j.dir,
+		Limits:   j.limits,
+		Started:  j.started,
+		ExitCode: -1,
+	}
+	j.mu.Lock()
+	st.Stopped = j.stopped
+	ended, exit, endedAt := j.ended, j.exit, j.endedAt
+	j.mu.Unlock()
+
+	if !ended {
+		st.State = StateRunning
+		if stats, err := j.proc.Stats(); err == nil {
+			st.Stats = stats
+		}
+	} else {
+		st.ExitCode = exit.ExitCode
+		st.Signal = exit.Signal
+		st.OOMKilled = exit.OOMKilled
+		st.Stats = exit.Stats
+		st.Ended = endedAt
+		st.State = StateFailed
+		if exit.ExitCode == 0 && exit.Signal == 0 && !st.Stopped {
+			st.State = StateCompleted
+		}
+	}
+	st.OutputBytes = j.log.Size()
+	st.OutputTruncated = j.log.Truncated()
+	return st
+}
+
+// StartRequest is what to run. Zero fields: no arguments, the minimal
+// environment (PATH and HOME), working directory /, no limits of any kind
+// (start from sandbox.DefaultLimits for the defaults), run as root.
+type StartRequest struct {
+	// Owner is recorded in the job's status; jobrunner gives it no meaning.
+	Owner string
+	// Command is the program; without a slash it is looked up in PATH.
+	Command string
+	// Args are the arguments after the command.
+	Args []string
+	// Env is the command's whole environment, "KEY=VALUE" entries.
+	Env []string
+	// Dir is the working directory.
+	Dir string
+	// Limits are the job's cgroup limits; a zero field means no limit.
+	Limits sandbox.Limits
+	// UID and GID the command runs as; nil stays root.
+	UID, GID *uint32
+}
+
+// validate checks what the sandbox would choke on or misread. Every error
+// wraps ErrInvalidRequest.
+func (r StartRequest) validate() error {
+	if r.Command == "" {
+		return fmt.Errorf("%w: empty command", ErrInvalidRequest)
+	}
+	if strings.IndexByte(r.Command, 0) >= 0 {
+		return fmt.Errorf("%w: command contains a NUL byte", ErrInvalidRequest)
+	}
+	if strings.IndexByte(r.Dir, 0) >= 0 {
+		return fmt.Errorf("%w: working directory contains a NUL byte", ErrInvalidRequest)
+	}
+	for i, a := range r.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("%w: argument %d contains a NUL byte", ErrInvalidRequest, i+1)
+		}
+	}
+	for i, e := range r.Env {
+		if strings.IndexByte(e, 0) >= 0 {
+			return fmt.Errorf("%w: environment entry %d contains a NUL byte", ErrInvalidRequest, i+1)
+		}
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("%w: environment entry %d is not KEY=VALUE", ErrInvalidRequest, i+1)
+		}
+	}
+	if err := r.Limits.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return nil
+}

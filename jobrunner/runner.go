@@ -1,0 +1,408 @@
+// Package jobrunner owns jobs: it starts commands in the sandbox, follows
+// each job's life from RUNNING to COMPLETED or FAILED, captures its stdout
+// and stderr into one on-disk output log per job, and lets any number of
+// watchers follow that log from any offset.
+//
+// jobrunner knows nothing of gRPC, TLS or users: an owner is just a string
+// recorded with the job; deciding who may see or stop a job is the caller's
+// business.
+package jobrunner
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// Config configures New.
+type Config struct {
+	// StateDir holds the jobs' output logs; it is created (0700) if
+	// missing. Required.
+	StateDir string
+	// OutputCap is the most output bytes kept per job; 0 = DefaultOutputCap
+	// (1 GiB).
+	OutputCap int64
+	// Sandbox starts the jobs; nil = sandbox.New(sandbox.Config{}) (this
+	// binary as the shim, the host's cgroups under "telehandler").
+	Sandbox *sandbox.Sandbox
+	// Now is the clock for start and end times; nil = time.Now.
+	Now func() time.Time
+}
+
+// Runner runs jobs. All methods are safe for concurrent use.
+type Runner struct {
+	stateDir  string
+	outputCap int64
+	sandbox   *sandbox.Sandbox
+	now       func() time.Time
+
+	// mu guards jobs and shuttingDown, and orders starting.Add against
+	// Shutdown's starting.Wait.
+	mu           sync.Mutex
+	jobs         map[string]*job
+	shuttingDown bool
+
+	// starting counts Start calls between the shutdown check and the job's
+	// registration, so that Shutdown sees every job.
+	starting sync.WaitGroup
+	// goroutines counts every goroutine of every job (two pipe readers and
+	// one supervisor each).
+	goroutines sync.WaitGroup
+}
+
+// New returns a Runner for cfg. It creates the state directory and removes
+// the cgroups (and kills the processes) a crashed earlier run left behind.
+func New(cfg Config) (*Runner, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("jobrunner: no state directory")
+	}
+	if cfg.OutputCap < 0 {
+		return nil, fmt.Errorf("jobrunner: output cap %d is negative", cfg.OutputCap)
+	}
+	if cfg.OutputCap == 0 {
+		cfg.OutputCap = DefaultOutputCap
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("jobrunner: create state directory: %w", err)
+	}
+	if cfg.Sandbox == nil {
+		sb, err := sandbox.New(sandbox.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("jobrunner: %w", err)
+		}
+		cfg.Sandbox = sb
+	}
+	if err := cfg.Sandbox.Cgroups().Cleanup(); err != nil {
+		return nil, fmt.Errorf("jobrunner: clean up after an earlier run: %w", err)
+	}
+	return &Runner{
+		stateDir:  cfg.StateDir,
+		outputCap: cfg.OutputCap,
+		sandbox:   cfg.Sandbox,
+		now:       cfg.Now,
+		jobs:      make(map[string]*job),
+	}, nil
+}
+
+// newID returns 128 random bits as 26 lowercase base32 characters.
+func newID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("job id: %w", err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])), nil
+}
+
+// Start starts a job and returns its status once the command runs. When
+// the command cannot start, the error wraps sandbox.ErrExec (missing
+// binary, bad directory, bad credentials) or sandbox.ErrShim, and no job
+// is kept. Invalid requests wrap ErrInvalidRequest; after Shutdown, Start
+// fails with ErrShuttingDown.
+func (r *Runner) Start(ctx context.Context, req StartRequest) (Status, error) {
+	if err := req.validate(); err != nil {
+		return Status{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Status{}, err
+	}
+	r.mu.Lock()
+	if r.shuttingDown {
+		r.mu.Unlock()
+		return Status{}, ErrShuttingDown
+	}
+	r.starting.Add(1)
+	r.mu.Unlock()
+	defer r.starting.Done()
+
+	id, err := newID()
+	if err != nil {
+		return Status{}, err
+	}
+	log, err := CreateOutputLog(filepath.Join(r.stateDir, id+".log"), r.outputCap)
+	if err != nil {
+		return Status{}, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		r.discardLog(log)
+		return Status{}, fmt.Errorf("stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		r.discardLog(log)
+		return Status{}, fmt.Errorf("stderr pipe: %w", err)
+	}
+
+	started := r.now()
+	proc, err := r.sandbox.Start(sandbox.Spec{
+		Path: req.Command,
+		Args: req.Args,
+		Dir:  req.Dir,
+		Env:  req.Env,
+		UID:  req.UID,
+		GID:  req.GID,
+	}, sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW})
+	// The job has its own copies of the write ends (or is gone); ours would
+	// keep the pipes from ever reaching EOF.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		r.discardLog(log)
+		return Status{}, fmt.Errorf("start job: %w", err)
+	}
+
+	j := &job{
+		id:      id,
+		owner:   req.Owner,
+		command: req.Command,
+		args:    slices.Clone(req.Args),
+		dir:     req.Dir,
+		limits:  req.Limits,
+		started: started,
+		proc:    proc,
+		log:     log,
+		done:    make(chan struct{}),
+	}
+	r.mu.Lock()
+	r.jobs[id] = j
+	r.mu.Unlock()
+
+	var drains sync.WaitGroup
+	r.goroutines.Add(3)
+	drains.Add(2)
+	for _, p := range []struct {
+		f *os.File
+		s Stream
+	}{{outR, Stdout}, {errR, Stderr}} {
+		go func() {
+			defer r.goroutines.Done()
+			defer drains.Done()
+			drain(p.f, log, p.s)
+		}()
+	}
+	go func() {
+		defer r.goroutines.Done()
+		r.supervise(j, &drains)
+	}()
+	return j.status(), nil
+}
+
+// discardLog finishes and removes the log of a job that did not start.
+func (r *Runner) discardLog(log *OutputLog) {
+	log.Finish()
+	os.Remove(log.Path())
+}
+
+// drain copies one of the job's pipes into the log until EOF, with one
+// reusable buffer. It keeps reading when the log drops output (cap reached
+// or write failed) so that the job never blocks on a full pipe.
+func drain(f *os.File, log *OutputLog, s Stream) {
+	defer f.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			// A failed write is recorded by the log (Truncated, Err);
+			// keep draining.
+			_ = log.Write(s, buf[:n])
+		}
+		if err != nil {
+			// io.EOF once every writer (the job's processes) is gone;
+			// any other read error also ends the stream.
+			return
+		}
+	}
+}
+
+// supervise waits for the job's command, then for its output to be fully
+// collected (the command is PID 1 of its namespace, so its exit kills every
+// other process that could hold the pipes open), records the terminal
+// status, finishes the log (waking watchers) and closes done.
+func (r *Runner) supervise(j *job, drains *sync.WaitGroup) {
+	exit := j.proc.Wait()
+	endedAt := r.now()
+	j.mu.Lock()
+	j.exited = true
+	j.mu.Unlock()
+
+	drains.Wait()
+	j.mu.Lock()
+	j.ended = true
+	j.exit = exit
+	j.endedAt = endedAt
+	j.mu.Unlock()
+	j.log.Finish()
+	close(j.done)
+}
+
+// lookup returns the job with id, or an error wrapping ErrJobNotFound.
+func (r *Runner) lookup(id string) (*job, error) {
+	r.mu.Lock()
+	j, ok := r.jobs[id]
+	r.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrJobNotFound, id)
+	}
+	return j, nil
+}
+
+// Status returns the job's current status.
+func (r *Runner) Status(id string) (Status, error) {
+	j, err := r.lookup(id)
+	if err != nil {
+		return Status{}, err
+	}
+	return j.status(), nil
+}
+
+// List returns the status of every job, oldest first.
+func (r *Runner) List() []Status {
+	r.mu.Lock()
+	jobs := make([]*job, 0, len(r.jobs))
+	for _, j := range r.jobs {
+		jobs = append(jobs, j)
+	}
+	r.mu.Unlock()
+	list := make([]Status, 0, len(jobs))
+	for _, j := range jobs {
+		list = append(list, j.status())
+	}
+	slices.SortFunc(list, func(a, b Status) int {
+		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+	})
+	return list
+}
+
+// Wait blocks until the job ended and its output is complete, and returns
+// its terminal status; or returns ctx's error.
+func (r *Runner) Wait(ctx context.Context, id string) (Status, error) {
+	j, err := r.lookup(id)
+	if err != nil {
+		return Status{}, err
+	}
+	select {
+	case <-j.done:
+		return j.status(), nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+}
+
+// Stop ends every process of the job and returns its terminal status once
+// the job ended and its output is complete. With grace > 0 the job's
+// processes get SIGTERM first and are killed only if the job still runs
+// after grace (or when ctx ends first). The job is marked stopped. Stopping
+// a job whose command already exited returns its terminal status with an
+// error wrapping ErrNotRunning.
+func (r *Runner) Stop(ctx context.Context, id string, grace time.Duration) (Status, error) {
+	j, err := r.lookup(id)
+	if err != nil {
+		return Status{}, err
+	}
+	j.mu.Lock()
+	exited := j.exited
+	if !exited {
+		j.stopped = true
+	}
+	j.mu.Unlock()
+	if exited {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return Status{}, ctx.Err()
+		}
+		return j.status(), fmt.Errorf("%w: job %q", ErrNotRunning, id)
+	}
+
+	if grace > 0 {
+		if err := j.proc.Terminate(); err == nil {
+			t := time.NewTimer(grace)
+			select {
+			case <-j.proc.Done():
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+	}
+	if err := j.proc.Kill(); err != nil {
+		return j.status(), fmt.Errorf("stop job %q: %w", id, err)
+	}
+	select {
+	case <-j.done:
+		return j.status(), nil
+	case <-ctx.Done():
+		return j.status(), ctx.Err()
+	}
+}
+
+// Watch calls fn with the job's output from logical offset from (stdout
+// and stderr together, in the order written; 0 = the first byte), then
+// follows it live until the job ended and every byte was delivered; then
+// it returns nil. See OutputLog.Watch for the errors (ErrInvalidOffset,
+// ctx.Err(), fn's error).
+func (r *Runner) Watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
+	j, err := r.lookup(id)
+	if err != nil {
+		return err
+	}
+	return j.log.Watch(ctx, from, fn)
+}
+
+// Shutdown refuses new jobs, kills every running job, and waits until all
+// of them ended and every goroutine of the Runner returned, or until ctx
+// ends. Finished jobs stay visible (Status, List, Watch keep working).
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.shuttingDown = true
+	r.mu.Unlock()
+	r.starting.Wait() // Starts in flight register their job or fail
+
+	r.mu.Lock()
+	jobs := make([]*job, 0, len(r.jobs))
+	for _, j := range r.jobs {
+		jobs = append(jobs, j)
+	}
+	r.mu.Unlock()
+
+	var errs []error
+	for _, j := range jobs {
+		select {
+		case <-j.done:
+			continue
+		default:
+		}
+		_, err := r.Stop(ctx, j.id, 0)
+		if err != nil && !errors.Is(err, ErrNotRunning) {
+			errs = append(errs, err)
+		}
+	}
+	for _, j := range jobs {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	// Every job is done: its goroutines are returning, if not gone yet.
+	r.goroutines.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,647 @@
+package jobrunner
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// Root tests: real jobs in real namespaces and cgroups, under a parent
+// cgroup of their own (telehandler-test-<random>) removed at the end. The
+// jobs use only commands busybox has (sh, cat, head, sleep), so the static
+// test binary also runs them in the cgroup v2 VM.
+
+// testTimeout bounds every root test's waiting; jobs normally take well
+// under a second.
+const testTimeout = 2 * time.Minute
+
+// rootEnv is a Runner on the host's cgroups under a fresh test parent.
+type rootEnv struct {
+	r       *Runner
+	parent  string   // the test's parent cgroup name
+	parents []string // its directories (one per v1 hierarchy, one on v2)
+	dir     string   // a scratch directory for the jobs' input files
+}
+
+func newRootEnv(t *testing.T, outputCap int64) *rootEnv {
+	t.Helper()
+	requireRoot(t)
+	b := make([]byte, 6)
+	rand.Read(b)
+	parent := "telehandler-test-" + hex.EncodeToString(b)
+	cgs, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
+	if err != nil {
+		t.Fatalf("NewCgroups: %v", err)
+	}
+	// A probe cgroup tells where the parent's directories are.
+	probe, err := cgs.Create("probe", sandbox.Limits{})
+	if err != nil {
+		t.Fatalf("create probe cgroup: %v", err)
+	}
+	var parents []string
+	for _, p := range probe.Paths() {
+		parents = append(parents, filepath.Dir(p))
+	}
+	if err := probe.Delete(); err != nil {
+		t.Fatalf("delete probe cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cgs.Cleanup(); err != nil {
+			t.Errorf("cgroup Cleanup: %v", err)
+		}
+		for _, dir := range parents {
+			if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("remove test parent cgroup: %v", err)
+			}
+		}
+	})
+
+	sb, err := sandbox.New(sandbox.Config{Cgroups: cgs})
+	if err != nil {
+		t.Fatalf("sandbox.New: %v", err)
+	}
+	r, err := New(Config{StateDir: filepath.Join(t.TempDir(), "state"), OutputCap: outputCap, Sandbox: sb})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := r.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return &rootEnv{r: r, parent: parent, parents: parents, dir: t.TempDir()}
+}
+
+// fastLimits are the defaults with a whole CPU, so that output-heavy jobs
+// are quick.
+func fastLimits() sandbox.Limits {
+	l := sandbox.DefaultLimits()
+	l.CPUMilli = 1000
+	return l
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// writeFile writes data to name in the env's scratch directory and returns
+// its path.
+func (e *rootEnv) writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fifo makes a named pipe a job can wait on (`read x < fifo`) and returns
+// its path and a function that releases the job.
+func (e *rootEnv) fifo(t *testing.T, name string) (string, func()) {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, func() {
+		t.Helper()
+		// Blocks until the job opened the fifo for reading.
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString("go\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkGone asserts that the job's cgroup directories are gone and that no
+// process on the host is in the job's cgroup.
+func (e *rootEnv) checkGone(t *testing.T, id string) {
+	t.Helper()
+	for _, p := range e.parents {
+		if _, err := os.Stat(filepath.Join(p, id)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cgroup %s still exists (stat: %v)", filepath.Join(p, id), err)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	needle := "/" + e.parent + "/" + id
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the process ended meanwhile
+		}
+		if bytes.Contains(b, []byte(needle)) {
+			t.Errorf("process %s is still in the job's cgroup", filepath.Base(filepath.Dir(p)))
+		}
+	}
+}
+
+func randomData(t *testing.T, n int) []byte {
+	t.Helper()
+	p := make([]byte, n)
+	if _, err := rand.Read(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// digest follows a watch without keeping the output: hashes of the whole
+// output and of each stream, the byte counts, and the offset of the first
+// stderr byte. It checks that offsets are contiguous.
+type digest struct {
+	next        int64
+	all         hash.Hash
+	stream      [3]hash.Hash
+	n           [3]int64
+	firstStderr int64
+}
+
+func newDigest() *digest {
+	return &digest{all: sha256.New(), stream: [3]hash.Hash{nil, sha256.New(), sha256.New()}, firstStderr: -1}
+}
+
+func (d *digest) add(c Chunk) error {
+	if c.Offset != d.next {
+		return fmt.Errorf("chunk at offset %d, want %d", c.Offset, d.next)
+	}
+	if c.Stream != Stdout && c.Stream != Stderr {
+		return fmt.Errorf("chunk with stream %v", c.Stream)
+	}
+	if c.Stream == Stderr && d.firstStderr < 0 {
+		d.firstStderr = c.Offset
+	}
+	d.next += int64(len(c.Data))
+	d.all.Write(c.Data)
+	d.stream[c.Stream].Write(c.Data)
+	d.n[c.Stream] += int64(len(c.Data))
+	return nil
+}
+
+func (d *digest) sum() string { return hex.EncodeToString(d.all.Sum(nil)) }
+func (d *digest) streamSum(s Stream) string {
+	return hex.EncodeToString(d.stream[s].Sum(nil))
+}
+
+func sum(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// watchers runs watches in goroutines and collects their digests.
+type watchers struct {
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	digests []*digest
+	errs    []error
+	names   []string
+}
+
+// start starts a watch from 0 of job id and returns once its goroutine is
+// about to call Watch.
+func (w *watchers) start(ctx context.Context, r *Runner, id, name string) {
+	d := newDigest()
+	w.mu.Lock()
+	i := len(w.digests)
+	w.digests = append(w.digests, d)
+	w.errs = append(w.errs, nil)
+	w.names = append(w.names, name)
+	w.mu.Unlock()
+	ready := make(chan struct{})
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		close(ready)
+		err := r.Watch(ctx, id, 0, d.add)
+		w.mu.Lock()
+		w.errs[i] = err
+		w.mu.Unlock()
+	}()
+	<-ready
+}
+
+// TestRunnerOutputWatchers proves that a job writing 10 MiB of random bytes
+// to stdout and some to stderr is read back byte-exact, each stream
+// separately and in one combined order, by 20 watchers attaching before the
+// first byte, while the job is half-way and after it ended, and by a
+// watcher that stops mid-stream and resumes from its offset. The job waits
+// on fifos so that "before the first byte" and "half-way" are real: the
+// half-way watchers attach once exactly the first half is in the log and
+// before the job writes any more.
+func TestRunnerOutputWatchers(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	out1 := randomData(t, 5<<20)
+	out2 := randomData(t, 5<<20)
+	errData := randomData(t, 100<<10+7)
+	p1 := e.writeFile(t, "out1", out1)
+	p2 := e.writeFile(t, "out2", out2)
+	pe := e.writeFile(t, "err", errData)
+	gate1, release1 := e.fifo(t, "gate1")
+	gate2, release2 := e.fifo(t, "gate2")
+
+	script := fmt.Sprintf("read x < %s; cat %s; read y < %s; cat %s; cat %s >&2", gate1, p1, gate2, p2, pe)
+	st, err := e.r.Start(ctx, StartRequest{Owner: "alice", Command: "sh", Args: []string{"-c", script}, Limits: fastLimits()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if st.State != StateRunning || st.Owner != "alice" || st.ExitCode != -1 || st.OutputBytes != 0 {
+		t.Errorf("status after Start = %+v", st)
+	}
+
+	var w watchers
+	for i := range 7 {
+		w.start(ctx, e.r, st.ID, fmt.Sprintf("before the first byte #%d", i))
+	}
+
+	// A watcher that signals once the first half is in the log.
+	half := int64(len(out1))
+	halfSeen := make(chan struct{})
+	halfErr := make(chan error, 1)
+	go func() {
+		halfErr <- e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+			if c.Offset+int64(len(c.Data)) >= half {
+				close(halfSeen)
+				return errStop
+			}
+			return nil
+		})
+	}()
+	release1()
+	select {
+	case <-halfSeen:
+	case <-ctx.Done():
+		t.Fatal("timed out waiting for the first half of the output")
+	}
+	if err := <-halfErr; !errors.Is(err, errStop) {
+		t.Fatalf("half-way watcher: %v", err)
+	}
+	if got := e.r.mustStatus(t, st.ID).OutputBytes; got != half {
+		t.Fatalf("OutputBytes at the gate = %d, want %d", got, half)
+	}
+	for i := range 7 {
+		w.start(ctx, e.r, st.ID, fmt.Sprintf("half-way #%d", i))
+	}
+
+	release2()
+
+	// The resuming watcher stops at an odd offset in the second half.
+	resumeAt := half + 123457
+	resumed := newDigest()
+	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+		if c.Offset+int64(len(c.Data)) >= resumeAt {
+			c.Data = c.Data[:resumeAt-c.Offset]
+			if len(c.Data) > 0 {
+				resumed.add(c)
+			}
+			return errStop
+		}
+		return resumed.add(c)
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("first part of the resumed watch: %v", err)
+	}
+
+	final, err := e.r.Wait(ctx, st.ID)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if final.State != StateCompleted || final.ExitCode != 0 || final.Signal != 0 || final.Stopped || final.Ended.IsZero() {
+		t.Errorf("terminal status = %+v, want COMPLETED with exit 0", final)
+	}
+	total := int64(len(out1) + len(out2) + len(errData))
+	if final.OutputBytes != total || final.OutputTruncated {
+		t.Errorf("OutputBytes, OutputTruncated = %d, %v; want %d, false", final.OutputBytes, final.OutputTruncated, total)
+	}
+	if err := e.r.Watch(ctx, st.ID, resumeAt, resumed.add); err != nil {
+		t.Fatalf("resumed watch: %v", err)
+	}
+	for i := range 6 {
+		w.start(ctx, e.r, st.ID, fmt.Sprintf("after the end #%d", i))
+	}
+	w.wg.Wait()
+	e.checkGone(t, st.ID)
+
+	wantOut, wantErr := sum(out1, out2), sum(errData)
+	// The combined order: all of out1 first (the gate proves it), then out2
+	// and errData as the two pipe readers interleaved them. Every watcher
+	// must see that one order.
+	var combined string
+	check := func(name string, d *digest) {
+		t.Helper()
+		if d.n[Stdout] != int64(len(out1)+len(out2)) || d.streamSum(Stdout) != wantOut {
+			t.Errorf("%s: stdout differs (%d bytes)", name, d.n[Stdout])
+		}
+		if d.n[Stderr] != int64(len(errData)) || d.streamSum(Stderr) != wantErr {
+			t.Errorf("%s: stderr differs (%d bytes)", name, d.n[Stderr])
+		}
+		if d.firstStderr < int64(len(out1)+len(out2))-(64+32)<<10 {
+			// When the job starts writing stderr, at most 64 KiB of
+			// stdout (a pipe's default size) are still in the pipe and
+			// 32 KiB in the reader's buffer.
+			t.Errorf("%s: first stderr byte at %d, before stdout was (nearly) all written", name, d.firstStderr)
+		}
+		if combined == "" {
+			combined = d.sum()
+		} else if d.sum() != combined {
+			t.Errorf("%s: combined order differs from the other watchers'", name)
+		}
+	}
+	for i, d := range w.digests {
+		if w.errs[i] != nil {
+			t.Errorf("%s: %v", w.names[i], w.errs[i])
+			continue
+		}
+		check(w.names[i], d)
+	}
+	check("resumed", resumed)
+	if len(w.digests) != 20 {
+		t.Errorf("%d watchers, want 20", len(w.digests))
+	}
+}
+
+func (r *Runner) mustStatus(t *testing.T, id string) Status {
+	t.Helper()
+	st, err := r.Status(id)
+	if err != nil {
+		t.Fatalf("Status(%s): %v", id, err)
+	}
+	return st
+}
+
+// TestRunnerInterleaved proves that a job alternating stdout and stderr
+// writes gets each stream back byte-exact and every watcher the same
+// combined order, with the stream tags right.
+func TestRunnerInterleaved(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	var script strings.Builder
+	var outs, errs [][]byte
+	for i := range 40 {
+		o := randomData(t, 1+i*3001)
+		er := randomData(t, 1+i*1009)
+		outs, errs = append(outs, o), append(errs, er)
+		fmt.Fprintf(&script, "cat %s; cat %s >&2; ", e.writeFile(t, fmt.Sprintf("o%d", i), o), e.writeFile(t, fmt.Sprintf("e%d", i), er))
+	}
+	st, err := e.r.Start(ctx, StartRequest{Command: "/bin/sh", Args: []string{"-c", script.String()}, Limits: fastLimits()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	var w watchers
+	for i := range 5 {
+		w.start(ctx, e.r, st.ID, fmt.Sprintf("watcher %d", i))
+	}
+	if _, err := e.r.Wait(ctx, st.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.start(ctx, e.r, st.ID, "after the end")
+	w.wg.Wait()
+	wantOut, wantErr := sum(outs...), sum(errs...)
+	var combined string
+	for i, d := range w.digests {
+		if w.errs[i] != nil {
+			t.Fatalf("%s: %v", w.names[i], w.errs[i])
+		}
+		if d.streamSum(Stdout) != wantOut || d.streamSum(Stderr) != wantErr {
+			t.Errorf("%s: a stream differs (%d stdout, %d stderr bytes)", w.names[i], d.n[Stdout], d.n[Stderr])
+		}
+		if i == 0 {
+			combined = d.sum()
+		} else if d.sum() != combined {
+			t.Errorf("%s: combined order differs", w.names[i])
+		}
+	}
+	if final := e.r.mustStatus(t, st.ID); final.State != StateCompleted {
+		t.Errorf("terminal status %+v", final)
+	}
+}
+
+// TestRunnerStop proves that Stop ends every process of a job (a shell
+// with two background children), returns the terminal FAILED status with
+// Stopped and signal 9, leaves no process and no cgroup behind, and that
+// stopping it again is ErrNotRunning with the same status.
+func TestRunnerStop(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	st, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", "sleep 1000 & sleep 1000 & wait"}, Limits: sandbox.DefaultLimits()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	running := e.r.mustStatus(t, st.ID)
+	if running.State != StateRunning || running.ExitCode != -1 || !running.Ended.IsZero() || running.Stopped {
+		t.Errorf("status of the running job = %+v", running)
+	}
+	if running.Stats == (sandbox.Stats{}) {
+		t.Error("a running job's stats are all zero: not read live from its cgroup")
+	}
+	final, err := e.r.Stop(ctx, st.ID, 0)
+	if err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if final.State != StateFailed || !final.Stopped || final.Signal != 9 || final.ExitCode != -1 || final.Ended.IsZero() {
+		t.Errorf("status after Stop = %+v, want FAILED, stopped, signal 9", final)
+	}
+	e.checkGone(t, st.ID)
+
+	again, err := e.r.Stop(ctx, st.ID, 0)
+	if !errors.Is(err, ErrNotRunning) {
+		t.Errorf("second Stop = %v, want ErrNotRunning", err)
+	}
+	if again.ID != st.ID || again.State != StateFailed {
+		t.Errorf("second Stop status = %+v", again)
+	}
+	if _, err := e.r.Stop(ctx, "nosuchjob", 0); !errors.Is(err, ErrJobNotFound) {
+		t.Errorf("Stop of an unknown job = %v, want ErrJobNotFound", err)
+	}
+	if _, err := e.r.Status("nosuchjob"); !errors.Is(err, ErrJobNotFound) {
+		t.Errorf("Status of an unknown job = %v, want ErrJobNotFound", err)
+	}
+	if err := e.r.Watch(ctx, "nosuchjob", 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
+		t.Errorf("Watch of an unknown job = %v, want ErrJobNotFound", err)
+	}
+	if _, err := e.r.Wait(ctx, "nosuchjob"); !errors.Is(err, ErrJobNotFound) {
+		t.Errorf("Wait of an unknown job = %v, want ErrJobNotFound", err)
+	}
+}
+
+// TestRunnerStopGrace proves that Stop with a grace period sends SIGTERM
+// first: a job that traps TERM exits by itself, well within the grace.
+func TestRunnerStopGrace(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	script := `trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done`
+	st, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", script}, Limits: sandbox.DefaultLimits()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	// Only once the trap is set does TERM mean anything to PID 1.
+	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+		if bytes.Contains(c.Data, []byte("ready")) {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("waiting for the trap: %v", err)
+	}
+	const grace = 60 * time.Second
+	begin := time.Now()
+	final, err := e.r.Stop(ctx, st.ID, grace)
+	if err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if took := time.Since(begin); took >= grace/2 {
+		t.Errorf("Stop took %v: the job did not end on SIGTERM", took)
+	}
+	if final.ExitCode != 0 || final.Signal != 0 || !final.Stopped || final.State != StateFailed {
+		t.Errorf("status = %+v, want exit 0 by itself, stopped (so FAILED)", final)
+	}
+	e.checkGone(t, st.ID)
+}
+
+// TestRunnerExecError proves that a missing binary is an error from Start
+// wrapping sandbox.ErrExec, and leaves no job, no log and no cgroup.
+func TestRunnerExecError(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	_, err := e.r.Start(ctx, StartRequest{Command: "/nonexistent/binary", Limits: sandbox.DefaultLimits()})
+	if !errors.Is(err, sandbox.ErrExec) {
+		t.Fatalf("Start of a missing binary = %v, want sandbox.ErrExec", err)
+	}
+	_, err = e.r.Start(ctx, StartRequest{Command: "no-such-command-anywhere"})
+	if !errors.Is(err, sandbox.ErrExec) {
+		t.Fatalf("Start of a command not in PATH = %v, want sandbox.ErrExec", err)
+	}
+	if l := e.r.List(); len(l) != 0 {
+		t.Errorf("List = %+v, want no job", l)
+	}
+	if logs, _ := filepath.Glob(filepath.Join(e.r.stateDir, "*")); len(logs) != 0 {
+		t.Errorf("state dir holds %v, want nothing", logs)
+	}
+	e.checkNoCgroups(t)
+	if _, err := e.r.Start(ctx, StartRequest{Command: "sh", Env: []string{"NOEQUALS"}}); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("Start with a bad env = %v, want ErrInvalidRequest", err)
+	}
+}
+
+// checkNoCgroups asserts that no job cgroup is left under the test parent.
+func (e *rootEnv) checkNoCgroups(t *testing.T) {
+	t.Helper()
+	for _, p := range e.parents {
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			t.Errorf("read test parent cgroup: %v", err)
+		}
+		for _, ent := range entries {
+			if ent.IsDir() {
+				t.Errorf("cgroup %s left behind", filepath.Join(p, ent.Name()))
+			}
+		}
+	}
+}
+
+// TestRunnerOutputCap proves that a job writing past the output cap is not
+// blocked: it completes, exactly cap bytes (the first ones) are kept, and
+// the status says the output was truncated.
+func TestRunnerOutputCap(t *testing.T) {
+	const outputCap = 1 << 20
+	e := newRootEnv(t, outputCap)
+	ctx := testContext(t)
+	data := randomData(t, 5<<20)
+	p := e.writeFile(t, "data", data)
+	st, err := e.r.Start(ctx, StartRequest{Command: "cat", Args: []string{p}, Limits: fastLimits()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	final, err := e.r.Wait(ctx, st.ID)
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if final.State != StateCompleted || final.OutputBytes != outputCap || !final.OutputTruncated {
+		t.Errorf("status = %+v, want COMPLETED, %d bytes, truncated", final, outputCap)
+	}
+	d := newDigest()
+	if err := e.r.Watch(ctx, st.ID, 0, d.add); err != nil {
+		t.Fatal(err)
+	}
+	if d.sum() != sum(data[:outputCap]) {
+		t.Errorf("watch got %d bytes that are not the first %d written", d.next, outputCap)
+	}
+	if err := e.r.Watch(ctx, st.ID, outputCap+1, d.add); !errors.Is(err, ErrInvalidOffset) {
+		t.Errorf("Watch past the end = %v, want ErrInvalidOffset", err)
+	}
+}
+
+// TestRunnerShutdown proves that Shutdown stops every running job (their
+// status says stopped), leaves no cgroup and no process, keeps ended jobs
+// visible, and that Start afterwards fails with ErrShuttingDown.
+func TestRunnerShutdown(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	var ids []string
+	for range 3 {
+		st, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", "sleep 1000 & sleep 1000"}, Limits: sandbox.DefaultLimits()})
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		ids = append(ids, st.ID)
+	}
+	done, err := e.r.Start(ctx, StartRequest{Command: "true"})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, err := e.r.Wait(ctx, done.ID); err != nil {
+		t.Fatal(err)
+	}
+	list := e.r.List()
+	if len(list) != 4 {
+		t.Fatalf("List has %d jobs, want 4", len(list))
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].Started.Before(list[i-1].Started) {
+			t.Errorf("List is not sorted by start time")
+		}
+	}
+
+	if err := e.r.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for _, id := range ids {
+		st := e.r.mustStatus(t, id)
+		if st.State != StateFailed || !st.Stopped || st.Signal != 9 {
+			t.Errorf("job after Shutdown: %+v, want FAILED, stopped, signal 9", st)
+		}
+		e.checkGone(t, id)
+	}
+	if st := e.r.mustStatus(t, done.ID); st.State != StateCompleted || st.Stopped {
+		t.Errorf("ended job after Shutdown: %+v", st)
+	}
+	if _, err := e.r.Start(ctx, StartRequest{Command: "true"}); !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("Start after Shutdown = %v, want ErrShuttingDown", err)
+	}
+	e.checkNoCgroups(t)
+}
