@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/certgen"
+)
+
+// Identity is who makes a call: the Common Name of the verified client
+// certificate and the role certgen wrote into it.
+type Identity struct {
+	Name string
+	Role string
+}
+
+// isAdmin reports whether the identity may see and control every job.
+func (id Identity) isAdmin() bool { return id.Role == certgen.RoleAdmin }
+
+// canSee reports whether the identity may see a job owned by owner.
+func (id Identity) canSee(owner string) bool { return id.isAdmin() || id.Name == owner }
+
+type identityKey struct{}
+
+// withIdentity returns ctx carrying id.
+func withIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// identityFrom returns the identity the interceptors put into ctx.
+func identityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}
+
+// authenticate derives the caller's identity from the verified client
+// certificate of the connection, and nothing else.
+func authenticate(ctx context.Context) (Identity, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return Identity{}, errorf(errUnauthenticated, "no peer information")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return Identity{}, errorf(errUnauthenticated, "connection is not TLS")
+	}
+	chains := info.State.VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return Identity{}, errorf(errUnauthenticated, "no verified client certificate")
+	}
+	return identityOf(chains[0][0])
+}
+
+// identityOf reads the identity out of a verified client certificate.
+func identityOf(cert *x509.Certificate) (Identity, error) {
+	name := cert.Subject.CommonName
+	if name == "" {
+		return Identity{}, errorf(errPermissionDenied, "client certificate has no common name")
+	}
+	role, err := certgen.RoleOf(cert)
+	if err != nil {
+		return Identity{}, errorf(errPermissionDenied, "client certificate of %q carries no valid role: %v", name, err)
+	}
+	switch role {
+	case certgen.RoleUser, certgen.RoleAdmin:
+	default:
+		return Identity{}, errorf(errPermissionDenied, "client certificate of %q has unknown role %q", name, role)
+	}
+	return Identity{Name: name, Role: role}, nil
+}
+
+// named is implemented by every request that addresses one job.
+type named interface{ GetName() string }
+
+// jobOf returns the job name a request or response is about, if any.
+func jobOf(m any) string {
+	switch m := m.(type) {
+	case named:
+		return m.GetName()
+	case interface{ GetJob() *pb.Job }:
+		return m.GetJob().GetName()
+	}
+	return ""
+}
+
+// unaryInterceptor authenticates the caller, puts the identity into the
+// context, runs the handler, maps its error to a status and logs the call.
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	id, err := authenticate(ctx)
+	var resp any
+	if err == nil {
+		resp, err = handler(withIdentity(ctx, id), req)
+	}
+	err = toStatus(err)
+	job := jobOf(req)
+	if job == "" && err == nil {
+		job = jobOf(resp)
+	}
+	s.logCall(ctx, id, info.FullMethod, job, start, err)
+	return resp, err
+}
+
+// streamInterceptor is unaryInterceptor for streaming calls.
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	id, err := authenticate(ss.Context())
+	w := &identityStream{ServerStream: ss}
+	if err == nil {
+		w.ctx = withIdentity(ss.Context(), id)
+		err = handler(srv, w)
+	}
+	err = toStatus(err)
+	s.logCall(ss.Context(), id, info.FullMethod, w.job, start, err)
+	return err
+}
+
+// identityStream carries the identity in its context and remembers which
+// job the request was about, for the log.
+type identityStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	job string
+}
+
+func (w *identityStream) Context() context.Context { return w.ctx }
+
+func (w *identityStream) RecvMsg(m any) error {
+	err := w.ServerStream.RecvMsg(m)
+	if err == nil && w.job == "" {
+		w.job = jobOf(m)
+	}
+	return err
+}
+
+// logCall writes one structured line per call: who, what, outcome.
+func (s *Server) logCall(ctx context.Context, id Identity, method, job string, start time.Time, err error) {
+	st := status.Convert(err)
+	attrs := []slog.Attr{
+		slog.String("rpc", method),
+		slog.String("user", id.Name),
+		slog.String("role", id.Role),
+		slog.String("code", st.Code().String()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if job != "" {
+		attrs = append(attrs, slog.String("job", job))
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		attrs = append(attrs, slog.String("error", st.Message()))
+		level = slog.LevelWarn
+	}
+	s.log.LogAttrs(ctx, level, "rpc", attrs...)
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// Sentinel errors of the server itself (the runner and the sandbox have
+// their own). They are wrapped by errorf and turned into gRPC codes by
+// toStatus, the one place where errors become status codes.
+var (
+	// errInvalidArgument: a request field is malformed or out of range.
+	errInvalidArgument = errors.New("invalid argument")
+	// errUnauthenticated: the call carries no verified client certificate.
+	errUnauthenticated = errors.New("unauthenticated")
+	// errPermissionDenied: the certificate is valid but gives no usable
+	// identity or role.
+	errPermissionDenied = errors.New("permission denied")
+	// errTooManyJobs: the server already runs its maximum number of jobs.
+	errTooManyJobs = errors.New("too many running jobs")
+)
+
+// detailError is a sentinel with a message for the client: Error is the
+// message alone, errors.Is finds the sentinel.
+type detailError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *detailError) Error() string { return e.msg }
+func (e *detailError) Unwrap() error { return e.sentinel }
+
+// errorf returns an error that is sentinel with a formatted message.
+func errorf(sentinel error, format string, args ...any) error {
+	return &detailError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+}
+
+// jobError ties an error to the job name the client asked about, so that
+// every "not found" answer reads the same whatever its cause (a missing job
+// or a job someone else owns).
+type jobError struct {
+	name string
+	err  error
+}
+
+func (e *jobError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// jobErr wraps err with the job name; nil stays nil.
+func jobErr(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &jobError{name: name, err: err}
+}
+
+// notFoundMessage is the one message for a job the caller cannot see.
+func notFoundMessage(name string) string { return fmt.Sprintf("job %s not found", name) }
+
+// toStatus maps an error to a gRPC status error. It is the only place that
+// chooses codes; unknown errors become Internal, never Unknown.
+//
+// A command that cannot be executed (sandbox.ErrExec: missing binary, bad
+// working directory, permission) is FailedPrecondition: the request is well
+// formed, but the host is not in the state it needs (the gRPC guide's
+// "should not retry until the system state has been explicitly fixed").
+// Limits above the server's maxima are InvalidArgument (the client can ask
+// for less); ResourceExhausted is kept for the server's running-jobs cap.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	// Already a status (for example from stream.Send): keep it.
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus().Err()
+	}
+	msg := err.Error()
+	var code codes.Code
+	switch {
+	case errors.Is(err, jobrunner.ErrJobNotFound):
+		code = codes.NotFound
+		msg = "job not found"
+		var je *jobError
+		if errors.As(err, &je) {
+			msg = notFoundMessage(je.name)
+		}
+	case errors.Is(err, errInvalidArgument),
+		errors.Is(err, jobrunner.ErrInvalidRequest),
+		errors.Is(err, sandbox.ErrInvalidLimits):
+		code = codes.InvalidArgument
+	case errors.Is(err, errUnauthenticated):
+		code = codes.Unauthenticated
+	case errors.Is(err, errPermissionDenied):
+		code = codes.PermissionDenied
+	case errors.Is(err, errTooManyJobs):
+		code = codes.ResourceExhausted
+	case errors.Is(err, jobrunner.ErrNotRunning):
+		code = codes.FailedPrecondition
+	case errors.Is(err, sandbox.ErrExec):
+		code = codes.FailedPrecondition
+	case errors.Is(err, jobrunner.ErrInvalidOffset):
+		code = codes.OutOfRange
+	case errors.Is(err, jobrunner.ErrShuttingDown):
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	default: // sandbox.ErrShim, sandbox.ErrNoController, corrupt logs, I/O...
+		code = codes.Internal
+	}
+	return status.Error(code, msg)
+}

@@ -1,0 +1,194 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// fakeRunner is a JobRunner without processes. The command decides what a
+// job does:
+//
+//	"missing"   fails to start with sandbox.ErrExec
+//	"broken"    fails to start with sandbox.ErrShim (a server fault)
+//	"emit"      writes each argument as one chunk, alternating stdout and
+//	            stderr, and ends with exit code 3
+//	"sleep"     writes like emit, then runs until stopped
+//	anything    else completes at once with exit code 0
+type fakeRunner struct {
+	// mu guards every field below and the jobs' fields.
+	mu       sync.Mutex
+	jobs     map[string]*fakeJob
+	shutdown bool
+	starts   []jobrunner.StartRequest
+}
+
+type fakeJob struct {
+	st   jobrunner.Status
+	out  []jobrunner.Chunk
+	done chan struct{} // closed when the job ends
+}
+
+func newFakeRunner() *fakeRunner { return &fakeRunner{jobs: map[string]*fakeJob{}} }
+
+func randomID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (f *fakeRunner) Start(ctx context.Context, req jobrunner.StartRequest) (jobrunner.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.starts = append(f.starts, req)
+	if f.shutdown {
+		return jobrunner.Status{}, jobrunner.ErrShuttingDown
+	}
+	switch req.Command {
+	case "missing":
+		return jobrunner.Status{}, fmt.Errorf("%w: exec %q: no such file or directory", sandbox.ErrExec, req.Command)
+	case "broken":
+		return jobrunner.Status{}, fmt.Errorf("%w: mount /proc: permission denied", sandbox.ErrShim)
+	}
+	j := &fakeJob{done: make(chan struct{})}
+	j.st = jobrunner.Status{
+		ID: randomID(), Owner: req.Owner, Command: req.Command, Args: req.Args, Dir: req.Dir,
+		Limits: req.Limits, State: jobrunner.StateRunning, ExitCode: -1, Started: time.Now(),
+	}
+	switch req.Command {
+	case "sleep", "emit":
+		var off int64
+		for i, a := range req.Args {
+			s := jobrunner.Stdout
+			if i%2 == 1 {
+				s = jobrunner.Stderr
+			}
+			j.out = append(j.out, jobrunner.Chunk{Stream: s, Offset: off, Data: []byte(a)})
+			off += int64(len(a))
+		}
+		j.st.OutputBytes = off
+		if req.Command == "emit" {
+			j.endLocked(3, 0, false)
+		}
+	default:
+		j.endLocked(0, 0, false)
+	}
+	f.jobs[j.st.ID] = j
+	return j.st, nil
+}
+
+// endLocked ends the job; the runner's mu is held.
+func (j *fakeJob) endLocked(code, sig int, stopped bool) {
+	j.st.State = jobrunner.StateCompleted
+	if code != 0 || sig != 0 {
+		j.st.State = jobrunner.StateFailed
+	}
+	j.st.ExitCode, j.st.Signal, j.st.Stopped = code, sig, stopped
+	j.st.Ended = time.Now()
+	close(j.done)
+}
+
+func (f *fakeRunner) Stop(ctx context.Context, id string, grace time.Duration) (jobrunner.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return jobrunner.Status{}, fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+	}
+	if j.st.State != jobrunner.StateRunning {
+		return j.st, fmt.Errorf("%w: %s", jobrunner.ErrNotRunning, id)
+	}
+	j.endLocked(-1, 9, true)
+	return j.st, nil
+}
+
+func (f *fakeRunner) Status(id string) (jobrunner.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return jobrunner.Status{}, fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+	}
+	return j.st, nil
+}
+
+func (f *fakeRunner) List() []jobrunner.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []jobrunner.Status
+	for _, j := range f.jobs {
+		out = append(out, j.st)
+	}
+	return out
+}
+
+func (f *fakeRunner) Watch(ctx context.Context, id string, from int64, fn func(jobrunner.Chunk) error) error {
+	f.mu.Lock()
+	j, ok := f.jobs[id]
+	if !ok {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+	}
+	out, done, total := slices.Clone(j.out), j.done, j.st.OutputBytes
+	f.mu.Unlock()
+	if from < 0 || from > total {
+		return fmt.Errorf("%w: %d", jobrunner.ErrInvalidOffset, from)
+	}
+	for _, c := range out {
+		end := c.Offset + int64(len(c.Data))
+		if end <= from {
+			continue
+		}
+		if c.Offset < from {
+			c.Data, c.Offset = c.Data[from-c.Offset:], from
+		}
+		// Data is only valid during fn: hand out a buffer that is
+		// scribbled over afterwards, as a real runner may reuse it.
+		buf := slices.Clone(c.Data)
+		c.Data = buf
+		err := fn(c)
+		for i := range buf {
+			buf[i] = 'X'
+		}
+		if err != nil {
+			return err
+		}
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *fakeRunner) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutdown = true
+	for _, j := range f.jobs {
+		if j.st.State == jobrunner.StateRunning {
+			j.endLocked(-1, 9, true)
+		}
+	}
+	return nil
+}
+
+func (f *fakeRunner) isShutdown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.shutdown
+}
+
+func (f *fakeRunner) lastStart() jobrunner.StartRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.starts[len(f.starts)-1]
+}

@@ -1,0 +1,266 @@
+package server
+
+import (
+	"context"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// Bounds on requests. Linux itself refuses a single argument or environment
+// string longer than 128 KiB (MAX_ARG_STRLEN) and an argv+envp much over
+// 2 MiB; we refuse earlier and with a clear message.
+const (
+	maxArgs         = 10_000
+	maxEnv          = 10_000
+	maxStringBytes  = 128 << 10
+	maxCommandBytes = 1 << 20 // command, args, env and dir together
+	maxGracePeriod  = 5 * time.Minute
+	// maxChunkBytes bounds the data of one WatchJobOutput message.
+	maxChunkBytes = 64 << 10
+)
+
+// foreman implements the Foreman service on a JobRunner. Every method runs
+// behind the interceptors, so the context holds the caller's identity and
+// returned errors are mapped to status codes there.
+type foreman struct {
+	pb.UnimplementedForemanServer
+
+	runner        JobRunner
+	defaultLimits sandbox.Limits
+	maxLimits     sandbox.Limits
+	maxJobs       int
+	uid, gid      *uint32
+
+	// mu guards starting, the number of StartJob calls between the
+	// running-jobs check and the runner's answer.
+	mu       sync.Mutex
+	starting int
+}
+
+// caller returns the identity the interceptor put into ctx.
+func caller(ctx context.Context) (Identity, error) {
+	id, ok := identityFrom(ctx)
+	if !ok {
+		return Identity{}, errorf(errUnauthenticated, "no identity")
+	}
+	return id, nil
+}
+
+// lookup resolves a job name the caller may see. A job owned by someone
+// else is reported exactly like a job that does not exist.
+func (f *foreman) lookup(ctx context.Context, name string) (Identity, string, error) {
+	who, err := caller(ctx)
+	if err != nil {
+		return Identity{}, "", err
+	}
+	id, err := parseJobName(name)
+	if err != nil {
+		return Identity{}, "", err
+	}
+	st, err := f.runner.Status(id)
+	if err != nil {
+		return Identity{}, "", jobErr(name, err)
+	}
+	if !who.canSee(st.Owner) {
+		return Identity{}, "", jobErr(name, jobrunner.ErrJobNotFound)
+	}
+	return who, id, nil
+}
+
+func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.StartJobResponse, error) {
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateStart(req); err != nil {
+		return nil, err
+	}
+	limits, err := resolveLimits(req.GetLimits(), f.defaultLimits, f.maxLimits)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.reserve(); err != nil {
+		return nil, err
+	}
+	defer f.release()
+	st, err := f.runner.Start(ctx, jobrunner.StartRequest{
+		Owner:   who.Name,
+		Command: req.GetCommand(),
+		Args:    req.GetArgs(),
+		Env:     req.GetEnv(),
+		Dir:     req.GetWorkingDir(),
+		Limits:  limits,
+		UID:     f.uid,
+		GID:     f.gid,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.StartJobResponse{Job: jobToProto(st)}, nil
+}
+
+// reserve admits one more job unless the server runs its maximum already.
+func (f *foreman) reserve() error {
+	running := 0
+	for _, st := range f.runner.List() {
+		if st.State == jobrunner.StateRunning {
+			running++
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if running+f.starting >= f.maxJobs {
+		return errorf(errTooManyJobs, "the server already runs its maximum of %d jobs; stop some or try later", f.maxJobs)
+	}
+	f.starting++
+	return nil
+}
+
+func (f *foreman) release() {
+	f.mu.Lock()
+	f.starting--
+	f.mu.Unlock()
+}
+
+func (f *foreman) StopJob(ctx context.Context, req *pb.StopJobRequest) (*pb.StopJobResponse, error) {
+	grace := time.Duration(0)
+	if g := req.GetGracePeriod(); g != nil {
+		if err := g.CheckValid(); err != nil {
+			return nil, errorf(errInvalidArgument, "grace_period: %v", err)
+		}
+		grace = g.AsDuration()
+		if grace < 0 || grace > maxGracePeriod {
+			return nil, errorf(errInvalidArgument, "grace_period %v is outside [0, %v]", grace, maxGracePeriod)
+		}
+	}
+	_, id, err := f.lookup(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.runner.Stop(ctx, id, grace)
+	if err != nil {
+		return nil, jobErr(req.GetName(), err)
+	}
+	return &pb.StopJobResponse{Job: jobToProto(st)}, nil
+}
+
+func (f *foreman) GetJobStatus(ctx context.Context, req *pb.GetJobStatusRequest) (*pb.GetJobStatusResponse, error) {
+	_, id, err := f.lookup(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.runner.Status(id)
+	if err != nil {
+		return nil, jobErr(req.GetName(), err)
+	}
+	return &pb.GetJobStatusResponse{Job: jobToProto(st)}, nil
+}
+
+func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.ServerStreamingServer[pb.WatchJobOutputResponse]) error {
+	ctx := stream.Context()
+	if req.GetOffset() < 0 {
+		return errorf(errInvalidArgument, "offset %d is negative", req.GetOffset())
+	}
+	_, id, err := f.lookup(ctx, req.GetName())
+	if err != nil {
+		return err
+	}
+	err = f.runner.Watch(ctx, id, req.GetOffset(), func(c jobrunner.Chunk) error {
+		s := streamToProto(c.Stream)
+		for off, data := c.Offset, c.Data; len(data) > 0; {
+			n := min(len(data), maxChunkBytes)
+			// The chunk's data is only valid during this call, and a sent
+			// message must not change afterwards: send a copy.
+			msg := &pb.WatchJobOutputResponse{Stream: s, Offset: off, Data: slices.Clone(data[:n])}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			off += int64(n)
+			data = data[n:]
+		}
+		return nil
+	})
+	return jobErr(req.GetName(), err)
+}
+
+func (f *foreman) ListJobs(ctx context.Context, _ *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all := f.runner.List()
+	slices.SortStableFunc(all, func(a, b jobrunner.Status) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	resp := &pb.ListJobsResponse{}
+	for _, st := range all {
+		if who.canSee(st.Owner) {
+			resp.Jobs = append(resp.Jobs, jobToProto(st))
+		}
+	}
+	return resp, nil
+}
+
+// validateStart checks a StartJobRequest's fields before anything runs.
+func validateStart(req *pb.StartJobRequest) error {
+	if req.GetCommand() == "" {
+		return errorf(errInvalidArgument, "command is empty")
+	}
+	if n := len(req.GetArgs()); n > maxArgs {
+		return errorf(errInvalidArgument, "%d arguments are more than the %d allowed", n, maxArgs)
+	}
+	if n := len(req.GetEnv()); n > maxEnv {
+		return errorf(errInvalidArgument, "%d environment entries are more than the %d allowed", n, maxEnv)
+	}
+	total := 0
+	check := func(what, s string) error {
+		total += len(s) + 1
+		if len(s) > maxStringBytes {
+			return errorf(errInvalidArgument, "%s is %d bytes, more than the %d allowed", what, len(s), maxStringBytes)
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return errorf(errInvalidArgument, "%s contains a NUL byte", what)
+		}
+		return nil
+	}
+	if err := check("command", req.GetCommand()); err != nil {
+		return err
+	}
+	for _, a := range req.GetArgs() {
+		if err := check("an argument", a); err != nil {
+			return err
+		}
+	}
+	for _, e := range req.GetEnv() {
+		if err := check("an environment entry", e); err != nil {
+			return err
+		}
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return errorf(errInvalidArgument, "environment entry %q is not KEY=VALUE", clip(e))
+		}
+	}
+	if d := req.GetWorkingDir(); d != "" {
+		if err := check("working_dir", d); err != nil {
+			return err
+		}
+		if !path.IsAbs(d) {
+			return errorf(errInvalidArgument, "working_dir %q is not an absolute path", clip(d))
+		}
+	}
+	if total > maxCommandBytes {
+		return errorf(errInvalidArgument, "command, arguments and environment are %d bytes, more than the %d allowed", total, maxCommandBytes)
+	}
+	return nil
+}

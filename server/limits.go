@@ -1,0 +1,104 @@
+package server
+
+import (
+	"fmt"
+	"runtime"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// limitField is one field of sandbox.Limits, named as in the API.
+type limitField struct {
+	name   string
+	value  *uint64
+	format func(uint64) string
+}
+
+// fieldsOf lists the fields of l in a fixed order.
+func fieldsOf(l *sandbox.Limits) []limitField {
+	return []limitField{
+		{"cpu_milli", &l.CPUMilli, formatCPU},
+		{"memory_bytes", &l.MemoryBytes, formatBytes},
+		{"io_read_bps", &l.IOReadBPS, formatRate},
+		{"io_write_bps", &l.IOWriteBPS, formatRate},
+		{"io_read_iops", &l.IOReadIOPS, formatCount},
+		{"io_write_iops", &l.IOWriteIOPS, formatCount},
+		{"pids", &l.Pids, formatCount},
+	}
+}
+
+// DefaultMaxLimits are the maxima a server allows when its Config sets
+// none: every CPU of the host, 16 GiB of memory, 10 GiB/s and a million
+// IOPS of disk IO, 65536 processes. They keep absurd requests out; an
+// operator raises them with the serve flags.
+func DefaultMaxLimits() sandbox.Limits {
+	return sandbox.Limits{
+		CPUMilli:    uint64(runtime.NumCPU()) * 1000,
+		MemoryBytes: 16 << 30,
+		IOReadBPS:   10 << 30,
+		IOWriteBPS:  10 << 30,
+		IOReadIOPS:  1_000_000,
+		IOWriteIOPS: 1_000_000,
+		Pids:        65536,
+	}
+}
+
+// fillLimits sets every zero field of l from def.
+func fillLimits(l, def sandbox.Limits) sandbox.Limits {
+	lf, df := fieldsOf(&l), fieldsOf(&def)
+	for i := range lf {
+		if *lf[i].value == 0 {
+			*lf[i].value = *df[i].value
+		}
+	}
+	return l
+}
+
+// checkLimits returns an error naming the first field of l above max.
+func checkLimits(l, max sandbox.Limits) error {
+	lf, mf := fieldsOf(&l), fieldsOf(&max)
+	for i := range lf {
+		if v, m := *lf[i].value, *mf[i].value; v > m {
+			return fmt.Errorf("limits.%s %s is above the server's maximum %s",
+				lf[i].name, lf[i].format(v), lf[i].format(m))
+		}
+	}
+	return nil
+}
+
+// resolveLimits turns a request's limits into the job's: zero fields take
+// the server's defaults, no field may exceed the server's maxima, and the
+// result must be limits the kernel accepts.
+func resolveLimits(req *pb.Limits, def, max sandbox.Limits) (sandbox.Limits, error) {
+	l := fillLimits(limitsFromProto(req), def)
+	if err := checkLimits(l, max); err != nil {
+		return sandbox.Limits{}, errorf(errInvalidArgument, "%v", err)
+	}
+	if err := l.Validate(); err != nil {
+		return sandbox.Limits{}, err // wraps sandbox.ErrInvalidLimits
+	}
+	return l, nil
+}
+
+func formatCPU(milli uint64) string {
+	return fmt.Sprintf("%d (%.3g CPUs)", milli, float64(milli)/1000)
+}
+
+func formatCount(n uint64) string { return fmt.Sprint(n) }
+
+func formatRate(n uint64) string { return formatBytes(n) + "/s" }
+
+// formatBytes writes n in bytes and, when large, in IEC units.
+func formatBytes(n uint64) string {
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, u := float64(n)/1024, 0
+	for v >= 1024 && u < len(units)-1 {
+		v /= 1024
+		u++
+	}
+	return fmt.Sprintf("%d (%.4g %s)", n, v, units[u])
+}

@@ -1,0 +1,22 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/drrev/telehandler/jobrunner"
+)
+
+// JobRunner is what the server needs from the job library: the methods of
+// *jobrunner.Runner it calls. It exists so that authorization, validation
+// and error mapping can be tested against a fake without root.
+type JobRunner interface {
+	Start(ctx context.Context, req jobrunner.StartRequest) (jobrunner.Status, error)
+	Stop(ctx context.Context, id string, grace time.Duration) (jobrunner.Status, error)
+	Status(id string) (jobrunner.Status, error)
+	List() []jobrunner.Status
+	Watch(ctx context.Context, id string, from int64, fn func(jobrunner.Chunk) error) error
+	Shutdown(ctx context.Context) error
+}
+
+var _ JobRunner = (*jobrunner.Runner)(nil)

@@ -1,0 +1,308 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/certgen"
+	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/sandbox"
+)
+
+func TestParseJobName(t *testing.T) {
+	good := map[string]string{
+		"jobs/abc":              "abc",
+		"jobs/0123456789abcdef": "0123456789abcdef",
+		"jobs/A-b_9":            "A-b_9",
+	}
+	for name, want := range good {
+		if id, err := parseJobName(name); err != nil || id != want {
+			t.Errorf("parseJobName(%q) = %q, %v; want %q", name, id, err, want)
+		}
+	}
+	bad := []string{"", "jobs/", "abc", "job/abc", "jobs", "/jobs/abc", "jobs/a/b", "jobs/..", "jobs/a b",
+		"jobs/a\x00", "jobs/é", "JOBS/abc", "jobs/" + strings.Repeat("a", maxIDLen+1)}
+	for _, name := range bad {
+		if _, err := parseJobName(name); !errors.Is(err, errInvalidArgument) {
+			t.Errorf("parseJobName(%q) = %v, want errInvalidArgument", name, err)
+		}
+	}
+	if got := jobName("abc"); got != "jobs/abc" {
+		t.Errorf("jobName = %q", got)
+	}
+}
+
+// TestMalformedNames sends every job-addressed RPC malformed names: each is
+// InvalidArgument, and the server keeps serving.
+func TestMalformedNames(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := testCtx(t)
+	c := ts.as(t, "alice", certgen.RoleUser)
+	for _, name := range []string{"", "abc", "jobs/", "jobs/a/b", "jobs/../../etc", "jobs/" + strings.Repeat("x", 10000)} {
+		_, err := c.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: name})
+		wantCode(t, fmt.Sprintf("GetJobStatus(%.20q)", name), err, codes.InvalidArgument)
+		_, err = c.StopJob(ctx, &pb.StopJobRequest{Name: name})
+		wantCode(t, fmt.Sprintf("StopJob(%.20q)", name), err, codes.InvalidArgument)
+		_, err = watchAll(ctx, c, name, 0)
+		wantCode(t, fmt.Sprintf("WatchJobOutput(%.20q)", name), err, codes.InvalidArgument)
+	}
+	if _, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "true"}); err != nil {
+		t.Fatalf("server stopped serving: %v", err)
+	}
+}
+
+// TestBadStartRequests sends StartJob requests that must be refused before
+// anything runs, with the code and a message that says why.
+func TestBadStartRequests(t *testing.T) {
+	ts := startServer(t, func(c *Config) {
+		c.MaxLimits = sandbox.Limits{CPUMilli: 2000, MemoryBytes: 1 << 30}
+	})
+	ctx := testCtx(t)
+	c := ts.as(t, "alice", certgen.RoleUser)
+
+	many := make([]string, maxArgs+1)
+	big := make([]string, 20)
+	for i := range big {
+		big[i] = strings.Repeat("a", 100<<10)
+	}
+	cases := []struct {
+		name string
+		req  *pb.StartJobRequest
+		code codes.Code
+		msg  string // part of the status message
+	}{
+		{"empty command", &pb.StartJobRequest{}, codes.InvalidArgument, "command is empty"},
+		{"too many arguments", &pb.StartJobRequest{Command: "true", Args: many}, codes.InvalidArgument, "10001 arguments"},
+		{"2 MB of arguments", &pb.StartJobRequest{Command: "true", Args: big}, codes.InvalidArgument, "more than the 1048576 allowed"},
+		{"one huge argument", &pb.StartJobRequest{Command: "true", Args: []string{strings.Repeat("a", 200<<10)}}, codes.InvalidArgument, "an argument is 204800 bytes"},
+		{"5 MB request", &pb.StartJobRequest{Command: "true", Args: []string{strings.Repeat("a", 5<<20)}}, codes.ResourceExhausted, "larger than max"},
+		{"NUL in argument", &pb.StartJobRequest{Command: "true", Args: []string{"a\x00b"}}, codes.InvalidArgument, "NUL"},
+		{"env without =", &pb.StartJobRequest{Command: "true", Env: []string{"FOO"}}, codes.InvalidArgument, "KEY=VALUE"},
+		{"env with empty key", &pb.StartJobRequest{Command: "true", Env: []string{"=x"}}, codes.InvalidArgument, "KEY=VALUE"},
+		{"relative working dir", &pb.StartJobRequest{Command: "true", WorkingDir: "tmp"}, codes.InvalidArgument, "not an absolute path"},
+		{"CPU above maximum", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{CpuMilli: 4000}}, codes.InvalidArgument, "limits.cpu_milli 4000 (4 CPUs) is above the server's maximum 2000 (2 CPUs)"},
+		{"absurd memory", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{MemoryBytes: 1 << 62}}, codes.InvalidArgument, "limits.memory_bytes 4611686018427387904 (4 EiB) is above the server's maximum 1073741824 (1 GiB)"},
+		{"absurd pids", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{Pids: ^uint64(0)}}, codes.InvalidArgument, "limits.pids"},
+		{"limits the kernel refuses", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{CpuMilli: 1}}, codes.InvalidArgument, "CPU"},
+		{"missing binary", &pb.StartJobRequest{Command: "missing"}, codes.FailedPrecondition, "no such file"},
+		{"sandbox failure", &pb.StartJobRequest{Command: "broken"}, codes.Internal, "sandbox setup failed"},
+	}
+	for _, tc := range cases {
+		_, err := c.StartJob(ctx, tc.req)
+		st := wantCode(t, tc.name, err, tc.code)
+		if !strings.Contains(st.Message(), tc.msg) {
+			t.Errorf("%s: message %q does not contain %q", tc.name, st.Message(), tc.msg)
+		}
+	}
+	if n := len(ts.runner.List()); n != 0 {
+		t.Errorf("%d jobs exist after refused starts", n)
+	}
+
+	_, err := c.StopJob(ctx, &pb.StopJobRequest{Name: "jobs/abc", GracePeriod: durationpb.New(-1)})
+	wantCode(t, "negative grace period", err, codes.InvalidArgument)
+	_, err = c.StopJob(ctx, &pb.StopJobRequest{Name: "jobs/abc", GracePeriod: &durationpb.Duration{Seconds: 1 << 40}})
+	wantCode(t, "absurd grace period", err, codes.InvalidArgument)
+	_, err = watchAll(ctx, c, "jobs/abc", -1)
+	wantCode(t, "negative offset", err, codes.InvalidArgument)
+
+	// Still serving.
+	if _, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "true"}); err != nil {
+		t.Fatalf("server stopped serving: %v", err)
+	}
+}
+
+// TestLimits checks that zero fields of a request take the server's
+// defaults and given fields are kept, and that jobs run as the configured
+// user.
+func TestLimits(t *testing.T) {
+	uid, gid := uint32(65534), uint32(65534)
+	def := sandbox.Limits{CPUMilli: 200, Pids: 50}
+	ts := startServer(t, func(c *Config) {
+		c.DefaultLimits = def
+		c.RunAsUID, c.RunAsGID = &uid, &gid
+	})
+	ctx := testCtx(t)
+	c := ts.as(t, "alice", certgen.RoleUser)
+	resp, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{MemoryBytes: 64 << 20, Pids: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sandbox.DefaultLimits()
+	want.CPUMilli, want.MemoryBytes, want.Pids = 200, 64<<20, 10
+	req := ts.runner.lastStart()
+	if req.Limits != want {
+		t.Errorf("runner got limits %+v, want %+v", req.Limits, want)
+	}
+	if got := limitsFromProto(resp.GetJob().GetLimits()); got != want {
+		t.Errorf("response limits %+v, want %+v", got, want)
+	}
+	if req.UID == nil || *req.UID != uid || req.GID == nil || *req.GID != gid {
+		t.Errorf("runner got uid %v gid %v, want 65534", req.UID, req.GID)
+	}
+	if req.Owner != "alice" {
+		t.Errorf("owner %q", req.Owner)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	r := newFakeRunner()
+	base := Config{CAFile: "ca", CertFile: "c", KeyFile: "k", Runner: r}
+	cfg := base
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != DefaultListen || cfg.MaxJobs != DefaultMaxJobs || cfg.Logger == nil ||
+		cfg.DefaultLimits != sandbox.DefaultLimits() || cfg.MaxLimits != DefaultMaxLimits() {
+		t.Errorf("defaults not filled: %+v", cfg)
+	}
+	uid := uint32(1)
+	for name, edit := range map[string]func(*Config){
+		"no runner":           func(c *Config) { c.Runner = nil },
+		"no CA":               func(c *Config) { c.CAFile = "" },
+		"uid without gid":     func(c *Config) { c.RunAsUID = &uid },
+		"negative max jobs":   func(c *Config) { c.MaxJobs = -1 },
+		"default above max":   func(c *Config) { c.MaxLimits.MemoryBytes = 1 << 20 },
+		"default CPU too low": func(c *Config) { c.DefaultLimits.CPUMilli = 1 },
+	} {
+		cfg := base
+		edit(&cfg)
+		if err := cfg.validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestMaxJobs checks the running-jobs cap is ResourceExhausted and frees
+// up when a job ends.
+func TestMaxJobs(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.MaxJobs = 2 })
+	ctx := testCtx(t)
+	c := ts.as(t, "alice", certgen.RoleUser)
+	var names []string
+	for range 2 {
+		resp, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, resp.GetJob().GetName())
+	}
+	_, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"})
+	st := wantCode(t, "third job", err, codes.ResourceExhausted)
+	if !strings.Contains(st.Message(), "maximum of 2 jobs") {
+		t.Errorf("message %q", st.Message())
+	}
+	if _, err := c.StopJob(ctx, &pb.StopJobRequest{Name: names[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"}); err != nil {
+		t.Fatalf("start after a stop: %v", err)
+	}
+}
+
+// TestToStatus is the error mapping table: every known error has its code,
+// unknown errors are Internal, never Unknown.
+func TestToStatus(t *testing.T) {
+	cases := []struct {
+		err  error
+		code codes.Code
+	}{
+		{fmt.Errorf("start: %w", jobrunner.ErrInvalidRequest), codes.InvalidArgument},
+		{fmt.Errorf("%w: %w", jobrunner.ErrInvalidRequest, sandbox.ErrInvalidLimits), codes.InvalidArgument},
+		{fmt.Errorf("x: %w", sandbox.ErrInvalidLimits), codes.InvalidArgument},
+		{errorf(errInvalidArgument, "bad"), codes.InvalidArgument},
+		{errorf(errUnauthenticated, "who"), codes.Unauthenticated},
+		{errorf(errPermissionDenied, "no"), codes.PermissionDenied},
+		{errorf(errTooManyJobs, "full"), codes.ResourceExhausted},
+		{jobErr("jobs/a", fmt.Errorf("a: %w", jobrunner.ErrJobNotFound)), codes.NotFound},
+		{jobErr("jobs/a", jobrunner.ErrNotRunning), codes.FailedPrecondition},
+		{fmt.Errorf("%w: exec: no such file", sandbox.ErrExec), codes.FailedPrecondition},
+		{jobErr("jobs/a", jobrunner.ErrInvalidOffset), codes.OutOfRange},
+		{jobrunner.ErrShuttingDown, codes.Unavailable},
+		{fmt.Errorf("%w: mount", sandbox.ErrShim), codes.Internal},
+		{sandbox.ErrNoController, codes.Internal},
+		{errors.New("disk on fire"), codes.Internal},
+		{context.Canceled, codes.Canceled},
+		{fmt.Errorf("w: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{jobErr("jobs/a", status.Error(codes.Unavailable, "transport closing")), codes.Unavailable},
+	}
+	for _, tc := range cases {
+		st := status.Convert(toStatus(tc.err))
+		if st.Code() != tc.code {
+			t.Errorf("toStatus(%v) = %v, want %v", tc.err, st.Code(), tc.code)
+		}
+	}
+	if toStatus(nil) != nil {
+		t.Error("toStatus(nil) != nil")
+	}
+	// A job that is missing and one that is hidden read the same, whatever
+	// the runner's own wording.
+	a := status.Convert(toStatus(jobErr("jobs/x", fmt.Errorf("runner: %w: x", jobrunner.ErrJobNotFound))))
+	b := status.Convert(toStatus(jobErr("jobs/x", jobrunner.ErrJobNotFound)))
+	if a.Message() != b.Message() || a.Message() != "job jobs/x not found" {
+		t.Errorf("not-found messages differ: %q vs %q", a.Message(), b.Message())
+	}
+}
+
+// TestWatchOutput checks that chunks arrive in order with their stream and
+// offset, that chunks above 64 KiB are split, that a resumed watch starts at
+// its offset, and that the data is the runner's even though the runner
+// reuses its buffer after each chunk.
+func TestWatchOutput(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := testCtx(t)
+	c := ts.as(t, "alice", certgen.RoleUser)
+	bigOut := bytes.Repeat([]byte("0123456789abcdef"), 7500) // 120000 bytes
+	resp, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "emit", Args: []string{string(bigOut), "err\n", "tail\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := resp.GetJob().GetName()
+	msgs, err := watchAll(ctx, c, name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr []byte
+	var off int64
+	for _, m := range msgs {
+		if len(m.Data) > maxChunkBytes {
+			t.Errorf("message of %d bytes", len(m.Data))
+		}
+		if m.Offset != off {
+			t.Errorf("offset %d, want %d", m.Offset, off)
+		}
+		off += int64(len(m.Data))
+		switch m.Stream {
+		case pb.Stream_STREAM_STDOUT:
+			stdout = append(stdout, m.Data...)
+		case pb.Stream_STREAM_STDERR:
+			stderr = append(stderr, m.Data...)
+		default:
+			t.Errorf("stream %v", m.Stream)
+		}
+	}
+	if !bytes.Equal(stdout, append(bigOut, "tail\n"...)) || string(stderr) != "err\n" {
+		t.Errorf("output differs: %d stdout bytes, stderr %q", len(stdout), stderr)
+	}
+	if len(msgs) != 4 {
+		t.Errorf("%d messages, want 2 for 120000 bytes + 2", len(msgs))
+	}
+
+	resumed, err := watchAll(ctx, c, name, int64(len(bigOut))+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resumed) != 2 || string(resumed[0].Data) != "rr\n" || string(resumed[1].Data) != "tail\n" {
+		t.Errorf("resumed watch: %v", resumed)
+	}
+	_, err = watchAll(ctx, c, name, 1<<40)
+	wantCode(t, "offset past the end", err, codes.OutOfRange)
+}
