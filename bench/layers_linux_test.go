@@ -1,0 +1,157 @@
+package main
+
+// Benchmarks of the layers under the server, to tell where the time of a
+// StartJob or a watched byte goes without gRPC and TLS in the way:
+//
+//	go test -run XXX -bench . -benchtime 200x -cpuprofile cpu.out ./bench
+//
+// The root ones create cgroups under a parent of their own
+// (telehandler-bench-test-PID) and remove it at the end.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// TestMain makes the test binary its own shim.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "__child" {
+		sandbox.RunChild()
+	}
+	os.Exit(m.Run())
+}
+
+// requireRoot skips a benchmark that needs root (namespaces, cgroups).
+func requireRoot(b *testing.B) {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates namespaces and cgroups")
+	}
+}
+
+// testSandbox returns a sandbox whose cgroups live under a parent of this
+// benchmark's own, removed at the end.
+func testSandbox(b *testing.B) *sandbox.Sandbox {
+	b.Helper()
+	requireRoot(b)
+	parent := fmt.Sprintf("telehandler-bench-test-%d", os.Getpid())
+	cg, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := cg.Cleanup(); err != nil {
+			b.Error(err)
+		}
+		if n, pids, err := removeCgroupTree(parent); n > 0 || pids > 0 || err != nil {
+			b.Errorf("left %d cgroups and %d processes (%v)", n, pids, err)
+		}
+	})
+	sb, err := sandbox.New(sandbox.Config{Cgroups: cg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sb
+}
+
+// BenchmarkSandboxStart is the sandbox alone: cgroup with the default
+// limits, namespaces, shim, exec of /bin/true (the time until Start
+// returns), then waiting for the exit and the cgroup's removal.
+func BenchmarkSandboxStart(b *testing.B) {
+	sb := testSandbox(b)
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	i := 0
+	for b.Loop() {
+		i++
+		p, err := sb.Start(sandbox.Spec{Path: "/bin/true"}, sandbox.StartConfig{
+			Name: fmt.Sprintf("start-%d", i), Limits: sandbox.DefaultLimits(), Stdout: devNull, Stderr: devNull,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if st := p.Wait(); st.ExitCode != 0 {
+			b.Fatalf("exit %+v", st)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkRunnerStart adds the job runner: output log, pipes, goroutines.
+func BenchmarkRunnerStart(b *testing.B) {
+	sb := testSandbox(b)
+	r, err := jobrunner.New(jobrunner.Config{StateDir: b.TempDir(), Sandbox: sb})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	ctx := context.Background()
+	for b.Loop() {
+		st, err := r.Start(ctx, jobrunner.StartRequest{Command: "/bin/true", Limits: sandbox.DefaultLimits()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if _, err := r.Wait(ctx, st.ID); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkOutputLog writes 64 MiB into a log in 32 KiB pieces (what a
+// job's pipe reader does) while 1 or 100 watchers follow it; bytes/s is per
+// watcher (the aggregate is that times the watchers).
+func BenchmarkOutputLog(b *testing.B) {
+	const total = 64 << 20
+	piece := make([]byte, 32<<10)
+	for _, watchers := range []int{1, 100} {
+		b.Run(fmt.Sprintf("watchers=%d", watchers), func(b *testing.B) {
+			b.SetBytes(total)
+			dir := b.TempDir()
+			i := 0
+			for b.Loop() {
+				i++
+				l, err := jobrunner.CreateOutputLog(fmt.Sprintf("%s/%d.log", dir, i), 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				for range watchers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var n int64
+						err := l.Watch(context.Background(), 0, func(c jobrunner.Chunk) error {
+							n += int64(len(c.Data))
+							return nil
+						})
+						if err != nil || n != total {
+							b.Errorf("watch: %d bytes, %v", n, err)
+						}
+					}()
+				}
+				for w := 0; w < total; w += len(piece) {
+					if err := l.Write(jobrunner.Stdout, piece); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := l.Finish(); err != nil {
+					b.Fatal(err)
+				}
+				wg.Wait()
+				os.Remove(l.Path())
+			}
+		})
+	}
+}
