@@ -157,7 +157,8 @@ func readProcs(path string) ([]int, error) {
 	return pids, nil
 }
 
-// readProcsAll is the union of cgroup.procs of dirs, sorted.
+// readProcsAll is the union of cgroup.procs of dirs and of any cgroups
+// below them (a job may have made some), sorted.
 func readProcsAll(dirs []string) ([]int, error) {
 	var all []int
 	for _, d := range dirs {
@@ -166,6 +167,17 @@ func readProcsAll(dirs []string) ([]int, error) {
 			return nil, err
 		}
 		all = append(all, pids...)
+		subs, err := listChildren(d)
+		if err != nil {
+			return nil, err
+		}
+		for _, sub := range subs {
+			pids, err := readProcsAll([]string{filepath.Join(d, sub)})
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, pids...)
+		}
 	}
 	slices.Sort(all)
 	return slices.Compact(all), nil

@@ -26,10 +26,20 @@ import (
 // telehandler-test-<random> parent, cleaned up and removed when t ends.
 func newRootCgroups(t *testing.T) Cgroups {
 	t.Helper()
+	return newRootCgroupsBelow(t, "")
+}
+
+// newRootCgroupsBelow is newRootCgroups with the parent nested one level
+// deeper: telehandler-test-<random>/sub when sub is not "".
+func newRootCgroupsBelow(t *testing.T, sub string) Cgroups {
+	t.Helper()
 	requireRoot(t)
 	b := make([]byte, 6)
 	rand.Read(b)
 	parent := "telehandler-test-" + hex.EncodeToString(b)
+	if sub != "" {
+		parent += "/" + sub
+	}
 	cgs, err := NewCgroups(CgroupConfig{Parent: parent})
 	if err != nil {
 		t.Fatalf("NewCgroups: %v", err)
@@ -39,12 +49,20 @@ func newRootCgroups(t *testing.T) Cgroups {
 			t.Errorf("Cleanup: %v", err)
 		}
 		for _, dir := range parentDirs(cgs) {
-			if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("remove test parent: %v", err)
+			if sub != "" {
+				removeEmpty(t, dir)
+				dir = filepath.Dir(dir)
 			}
+			removeEmpty(t, dir)
 		}
 	})
 	return cgs
+}
+
+func removeEmpty(t *testing.T, dir string) {
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("remove test parent: %v", err)
+	}
 }
 
 // parentDirs are the parent cgroup's directories (one per v1 hierarchy).
@@ -205,7 +223,16 @@ func TestCgroupRootDefaultsAndNoLimits(t *testing.T) {
 }
 
 func TestCgroupRootAddKillDelete(t *testing.T) {
-	cgs := newRootCgroups(t)
+	testAddKillDelete(t, newRootCgroups(t))
+}
+
+// TestCgroupRootNestedParent puts the parent one level deeper: on v2 the
+// controllers must then be enabled in two ancestors below the root.
+func TestCgroupRootNestedParent(t *testing.T) {
+	testAddKillDelete(t, newRootCgroupsBelow(t, "nested"))
+}
+
+func testAddKillDelete(t *testing.T, cgs Cgroups) {
 	cg, err := cgs.Create("job", DefaultLimits())
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -408,7 +435,11 @@ func TestCgroupRootStats(t *testing.T) {
 		t.Fatalf("Add: %v", err)
 	}
 	stdin.Close() // the hog starts once stdin reaches EOF
+	start := time.Now()
 	err = hog.Wait()
+	// On v2 the hog is throttled between memory.high (75%) and memory.max
+	// before the OOM killer ends it: seconds, not milliseconds.
+	t.Logf("the hog ran %v", time.Since(start))
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("hog ended with %v, want killed by the OOM killer", err)
