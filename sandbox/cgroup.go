@@ -22,19 +22,27 @@ type CgroupConfig struct {
 }
 
 // Cgroups creates, and cleans up after, the cgroups of jobs. One
-// implementation per layout (v1, v2) is chosen once by NewCgroups.
+// implementation per layout (v1, v2) is chosen once by NewCgroups. Its
+// methods are safe for concurrent use.
 type Cgroups interface {
 	// Version is 1 or 2.
 	Version() int
-	// Create makes the job's cgroup named name under the parent and applies
-	// limits. On failure nothing is left behind.
+	// Create makes the job's cgroup named name (one path element) under the
+	// parent, creating the parent first if needed (on v2 also enabling the
+	// cpu, memory, io and pids controllers in the subtree_control of the
+	// root, of every cgroup between it and the parent, and of the parent),
+	// and applies limits. Limits failing Validate give an error wrapping
+	// ErrInvalidLimits; an existing cgroup of that name is an error (it may
+	// hold a running job). On failure nothing is left behind.
 	Create(name string, limits Limits) (Cgroup, error)
 	// Cleanup kills every process left in any cgroup under the parent (from
-	// an earlier run that crashed) and removes those cgroups.
+	// an earlier run that crashed) and removes those cgroups, in every v1
+	// hierarchy. The parent itself stays; nothing outside it is touched.
 	Cleanup() error
 }
 
-// Cgroup is one job's cgroup (one directory on v2, one per controller on v1).
+// Cgroup is one job's cgroup (one directory on v2, one per controller
+// hierarchy on v1). Its methods are safe for concurrent use.
 type Cgroup interface {
 	// Name is the name under the parent.
 	Name() string
@@ -43,21 +51,29 @@ type Cgroup interface {
 	Paths() []string
 	// FD opens the v2 directory for clone3's CLONE_INTO_CGROUP
 	// (SysProcAttr.UseCgroupFD). ok is false on v1, where the process must
-	// be moved with Add instead.
+	// be moved with Add instead. The caller closes fd.
 	FD() (fd int, ok bool, err error)
 	// Add moves process pid (all its threads) into the cgroup, in every
 	// hierarchy.
 	Add(pid int) error
-	// Procs lists the pids in the cgroup.
+	// Procs lists the pids in the cgroup and in any cgroups below it,
+	// sorted (on v1 the union over the hierarchies). A cgroup that no
+	// longer exists has none.
 	Procs() ([]int, error)
-	// Signal sends sig to every process in the cgroup.
+	// Signal sends sig to every process Procs lists (one at a time: for
+	// SIGTERM before a grace period, not for killing).
 	Signal(sig int) error
 	// Kill kills every process in the cgroup at once (cgroup.kill on v2
 	// where it exists, freeze + SIGKILL + thaw otherwise) and waits until
-	// the cgroup is empty.
+	// the cgroup is empty: on v2 woken by inotify on cgroup.events, on v1
+	// (no notification) by polling with a short backoff. It gives up with
+	// an error after 10 s. Killed processes may still be zombies for their
+	// parent to reap: they no longer count.
 	Kill() error
-	// Stats reads the accounting.
+	// Stats reads the accounting. On v2 kernels without memory.peak
+	// (before 5.19) MemoryPeak is the highest MemoryCurrent Stats saw.
 	Stats() (Stats, error)
-	// Delete kills what is left and removes the cgroup directories.
+	// Delete kills what is left and removes the cgroup directories (and
+	// any the job made below them). Deleting a deleted cgroup is a no-op.
 	Delete() error
 }

@@ -284,6 +284,9 @@ func testAddKillDelete(t *testing.T, cgs Cgroups) {
 			t.Errorf("%s still exists after Delete (%v)", p, err)
 		}
 	}
+	if err := cg.Delete(); err != nil {
+		t.Errorf("second Delete: %v, want a no-op", err)
+	}
 }
 
 // procState is the state letter of /proc/pid/stat ("Z" for a zombie the
