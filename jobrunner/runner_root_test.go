@@ -610,7 +610,7 @@ func TestRunnerShutdown(t *testing.T) {
 		}
 		ids = append(ids, st.ID)
 	}
-	done, err := e.r.Start(ctx, StartRequest{Command: "true"})
+	done, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", "exit 0"}})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -640,8 +640,45 @@ func TestRunnerShutdown(t *testing.T) {
 	if st := e.r.mustStatus(t, done.ID); st.State != StateCompleted || st.Stopped {
 		t.Errorf("ended job after Shutdown: %+v", st)
 	}
-	if _, err := e.r.Start(ctx, StartRequest{Command: "true"}); !errors.Is(err, ErrShuttingDown) {
+	if _, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", "exit 0"}}); !errors.Is(err, ErrShuttingDown) {
 		t.Errorf("Start after Shutdown = %v, want ErrShuttingDown", err)
 	}
 	e.checkNoCgroups(t)
+}
+
+// TestRunnerExitStatus proves that a non-zero exit is FAILED with its exit
+// code, not stopped, and that the request's environment and working
+// directory reach the command.
+func TestRunnerExitStatus(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	st, err := e.r.Start(ctx, StartRequest{
+		Command: "sh",
+		Args:    []string{"-c", `echo "$FOO"; pwd; exit 3`},
+		Env:     []string{"FOO=bar baz", "PATH=/usr/bin:/bin"},
+		Dir:     e.dir,
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	final, err := e.r.Wait(ctx, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != StateFailed || final.ExitCode != 3 || final.Signal != 0 || final.Stopped || final.OOMKilled {
+		t.Errorf("status = %+v, want FAILED with exit code 3", final)
+	}
+	var out bytes.Buffer
+	if err := e.r.Watch(ctx, st.ID, 0, func(c Chunk) error { out.Write(c.Data); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := "bar baz\n" + e.dir + "\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+	if _, err := e.r.Stop(ctx, st.ID, time.Second); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Stop of an ended job = %v, want ErrNotRunning", err)
+	}
+	if st := e.r.mustStatus(t, st.ID); st.Stopped {
+		t.Error("Stop of an ended job marked it stopped")
+	}
 }
