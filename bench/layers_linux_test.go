@@ -12,8 +12,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/sandbox"
@@ -151,6 +153,70 @@ func BenchmarkOutputLog(b *testing.B) {
 				}
 				wg.Wait()
 				os.Remove(l.Path())
+			}
+		})
+	}
+}
+
+// BenchmarkCgroupCreate is the cgroup part of a start: create the job's
+// cgroup with the default limits (every v1 hierarchy) and remove it.
+func BenchmarkCgroupCreate(b *testing.B) {
+	sb := testSandbox(b)
+	i := 0
+	for b.Loop() {
+		i++
+		cg, err := sb.Cgroups().Create(fmt.Sprintf("create-%d", i), sandbox.DefaultLimits())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := cg.Delete(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkCgroupAdd is the v1 join: moving one process (a single-threaded
+// `sleep`) into the job's cgroup in every hierarchy, what the parent does
+// before the shim may go on (on v2 the shim is cloned into the cgroup
+// instead). "idle" waits 50 ms before each move, as between two StartJob
+// calls of a user: a cgroup v1 migration takes cgroup_threadgroup_rwsem for
+// writing, which costs an RCU grace period unless another migration just
+// happened ("back-to-back").
+func BenchmarkCgroupAdd(b *testing.B) {
+	for _, gap := range []time.Duration{0, 50 * time.Millisecond} {
+		name := "back-to-back"
+		if gap > 0 {
+			name = "idle"
+		}
+		b.Run(name, func(b *testing.B) {
+			sb := testSandbox(b)
+			i := 0
+			for b.Loop() {
+				i++
+				b.StopTimer()
+				cg, err := sb.Cgroups().Create(fmt.Sprintf("add-%d", i), sandbox.DefaultLimits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				cmd := exec.Command("sleep", "10")
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(gap)
+				b.StartTimer()
+				err = cg.Add(cmd.Process.Pid)
+				b.StopTimer()
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cg.Delete(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
 			}
 		})
 	}
