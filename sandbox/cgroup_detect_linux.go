@@ -238,7 +238,7 @@ func checkV2Controllers(root string) error {
 }
 
 // blockDevices returns "MAJ:MIN" of every real whole disk listed in
-// sysBlock: not a partition, not a loop, ram or zram device, and not empty
+// sysBlock: not a partition, not hidden, not a loop, ram or zram device, and not empty
 // (size 0: no medium, unused loop or zram). IO limits apply to these; the
 // kernel rejects throttling rules on partitions.
 func blockDevices(sysBlock string) ([]string, error) {
@@ -255,6 +255,9 @@ func blockDevices(sysBlock string) ([]string, error) {
 		dir := filepath.Join(sysBlock, name)
 		if _, err := os.Stat(filepath.Join(dir, "partition")); err == nil {
 			continue
+		}
+		if hidden, _ := readUint(filepath.Join(dir, "hidden")); hidden != 0 {
+			continue // an NVMe multipath path: IO goes through its head disk
 		}
 		size, err := readUint(filepath.Join(dir, "size"))
 		if err != nil || size == 0 {

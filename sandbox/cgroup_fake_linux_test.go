@@ -41,10 +41,16 @@ func newFakeHost(t *testing.T) *fakeHost {
 		{"zram0", "253:0", "0", false},
 		{"loop0", "7:0", "1000", false},
 		{"ram0", "1:0", "1000", false},
-		{"sr0", "11:0", "0", false}, // no medium
+		{"sr0", "11:0", "0", false},      // no medium
+		{"nvme0c0n1", "", "1000", false}, // hidden multipath path
 	} {
 		p := filepath.Join(h.sysBlock, d.name)
-		writeFiles(t, p, map[string]string{"dev": d.dev + "\n", "size": d.size + "\n"})
+		writeFiles(t, p, map[string]string{"size": d.size + "\n"})
+		if d.dev != "" {
+			writeFiles(t, p, map[string]string{"dev": d.dev + "\n"})
+		} else {
+			writeFiles(t, p, map[string]string{"hidden": "1\n"})
+		}
 		if d.partition {
 			writeFiles(t, p, map[string]string{"partition": "1\n"})
 		}
