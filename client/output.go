@@ -1,0 +1,173 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+)
+
+// outputFlag is -o text|json.
+func outputFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "output",
+		Aliases: []string{"o"},
+		Usage:   "output format: text or json (the API's message as protojson)",
+		Value:   "text",
+		EnvVars: []string{"TELEHANDLER_OUTPUT"},
+	}
+}
+
+// outputFormat returns the -o value, checked.
+func outputFormat(c *cli.Context) (string, error) {
+	switch f := c.String("output"); f {
+	case "text", "json":
+		return f, nil
+	default:
+		return "", usageErrorf("-o %q: use text or json", f)
+	}
+}
+
+// printJSON writes m as protojson with every field included, indented
+// stably (protojson itself varies its spacing on purpose).
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = out.WriteTo(w)
+	return err
+}
+
+// jobArg returns the one JOB argument as a resource name: "jobs/ID" or a
+// bare "ID" are both accepted.
+func jobArg(c *cli.Context) (string, error) {
+	switch c.NArg() {
+	case 0:
+		return "", usageErrorf("missing JOB: give its name (jobs/ID or ID; telehandler list shows them)")
+	case 1:
+	default:
+		return "", usageErrorf("%s takes one JOB, got %d arguments", c.Command.Name, c.NArg())
+	}
+	arg := c.Args().First()
+	if arg == "" {
+		return "", usageErrorf("empty JOB")
+	}
+	if strings.HasPrefix(arg, "jobs/") {
+		return arg, nil
+	}
+	return "jobs/" + arg, nil
+}
+
+// describeState says in a few words how a job is or how it ended:
+// "RUNNING", "COMPLETED", "FAILED (exit code 3)",
+// "FAILED (killed by SIGKILL, stopped)".
+func describeState(st *pb.JobStatus) string {
+	state := strings.TrimPrefix(st.GetState().String(), "STATE_")
+	var why []string
+	switch {
+	case st.GetState() == pb.State_STATE_RUNNING:
+	case st.GetSignal() != 0:
+		why = append(why, "killed by "+signalName(st.GetSignal()))
+	case st.GetState() == pb.State_STATE_FAILED:
+		why = append(why, fmt.Sprintf("exit code %d", st.GetExitCode()))
+	}
+	if st.GetStopped() {
+		why = append(why, "stopped")
+	}
+	if st.GetOomKilled() {
+		why = append(why, "out of memory")
+	}
+	if len(why) == 0 {
+		return state
+	}
+	return state + " (" + strings.Join(why, ", ") + ")"
+}
+
+// signalName names the common signals; others are "signal N".
+func signalName(sig int32) string {
+	names := map[int32]string{1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL",
+		11: "SIGSEGV", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM"}
+	if n, ok := names[sig]; ok {
+		return n
+	}
+	return fmt.Sprintf("signal %d", sig)
+}
+
+// jobExitCode is the exit status a shell would report for the job:
+// 0 when it completed, its exit code, 128+N when signal N killed it.
+func jobExitCode(st *pb.JobStatus) int {
+	switch {
+	case st.GetState() == pb.State_STATE_COMPLETED:
+		return 0
+	case st.GetSignal() > 0:
+		return 128 + int(st.GetSignal())
+	case st.GetExitCode() > 0 && st.GetExitCode() < 256:
+		return int(st.GetExitCode())
+	}
+	return 1
+}
+
+// shellQuote writes a command line so that it can be pasted into sh.
+func shellQuote(cmd string, args []string) string {
+	words := make([]string, 0, 1+len(args))
+	for _, w := range append([]string{cmd}, args...) {
+		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+			words = append(words, w)
+			continue
+		}
+		words = append(words, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
+	}
+	return strings.Join(words, " ")
+}
+
+// printJob writes a job's status as "key: value" lines.
+func printJob(w io.Writer, j *pb.Job) error {
+	st := j.GetStatus()
+	var b strings.Builder
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(&b, "%-9s %s\n", k+":", fmt.Sprintf(format, args...))
+	}
+	line("name", "%s", j.GetName())
+	line("owner", "%s", j.GetOwner())
+	line("command", "%s", shellQuote(j.GetCommand(), j.GetArgs()))
+	if j.GetWorkingDir() != "" {
+		line("dir", "%s", j.GetWorkingDir())
+	}
+	line("state", "%s", describeState(st))
+	if st.GetStartTime() != nil {
+		line("started", "%s", st.GetStartTime().AsTime().Local().Format(time.RFC3339))
+	}
+	if st.GetEndTime() != nil {
+		ran := st.GetEndTime().AsTime().Sub(st.GetStartTime().AsTime()).Round(time.Millisecond)
+		line("ended", "%s (ran %v)", st.GetEndTime().AsTime().Local().Format(time.RFC3339), ran)
+	}
+	l := j.GetLimits()
+	line("limits", "cpu %s, memory %s, pids %d, io read %s/s %d IOPS, io write %s/s %d IOPS",
+		FormatCPU(l.GetCpuMilli()), FormatBytes(l.GetMemoryBytes()), l.GetPids(),
+		FormatBytes(l.GetIoReadBps()), l.GetIoReadIops(), FormatBytes(l.GetIoWriteBps()), l.GetIoWriteIops())
+	s := st.GetStats()
+	line("usage", "cpu %v, memory %s (peak %s), io read %s, io write %s, oom kills %d",
+		s.GetCpuUsage().AsDuration().Round(time.Millisecond), FormatBytes(s.GetMemoryCurrentBytes()),
+		FormatBytes(s.GetMemoryPeakBytes()), FormatBytes(s.GetIoReadBytes()), FormatBytes(s.GetIoWriteBytes()), s.GetOomKills())
+	out := fmt.Sprintf("%d bytes", st.GetOutputBytes())
+	if st.GetOutputTruncated() {
+		out += " (truncated: the job wrote more than the server's cap)"
+	}
+	line("output", "%s", out)
+	_, err := io.WriteString(w, b.String())
+	return err
+}

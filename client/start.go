@@ -1,0 +1,114 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+)
+
+// StartCommand is `telehandler start [flags] -- CMD [ARGS...]`.
+func StartCommand() *cli.Command {
+	flags := append(connFlags(),
+		&cli.BoolFlag{
+			Name:    "watch",
+			Aliases: []string{"w"},
+			Usage:   "stream the job's output and exit with its exit code, like telehandler watch",
+		},
+		&cli.StringFlag{
+			Name:    "dir",
+			Usage:   "absolute working directory of the job (default /)",
+			EnvVars: []string{"TELEHANDLER_DIR"},
+		},
+		&cli.StringSliceFlag{
+			Name:    "env",
+			Aliases: []string{"e"},
+			Usage:   "environment variable KEY=VALUE of the job, or KEY to pass yours on (repeatable; default a minimal PATH and HOME)",
+		},
+	)
+	flags = append(flags, LimitFlags("", " (default: the server's)", nil, nil)...)
+	return &cli.Command{
+		Name:      "start",
+		Usage:     "start a job and print its name",
+		ArgsUsage: "-- COMMAND [ARGS...]",
+		Description: `Starts COMMAND (looked up in PATH) on the server, in its own namespaces and
+cgroup, and prints the job's name (jobs/ID) alone on stdout once the command
+runs. A command that cannot start (missing binary, bad --dir) is an error.
+Put -- before the command so that its own flags are not taken for start's.
+
+Limits not given take the server's defaults (10% of one CPU, 512 MiB of
+memory, 100 MiB/s and 1000 IOPS of disk IO per direction, 1024 processes)
+and may not exceed the server's maxima.
+
+Examples:
+  JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
+  telehandler start --watch --cpu 50% --memory 64MiB -- sh -c 'echo hello from $(hostname)'
+  telehandler start --env GREETING=hi --dir /tmp -- sh -c 'pwd; echo $GREETING'`,
+		Flags:  flags,
+		Action: runStart,
+	}
+}
+
+func runStart(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return usageErrorf("missing COMMAND: telehandler start [flags] -- COMMAND [ARGS...]")
+	}
+	limits, err := ParseLimitFlags(c, "")
+	if err != nil {
+		return err
+	}
+	env, err := envArgs(c.StringSlice("env"))
+	if err != nil {
+		return err
+	}
+	conn, err := Dial(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+	defer cancel()
+	resp, err := conn.StartJob(ctx, &pb.StartJobRequest{
+		Command:    c.Args().First(),
+		Args:       c.Args().Tail(),
+		WorkingDir: c.String("dir"),
+		Env:        env,
+		Limits:     limits,
+	})
+	if err != nil {
+		return conn.explain(err)
+	}
+	name := resp.GetJob().GetName()
+	if !c.Bool("watch") {
+		_, err := fmt.Fprintln(c.App.Writer, name)
+		return err
+	}
+	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter)
+}
+
+// envArgs checks --env values: KEY=VALUE is kept, a bare KEY takes the
+// value from this process's environment (as docker run -e does).
+func envArgs(vals []string) ([]string, error) {
+	var env []string
+	for _, v := range vals {
+		k, _, ok := strings.Cut(v, "=")
+		if k == "" {
+			return nil, usageErrorf("--env %q: expected KEY=VALUE", v)
+		}
+		if !ok {
+			val, set := os.LookupEnv(k)
+			if !set {
+				return nil, usageErrorf("--env %s: not set here; give KEY=VALUE", k)
+			}
+			v = k + "=" + val
+		}
+		env = append(env, v)
+	}
+	return env, nil
+}

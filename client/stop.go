@@ -1,0 +1,74 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+)
+
+// StopCommand is `telehandler stop JOB [--grace DURATION]`.
+func StopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop a job: kill every process it has and print how it ended",
+		ArgsUsage: "JOB",
+		Description: `Kills every process of the job (daemons it forked included), waits until they
+are gone and prints the job's final state. With --grace, the processes get
+SIGTERM first and SIGKILL only if the job still runs after that long.
+Stopping a job that already ended is an error that says so. JOB is jobs/ID or ID.
+
+Examples:
+  JOB=$(telehandler start -- sleep 1000)
+  telehandler stop $JOB                 # jobs/...: FAILED (killed by SIGKILL, stopped)
+  telehandler stop --grace 10s $JOB`,
+		Flags: append(connFlags(),
+			&cli.DurationFlag{
+				Name:    "grace",
+				Usage:   "send SIGTERM and wait this long before SIGKILL (at most 5m; default: SIGKILL at once)",
+				EnvVars: []string{"TELEHANDLER_GRACE"},
+			},
+			outputFlag(),
+		),
+		Action: runStop,
+	}
+}
+
+func runStop(c *cli.Context) error {
+	name, err := jobArg(c)
+	if err != nil {
+		return err
+	}
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	req := &pb.StopJobRequest{Name: name}
+	grace := c.Duration("grace")
+	if grace < 0 {
+		return usageErrorf("--grace %v is negative", grace)
+	}
+	if grace > 0 {
+		req.GracePeriod = durationpb.New(grace)
+	}
+	conn, err := Dial(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(c.Context, grace+time.Minute)
+	defer cancel()
+	resp, err := conn.StopJob(ctx, req)
+	if err != nil {
+		return conn.explain(err)
+	}
+	if format == "json" {
+		return printJSON(c.App.Writer, resp.GetJob())
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%s: %s\n", resp.GetJob().GetName(), describeState(resp.GetJob().GetStatus()))
+	return err
+}

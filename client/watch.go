@@ -1,0 +1,148 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+)
+
+// WatchCommand is `telehandler watch JOB`.
+func WatchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "watch",
+		Usage:     "stream a job's output from its first byte and exit with its exit code",
+		ArgsUsage: "JOB",
+		Description: `Writes the job's stdout to stdout and its stderr to stderr, from the first byte
+the job wrote, then follows the output live until the job ends, and exits with
+the job's exit code (128+N when signal N killed it), like ssh does.
+
+A broken connection is resumed where it stopped; if that fails, watch prints
+the error and exits non-zero (never 0). Ctrl-C stops watching, not the job.
+JOB is jobs/ID or ID.
+
+Example:
+  JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
+  telehandler watch $JOB; echo "exit status $?"     # out, err, exit status 3`,
+		Flags:  connFlags(),
+		Action: runWatch,
+	}
+}
+
+func runWatch(c *cli.Context) error {
+	name, err := jobArg(c)
+	if err != nil {
+		return err
+	}
+	conn, err := Dial(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter)
+}
+
+// Resuming a broken watch: this many attempts in a row without progress,
+// waiting from firstRetry, doubling each time.
+const (
+	maxRetries = 5
+	firstRetry = 250 * time.Millisecond
+)
+
+// watchJob streams the job's output to stdout and stderr until it ended,
+// then returns an *ExitError with the job's exit code (nil for 0). Ctrl-C
+// (SIGINT) or SIGTERM stops watching and leaves the job running.
+func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var offset int64
+	retries, wait := 0, firstRetry
+	for {
+		n, err := streamOutput(ctx, conn, name, offset, stdout, stderr)
+		offset += n
+		if err == nil {
+			break
+		}
+		if isCanceled(ctx, err) {
+			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running (telehandler stop %s ends it)", name, name)}
+		}
+		if status.Code(err) != codes.Unavailable {
+			return conn.explain(err)
+		}
+		if n > 0 {
+			retries, wait = 0, firstRetry
+		}
+		if retries++; retries > maxRetries {
+			return fmt.Errorf("watch %s broke at byte %d: %w", name, offset, conn.explain(err))
+		}
+		fmt.Fprintf(stderr, "telehandler: connection lost (%s); resuming %s at byte %d\n", status.Convert(err).Message(), name, offset)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running", name)}
+		}
+		wait *= 2
+	}
+
+	// The stream ended after the job's last byte: its status says how.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := conn.GetJobStatus(sctx, &pb.GetJobStatusRequest{Name: name})
+	if err != nil {
+		return fmt.Errorf("output of %s complete, but its status: %w", name, conn.explain(err))
+	}
+	st := resp.GetJob().GetStatus()
+	if st.GetState() == pb.State_STATE_RUNNING {
+		return fmt.Errorf("the output stream of %s ended while the job still runs", name)
+	}
+	if st.GetOomKilled() {
+		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", name, FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
+	}
+	if code := jobExitCode(st); code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+// streamOutput runs one WatchJobOutput call from offset and returns how
+// many bytes it wrote and nil once the stream ended cleanly.
+func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, stdout, stderr io.Writer) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := conn.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: name, Offset: offset})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if m.GetOffset() != offset+n {
+			return n, fmt.Errorf("output of %s jumped from byte %d to %d", name, offset+n, m.GetOffset())
+		}
+		w := stdout
+		if m.GetStream() == pb.Stream_STREAM_STDERR {
+			w = stderr
+		}
+		if _, err := w.Write(m.GetData()); err != nil {
+			return n, fmt.Errorf("write output: %w", err)
+		}
+		n += int64(len(m.GetData()))
+	}
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/client"
+	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/sandbox"
+	"github.com/drrev/telehandler/server"
+)
+
+// serveCommand is `telehandler serve`: the worker daemon.
+func serveCommand() *cli.Command {
+	def := limitsToProto(sandbox.DefaultLimits())
+	max := limitsToProto(server.DefaultMaxLimits())
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "listen", Value: server.DefaultListen, EnvVars: []string{"TELEHANDLER_LISTEN"},
+			Usage: "TCP address to listen on"},
+		&cli.StringFlag{Name: "state-dir", Value: "/var/lib/telehandler", EnvVars: []string{"TELEHANDLER_STATE_DIR"},
+			Usage: "directory for the jobs' output logs (created 0700)"},
+		&cli.StringFlag{Name: "ca", EnvVars: []string{"TELEHANDLER_SERVER_CA"},
+			Usage: "CA certificate (PEM) that client certificates must be signed by (certgen's ca.crt)"},
+		&cli.StringFlag{Name: "cert", EnvVars: []string{"TELEHANDLER_SERVER_CERT"},
+			Usage: "the server's certificate (PEM; certgen's server.crt)"},
+		&cli.StringFlag{Name: "key", EnvVars: []string{"TELEHANDLER_SERVER_KEY"},
+			Usage: "the server's private key (PEM; certgen's server.key)"},
+		&cli.StringFlag{Name: "cgroup-parent", Value: "telehandler", EnvVars: []string{"TELEHANDLER_CGROUP_PARENT"},
+			Usage: "name of the parent cgroup of the jobs' cgroups, under each hierarchy; must start with \"telehandler\" (everything in it is killed at start)"},
+		&cli.StringFlag{Name: "output-cap", Value: "1GiB", EnvVars: []string{"TELEHANDLER_OUTPUT_CAP"},
+			Usage: "most output kept per job; past it output is dropped and status says truncated"},
+		&cli.StringFlag{Name: "run-as", Value: "65534:65534", EnvVars: []string{"TELEHANDLER_RUN_AS"},
+			Usage: "user jobs run as: UID:GID, UID, NAME[:GROUP], or root"},
+		&cli.IntFlag{Name: "max-jobs", Value: server.DefaultMaxJobs, EnvVars: []string{"TELEHANDLER_MAX_JOBS"},
+			Usage: "most jobs running at once"},
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"TELEHANDLER_LOG_FORMAT"},
+			Usage: "log format on stderr: text or json"},
+		&cli.DurationFlag{Name: "shutdown-timeout", Value: server.DefaultShutdownTimeout, EnvVars: []string{"TELEHANDLER_SHUTDOWN_TIMEOUT"},
+			Usage: "how long stopping the jobs may take on SIGINT/SIGTERM"},
+	}
+	flags = append(flags, client.LimitFlags("default-", " for jobs that do not ask", def, client.FormatLimit)...)
+	flags = append(flags, client.LimitFlags("max-", ": most a job may ask for", max, client.FormatLimit)...)
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "run the server: start jobs for clients with a certificate of the CA (as root, on Linux)",
+		ArgsUsage: " ",
+		Description: `Serves the Foreman gRPC API over mutual TLS 1.3 on --listen. Clients need a
+certificate signed by --ca; its common name is who they are, its role (user
+or admin, written by telehandler certgen) what they may do: a user sees and
+controls its own jobs, an admin every job.
+
+Jobs run in their own PID, mount, network and UTS namespaces, as --run-as
+(nobody by default), each in a cgroup under --cgroup-parent with the limits
+the client asked for (within the --max-* limits) or the --default-* limits.
+Their output is kept under --state-dir.
+
+At start, cgroups a crashed earlier run left under --cgroup-parent are
+killed and removed. SIGINT or SIGTERM stops accepting calls, stops every
+job, removes its cgroup, and exits 0. serve must run as root on Linux.
+
+Each flag can be set from the environment variable in brackets; the server's
+certificate files use TELEHANDLER_SERVER_CA/CERT/KEY, so that the client's
+TELEHANDLER_CA/CERT/KEY in the same shell do not leak into it.
+
+Example:
+  telehandler certgen --out certs --user alice --user admin:admin
+  sudo telehandler serve --ca certs/ca.crt --cert certs/server.crt --key certs/server.key \
+      --state-dir /var/lib/telehandler --default-memory 256MiB --max-cpu 2`,
+		Flags:  flags,
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", c.Args().Slice())
+	}
+	if runtime.GOOS != "linux" {
+		return fmt.Errorf("serve runs on Linux only (this is %s): jobs need Linux namespaces and cgroups", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("serve must run as root: it creates namespaces and cgroups for the jobs (try sudo)")
+	}
+	if err := checkCertFiles(c); err != nil {
+		return err
+	}
+	parent := c.String("cgroup-parent")
+	if !validCgroupParent(parent) {
+		return fmt.Errorf("--cgroup-parent %q: must be one name of letters, digits, '.', '_' or '-' starting with \"telehandler\" (everything inside it is killed at start)", parent)
+	}
+	outputCap, err := client.ParseBytes(c.String("output-cap"))
+	if err != nil {
+		return fmt.Errorf("--output-cap: %w", err)
+	}
+	uid, gid, err := parseRunAs(c.String("run-as"))
+	if err != nil {
+		return fmt.Errorf("--run-as: %w", err)
+	}
+	defaults, err := client.ParseLimitFlags(c, "default-")
+	if err != nil {
+		return err
+	}
+	maxima, err := client.ParseLimitFlags(c, "max-")
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(c.String("log-format"))
+	if err != nil {
+		return err
+	}
+
+	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	sb, err := sandbox.New(sandbox.Config{Cgroups: cgroups})
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	runner, err := jobrunner.New(jobrunner.Config{
+		StateDir:  c.String("state-dir"),
+		OutputCap: int64(min(outputCap, 1<<62)),
+		Sandbox:   sb,
+	})
+	if err != nil {
+		return fmt.Errorf("job runner: %w", err)
+	}
+	srv, err := server.New(server.Config{
+		Listen:          c.String("listen"),
+		CAFile:          c.String("ca"),
+		CertFile:        c.String("cert"),
+		KeyFile:         c.String("key"),
+		Runner:          runner,
+		DefaultLimits:   limitsFromProto(defaults),
+		MaxLimits:       limitsFromProto(maxima),
+		MaxJobs:         c.Int("max-jobs"),
+		RunAsUID:        uid,
+		RunAsGID:        gid,
+		Logger:          logger,
+		ShutdownTimeout: c.Duration("shutdown-timeout"),
+	})
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
+		defer cancel()
+		return errors.Join(err, runner.Shutdown(ctx))
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
+		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"))
+	return srv.Serve(ctx)
+}
+
+// checkCertFiles says which certificate file is missing and how to make it.
+func checkCertFiles(c *cli.Context) error {
+	const hint = "create the certificates with: telehandler certgen --out DIR --user NAME, then serve --ca DIR/ca.crt --cert DIR/server.crt --key DIR/server.key"
+	for _, f := range []struct{ flag, env string }{
+		{"ca", "TELEHANDLER_SERVER_CA"}, {"cert", "TELEHANDLER_SERVER_CERT"}, {"key", "TELEHANDLER_SERVER_KEY"},
+	} {
+		path := c.String(f.flag)
+		if path == "" {
+			return fmt.Errorf("--%s (%s) is required\nhint: %s", f.flag, f.env, hint)
+		}
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("--%s: %w\nhint: %s", f.flag, err, hint)
+		}
+	}
+	return nil
+}
+
+// validCgroupParent accepts one path element starting with "telehandler",
+// so that the server only ever writes into (and cleans) its own cgroups.
+func validCgroupParent(s string) bool {
+	return regexp.MustCompile(`^telehandler[A-Za-z0-9._-]*$`).MatchString(s) && !strings.Contains(s, "..")
+}
+
+// parseRunAs parses --run-as: "root", "UID:GID", "UID", "NAME" or
+// "NAME:GROUP". root is nil, nil: the job keeps the shim's credentials.
+func parseRunAs(s string) (*uint32, *uint32, error) {
+	if s == "root" || s == "0:0" || s == "0" {
+		return nil, nil, nil
+	}
+	us, gs, hasGroup := strings.Cut(s, ":")
+	uid, err := lookupID(us, func(name string) (string, string, error) {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return "", "", err
+		}
+		return u.Uid, u.Gid, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	gid := uid[1]
+	if hasGroup {
+		g, err := lookupID(gs, func(name string) (string, string, error) {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return "", "", err
+			}
+			return g.Gid, g.Gid, nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		gid = g[0]
+	}
+	return &uid[0], &gid, nil
+}
+
+// lookupID parses a numeric id (returned twice) or looks a name up, which
+// yields its id and its primary group's id.
+func lookupID(s string, lookup func(string) (string, string, error)) ([2]uint32, error) {
+	if s == "" {
+		return [2]uint32{}, errors.New("empty user or group")
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return [2]uint32{uint32(n), uint32(n)}, nil
+	}
+	a, b, err := lookup(s)
+	if err != nil {
+		return [2]uint32{}, err
+	}
+	x, err1 := strconv.ParseUint(a, 10, 32)
+	y, err2 := strconv.ParseUint(b, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return [2]uint32{}, fmt.Errorf("%s: %w", s, err)
+	}
+	return [2]uint32{uint32(x), uint32(y)}, nil
+}
+
+// newLogger logs to stderr as text or JSON.
+func newLogger(format string) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func limitsToProto(l sandbox.Limits) *pb.Limits {
+	return &pb.Limits{CpuMilli: l.CPUMilli, MemoryBytes: l.MemoryBytes, IoReadBps: l.IOReadBPS, IoWriteBps: l.IOWriteBPS,
+		IoReadIops: l.IOReadIOPS, IoWriteIops: l.IOWriteIOPS, Pids: l.Pids}
+}
+
+func limitsFromProto(l *pb.Limits) sandbox.Limits {
+	return sandbox.Limits{CPUMilli: l.GetCpuMilli(), MemoryBytes: l.GetMemoryBytes(), IOReadBPS: l.GetIoReadBps(),
+		IOWriteBPS: l.GetIoWriteBps(), IOReadIOPS: l.GetIoReadIops(), IOWriteIOPS: l.GetIoWriteIops(), Pids: l.GetPids()}
+}
