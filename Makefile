@@ -4,7 +4,7 @@ GO ?= go
 BIN ?= telehandler
 export CGO_ENABLED := 0
 
-.PHONY: help build test test-unit test-cgroupv2 vet fmt proto lint-proto run bench bench-smoke clean
+.PHONY: help build test test-unit test-cgroupv2 test-e2e vet fmt proto lint-proto run bench bench-smoke clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,31 @@ test-unit: ## tests that need no root
 
 test-cgroupv2: ## root integration tests + end-to-end run inside a pure cgroup v2 QEMU VM
 	GO=$(GO) bash scripts/test-cgroupv2.sh
+
+# `sudo make run`: sudo's secure_path often lacks Go's directory.
+RUN_GO := $(or $(shell command -v $(GO) 2>/dev/null),$(wildcard /usr/local/go/bin/go),$(GO))
+DEV := $(CURDIR)/.dev
+DEV_ADDR ?= 127.0.0.1:7443
+DEV_CGROUP ?= telehandler
+run: ## build, make dev certificates in .dev/certs (alice, bob: user; admin: admin), run the server in the foreground (root: sudo make run)
+	$(MAKE) --no-print-directory build GO=$(RUN_GO)
+	@mkdir -p $(DEV)
+	@if [ ! -f $(DEV)/certs/ca.crt ] || [ -n "$$(find $(DEV)/certs/ca.crt -mmin +10000)" ]; then \
+		./$(BIN) certgen --force --out $(DEV)/certs --user alice --user bob --user admin:admin >/dev/null && \
+		echo "made development certificates in $(DEV)/certs (valid one week)"; \
+	fi
+	@# Under sudo, the keys go to the user who runs the CLI.
+	@if [ -n "$${SUDO_UID:-}" ]; then chown "$$SUDO_UID:$$SUDO_GID" $(DEV) && chown -R "$$SUDO_UID:$$SUDO_GID" $(DEV)/certs; fi
+	@echo
+	@echo "In another shell, use the CLI as alice (bob.crt/bob.key and admin.crt/admin.key work the same):"
+	@echo "  export TELEHANDLER_ADDR=$(DEV_ADDR) TELEHANDLER_CA=$(DEV)/certs/ca.crt TELEHANDLER_CERT=$(DEV)/certs/alice.crt TELEHANDLER_KEY=$(DEV)/certs/alice.key"
+	@echo "  $(CURDIR)/$(BIN) start --watch -- sh -c 'echo hello from \$$(hostname)'"
+	@echo
+	exec ./$(BIN) serve --listen $(DEV_ADDR) --state-dir $(DEV)/state --cgroup-parent $(DEV_CGROUP) \
+		--ca $(DEV)/certs/ca.crt --cert $(DEV)/certs/server.crt --key $(DEV)/certs/server.key
+
+test-e2e: ## the end-to-end test alone: builds telehandler, runs certgen, serve and the CLI (root)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -v -timeout 5m ./e2e/
 
 clean: ## remove build outputs
 	rm -f $(BIN) *.test
