@@ -20,11 +20,13 @@ var byteUnits = map[string]float64{
 	"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
 	"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
 	"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	"p": 1 << 50, "pib": 1 << 50, "pb": 1e15,
+	"e": 1 << 60, "eib": 1 << 60, "eb": 1e18,
 }
 
 // ParseBytes parses a size such as "512MiB", "100MB", "1.5G" or "4096".
-// Units are case-insensitive: KiB/MiB/GiB/TiB and K/M/G/T are powers of
-// 1024, KB/MB/GB/TB powers of 1000, no unit or B means bytes. A rate may end
+// Units are case-insensitive: KiB...EiB and K, M, G, T, P, E are powers of
+// 1024, KB...EB powers of 1000, no unit or B means bytes. A rate may end
 // in "/s" ("100MiB/s"). The result is positive.
 func ParseBytes(s string) (uint64, error) {
 	num, unit := splitNumber(strings.TrimSuffix(strings.TrimSpace(s), "/s"))

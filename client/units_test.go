@@ -9,14 +9,14 @@ func TestParseBytes(t *testing.T) {
 	good := map[string]uint64{
 		"4096": 4096, "100B": 100, "512MiB": 512 << 20, "512mib": 512 << 20, "512M": 512 << 20,
 		"100MB": 100e6, "1.5GiB": 3 << 29, "2G": 2 << 30, "1TB": 1e12, "64KiB": 64 << 10,
-		"100MiB/s": 100 << 20, " 10 MiB ": 10 << 20,
+		"100MiB/s": 100 << 20, " 10 MiB ": 10 << 20, "1PiB": 1 << 50, "8EiB": 8 << 60,
 	}
 	for in, want := range good {
 		if got, err := ParseBytes(in); err != nil || got != want {
 			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "MiB", "-1", "-5MiB", "0", "0MiB", "1.2.3", "12 parsecs", "1e30TiB", "NaN", "0.0001B"} {
+	for _, in := range []string{"", "MiB", "-1", "-5MiB", "0", "0MiB", "1.2.3", "12 parsecs", "1e30TiB", "16EiB", "NaN", "0.0001B"} {
 		if got, err := ParseBytes(in); !errors.Is(err, errUnit) {
 			t.Errorf("ParseBytes(%q) = %d, %v; want an error", in, got, err)
 		}

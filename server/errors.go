@@ -104,6 +104,10 @@ func toStatus(err error) error {
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition
+		var je *jobError
+		if errors.As(err, &je) {
+			msg = fmt.Sprintf("job %s is not running: it already ended", je.name)
+		}
 	case errors.Is(err, sandbox.ErrExec):
 		code = codes.FailedPrecondition
 	case errors.Is(err, jobrunner.ErrInvalidOffset):

@@ -1,9 +1,6 @@
 package server
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // namePrefix is the collection of job resource names (AIP-122): "jobs/{id}".
 const namePrefix = "jobs/"
@@ -19,14 +16,14 @@ func jobName(id string) string { return namePrefix + id }
 func parseJobName(name string) (string, error) {
 	id, ok := strings.CutPrefix(name, namePrefix)
 	if !ok {
-		return "", fmt.Errorf("%w: job name %q does not have the form jobs/{id}", errInvalidArgument, clip(name))
+		return "", errorf(errInvalidArgument, "job name %q does not have the form jobs/{id}", clip(name))
 	}
 	if id == "" || len(id) > maxIDLen {
-		return "", fmt.Errorf("%w: job name %q does not have the form jobs/{id}", errInvalidArgument, clip(name))
+		return "", errorf(errInvalidArgument, "job name %q does not have the form jobs/{id}", clip(name))
 	}
 	for _, r := range id {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return "", fmt.Errorf("%w: job id %q may only hold letters, digits, '-' and '_'", errInvalidArgument, clip(id))
+			return "", errorf(errInvalidArgument, "job name %q does not have the form jobs/{id}: the id may only hold letters, digits, '-' and '_'", clip(name))
 		}
 	}
 	return id, nil
