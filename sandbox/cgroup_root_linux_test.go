@@ -464,7 +464,8 @@ func TestCgroupRootStats(t *testing.T) {
 // binary with TELEHANDLER_TEST_HOG=1 as a memory hog.
 func TestCgroupHelperHog(t *testing.T) {
 	if os.Getenv("TELEHANDLER_TEST_HOG") != "1" {
-		t.Skip("helper process for TestCgroupRootStats")
+		// Return, not t.Skip: make test-cgroupv2 fails on any skipped test.
+		return
 	}
 	io.Copy(io.Discard, os.Stdin) // wait until the parent put us in the cgroup
 	var chunks [][]byte
