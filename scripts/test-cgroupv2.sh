@@ -19,7 +19,7 @@
 #   CGROUPV2_PKGS      packages to test (default: every package with tests, minus
 #                      CGROUPV2_EXCLUDE); the test binaries must not need a Go toolchain
 #   CGROUPV2_EXCLUDE   extended regexp of import paths to leave out (default: e2e/, which
-#                      runs `go build`)
+#                      runs `go build`, and bench/, which holds benchmarks only)
 #   CGROUPV2_RUN       -test.run pattern for every test binary (default: all)
 #   CGROUPV2_E2E=0     skip the end-to-end part (for debugging only)
 #   CGROUPV2_LOG       where to keep the guest's output (default: a temp file, shown on failure)
@@ -54,7 +54,7 @@ module=$("$GO" list -m)
 if [[ -n ${CGROUPV2_PKGS:-} ]]; then
 	pkgs=$("$GO" list $CGROUPV2_PKGS)
 else
-	exclude=${CGROUPV2_EXCLUDE:-"^$module/e2e(/|$)"}
+	exclude=${CGROUPV2_EXCLUDE:-"^$module/(e2e|bench)(/|$)"}
 	pkgs=$("$GO" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./... |
 		grep -Ev "$exclude" || true)
 fi
