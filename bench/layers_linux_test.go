@@ -64,28 +64,36 @@ func testSandbox(b *testing.B) *sandbox.Sandbox {
 
 // BenchmarkSandboxStart is the sandbox alone: cgroup with the default
 // limits, namespaces, shim, exec of /bin/true (the time until Start
-// returns), then waiting for the exit and the cgroup's removal.
+// returns), then waiting for the exit and the cgroup's removal (untimed).
+// "idle" waits 50 ms before each start, as between two users' calls.
 func BenchmarkSandboxStart(b *testing.B) {
-	sb := testSandbox(b)
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
-	i := 0
-	for b.Loop() {
-		i++
-		p, err := sb.Start(sandbox.Spec{Path: "/bin/true"}, sandbox.StartConfig{
-			Name: fmt.Sprintf("start-%d", i), Limits: sandbox.DefaultLimits(), Stdout: devNull, Stderr: devNull,
+	for _, gap := range []time.Duration{0, 50 * time.Millisecond} {
+		b.Run(gapName(gap), func(b *testing.B) {
+			sb := testSandbox(b)
+			devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer devNull.Close()
+			i := 0
+			for b.Loop() {
+				i++
+				b.StopTimer()
+				time.Sleep(gap)
+				b.StartTimer()
+				p, err := sb.Start(sandbox.Spec{Path: "/bin/true"}, sandbox.StartConfig{
+					Name: fmt.Sprintf("start-%d", i), Limits: sandbox.DefaultLimits(), Stdout: devNull, Stderr: devNull,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if st := p.Wait(); st.ExitCode != 0 {
+					b.Fatalf("exit %+v", st)
+				}
+				b.StartTimer()
+			}
 		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if st := p.Wait(); st.ExitCode != 0 {
-			b.Fatalf("exit %+v", st)
-		}
-		b.StartTimer()
 	}
 }
 
@@ -159,22 +167,37 @@ func BenchmarkOutputLog(b *testing.B) {
 }
 
 // BenchmarkCgroupCreate is the cgroup part of a start: create the job's
-// cgroup with the default limits (every v1 hierarchy) and remove it.
+// cgroup with the default limits (every v1 hierarchy) and remove it;
+// "idle" waits 50 ms before each, as between two users' StartJob calls.
 func BenchmarkCgroupCreate(b *testing.B) {
-	sb := testSandbox(b)
-	i := 0
-	for b.Loop() {
-		i++
-		cg, err := sb.Cgroups().Create(fmt.Sprintf("create-%d", i), sandbox.DefaultLimits())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if err := cg.Delete(); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
+	for _, gap := range []time.Duration{0, 50 * time.Millisecond} {
+		b.Run(gapName(gap), func(b *testing.B) {
+			sb := testSandbox(b)
+			i := 0
+			for b.Loop() {
+				i++
+				b.StopTimer()
+				time.Sleep(gap)
+				b.StartTimer()
+				cg, err := sb.Cgroups().Create(fmt.Sprintf("create-%d", i), sandbox.DefaultLimits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := cg.Delete(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
 	}
+}
+
+func gapName(gap time.Duration) string {
+	if gap > 0 {
+		return "idle"
+	}
+	return "back-to-back"
 }
 
 // BenchmarkCgroupAdd is the v1 join: moving one process (a single-threaded
@@ -186,11 +209,7 @@ func BenchmarkCgroupCreate(b *testing.B) {
 // happened ("back-to-back").
 func BenchmarkCgroupAdd(b *testing.B) {
 	for _, gap := range []time.Duration{0, 50 * time.Millisecond} {
-		name := "back-to-back"
-		if gap > 0 {
-			name = "idle"
-		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(gapName(gap), func(b *testing.B) {
 			sb := testSandbox(b)
 			i := 0
 			for b.Loop() {

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -69,10 +70,10 @@ func run(cfg config) (int, error) {
 
 	b := &bench{cfg: cfg, bin: bin, srv: srv, ssh: ssh, runc: runc, rep: rep}
 	type step struct {
-		name string
-		fn   func(context.Context) error
+		name, key string
+		fn        func(context.Context) error
 	}
-	steps := []step{{"start latency", b.startLatency}, {"output throughput", b.throughput}}
+	steps := []step{{"start latency", "start", b.startLatency}, {"output throughput", "throughput", b.throughput}}
 	if srv != nil {
 		conn, err := srv.dial()
 		if err != nil {
@@ -80,7 +81,11 @@ func run(cfg config) (int, error) {
 		}
 		defer conn.Close()
 		b.setClient(conn)
-		steps = append(steps, step{"fan-out", b.fanout}, step{"scale", b.scale})
+		steps = append(steps, step{"fan-out", "fanout", b.fanout}, step{"scale", "scale", b.scale})
+	}
+	if cfg.steps != "" {
+		want := strings.Split(cfg.steps, ",")
+		steps = slices.DeleteFunc(steps, func(s step) bool { return !slices.Contains(want, s.key) })
 	}
 	var errs []error
 	for _, s := range steps {
