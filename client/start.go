@@ -89,7 +89,7 @@ func runStart(c *cli.Context) error {
 		_, err := fmt.Fprintln(c.App.Writer, name)
 		return err
 	}
-	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter)
+	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
 }
 
 // envArgs checks --env values: KEY=VALUE is kept, a bare KEY takes the

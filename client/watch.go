@@ -49,7 +49,7 @@ func runWatch(c *cli.Context) error {
 		return err
 	}
 	defer conn.Close()
-	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter)
+	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
 }
 
 // Resuming a broken watch: this many attempts in a row without progress,
@@ -61,13 +61,15 @@ const (
 
 // watchJob streams the job's output to stdout and stderr until it ended,
 // then returns an *ExitError with the job's exit code (nil for 0). Ctrl-C
-// (SIGINT) or SIGTERM stops watching and leaves the job running.
-func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer) error {
+// (SIGINT) or SIGTERM stops watching and leaves the job running. A stream
+// broken by an unavailable server is resumed at the last byte received,
+// waiting backoff before the first retry and twice as long each time.
+func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer, backoff time.Duration) error {
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var offset int64
-	retries, wait := 0, firstRetry
+	retries, wait := 0, backoff
 	for {
 		n, err := streamOutput(ctx, conn, name, offset, stdout, stderr)
 		offset += n
@@ -81,7 +83,7 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 			return conn.explain(err)
 		}
 		if n > 0 {
-			retries, wait = 0, firstRetry
+			retries, wait = 0, backoff
 		}
 		if retries++; retries > maxRetries {
 			return fmt.Errorf("watch %s broke at byte %d: %w", name, offset, conn.explain(err))
