@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+)
+
+// runApp runs the CLI in-process and returns its exit status and output.
+func runApp(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := exitStatus(newApp(&stdout, &stderr).Run(append([]string{"telehandler"}, args...)), &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestHelp checks every command explains itself with an example.
+func TestHelp(t *testing.T) {
+	for _, cmd := range newApp(nil, nil).Commands {
+		if cmd.Name == "version" {
+			continue
+		}
+		code, out, _ := runApp(t, cmd.Name, "--help")
+		if code != 0 || !strings.Contains(out, "Example") || !strings.Contains(out, "telehandler "+cmd.Name) {
+			t.Errorf("%s --help: exit %d, no example:\n%s", cmd.Name, code, out)
+		}
+	}
+	if code, out, _ := runApp(t, "--help"); code != 0 || !strings.Contains(out, "start") {
+		t.Errorf("--help: %d %s", code, out)
+	}
+}
+
+// TestUsageErrors checks command line mistakes: one "telehandler: ..."
+// message on stderr naming the fix, exit 1, nothing on stdout.
+func TestUsageErrors(t *testing.T) {
+	t.Setenv("TELEHANDLER_CA", "")
+	t.Setenv("TELEHANDLER_CERT", "")
+	t.Setenv("TELEHANDLER_KEY", "")
+	cases := map[string][]string{
+		`unknown command "frobnicate"`:  {"frobnicate"},
+		"missing COMMAND":               {"start"},
+		"--memory":                      {"start", "--memory", "lots", "--", "true"},
+		"flag provided but not defined": {"start", "--bogus", "--", "true"},
+		"missing JOB":                   {"status"},
+		"takes one JOB":                 {"stop", "a", "b"},
+		`-o "yaml"`:                     {"list", "-o", "yaml"},
+		"no CA certificate: set --ca":   {"list"},
+		"--env \"=x\"":                  {"start", "--env", "=x", "--", "true"},
+	}
+	for want, args := range cases {
+		code, out, errOut := runApp(t, args...)
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "telehandler: ") || !strings.Contains(errOut, want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, out, errOut, want)
+		}
+	}
+}
+
+// TestServeRefuses checks serve's refusals before it touches anything.
+func TestServeRefuses(t *testing.T) {
+	t.Setenv("TELEHANDLER_SERVER_CA", "")
+	want := "telehandler certgen" // a missing certificate names the tool
+	if os.Geteuid() != 0 {
+		want = "must run as root"
+	}
+	code, _, errOut := runApp(t, "serve")
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("serve without certificates: exit %d, %q; want %q", code, errOut, want)
+	}
+	if os.Geteuid() == 0 {
+		dir := t.TempDir()
+		code, _, errOut = runApp(t, "serve", "--ca", dir+"/ca.crt", "--cert", dir+"/server.crt", "--key", dir+"/server.key")
+		if code != 1 || !strings.Contains(errOut, "--ca") || !strings.Contains(errOut, want) {
+			t.Errorf("serve with missing files: exit %d, %q", code, errOut)
+		}
+	}
+}
+
+func TestParseRunAs(t *testing.T) {
+	for in, want := range map[string][2]int64{
+		"root": {-1, -1}, "0:0": {-1, -1}, "65534:65534": {65534, 65534}, "1000": {1000, 1000},
+		"1000:100": {1000, 100}, "nobody": {65534, 65534}, "root:0": {0, 0},
+	} {
+		uid, gid, err := parseRunAs(in)
+		got := [2]int64{-1, -1}
+		if uid != nil {
+			got = [2]int64{int64(*uid), int64(*gid)}
+		}
+		if err != nil || got != want {
+			t.Errorf("parseRunAs(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", ":", "nosuchuser-xyz", "1:nosuchgroup-xyz", "-1"} {
+		if _, _, err := parseRunAs(in); err == nil {
+			t.Errorf("parseRunAs(%q) accepted", in)
+		}
+	}
+}
+
+func TestValidCgroupParent(t *testing.T) {
+	for _, ok := range []string{"telehandler", "telehandler-test-1a2b", "telehandler.dev"} {
+		if !validCgroupParent(ok) {
+			t.Errorf("%q refused", ok)
+		}
+	}
+	for _, bad := range []string{"", "system.slice", "telehandler/..", "telehandler/x", "../telehandler", "tele", "telehandler.."} {
+		if validCgroupParent(bad) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
