@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"path"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ type foreman struct {
 	pb.UnimplementedForemanServer
 
 	runner        JobRunner
+	log           *slog.Logger
 	defaultLimits sandbox.Limits
 	maxLimits     sandbox.Limits
 	maxJobs       int
@@ -105,6 +107,8 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 	if err != nil {
 		return nil, err
 	}
+	f.log.Info("job started", "job", jobName(st.ID), "owner", st.Owner, "command", clip(st.Command),
+		"args", len(st.Args), "limits", limits)
 	return &pb.StartJobResponse{Job: jobToProto(st)}, nil
 }
 
@@ -142,7 +146,7 @@ func (f *foreman) StopJob(ctx context.Context, req *pb.StopJobRequest) (*pb.Stop
 			return nil, errorf(errInvalidArgument, "grace_period %v is outside [0, %v]", grace, maxGracePeriod)
 		}
 	}
-	_, id, err := f.lookup(ctx, req.GetName())
+	who, id, err := f.lookup(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +154,8 @@ func (f *foreman) StopJob(ctx context.Context, req *pb.StopJobRequest) (*pb.Stop
 	if err != nil {
 		return nil, jobErr(req.GetName(), err)
 	}
+	f.log.Info("job stopped", "job", req.GetName(), "owner", st.Owner, "by", who.Name,
+		"exit_code", st.ExitCode, "signal", st.Signal)
 	return &pb.StopJobResponse{Job: jobToProto(st)}, nil
 }
 

@@ -99,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 	)
 	pb.RegisterForemanServer(s.grpc, &foreman{
 		runner:        cfg.Runner,
+		log:           cfg.Logger,
 		defaultLimits: cfg.DefaultLimits,
 		maxLimits:     cfg.MaxLimits,
 		maxJobs:       cfg.MaxJobs,
