@@ -19,7 +19,8 @@ const maxSpecSize = 16 << 20
 
 // RunChild is the shim: the `__child` role of the binary, run by Start in
 // fresh namespaces (see protocol.go for the contract). It reads the Spec,
-// makes mount propagation private, mounts a fresh /proc, sets the hostname,
+// enters a new cgroup namespace rooted at the job's cgroup, makes mount
+// propagation private, mounts a fresh /proc, sets the hostname,
 // brings lo up, switches credentials, sets no_new_privs, marks every fd but
 // 0-2 close-on-exec and execs the user's command. It never returns: it execs,
 // or reports the failure on errorFD and exits with childFailedExit.
@@ -72,6 +73,15 @@ func runChild() error {
 		return err
 	}
 
+	// Now that the shim is in the job's cgroup (v2: cloned into it; v1:
+	// moved before the spec was sent), a new cgroup namespace is rooted
+	// there: the job sees its cgroup as "/" in /proc/self/cgroup, and on v2
+	// (mounted nsdelegate, as systemd does) even a root job cannot move
+	// itself out of it. Created here, not at clone time, where it would be
+	// rooted at the server's cgroup.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return shimErr("new cgroup namespace", err)
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return shimErr("make mounts private", err)
 	}

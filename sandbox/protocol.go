@@ -12,7 +12,8 @@ package sandbox
 //	fd 4: errorFD, write end of the error pipe
 //
 // in new PID, mount, network, UTS and IPC namespaces, with the parent-death
-// signal SIGKILL. Every other fd of the parent is close-on-exec and never
+// signal SIGKILL. (The shim adds a cgroup namespace itself once it is in the
+// job's cgroup; one made at clone time would be rooted at the server's.) Every other fd of the parent is close-on-exec and never
 // reaches the shim.
 //
 // The sequence, and who closes what:

@@ -53,9 +53,9 @@ func New(cfg Config) (*Sandbox, error) {
 func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
 
 // Start creates the cgroup cfg.Name with cfg.Limits, starts the shim in new
-// PID, mount, network, UTS and IPC namespaces inside that cgroup, hands it
-// spec, and returns once the user's command has been exec'd: the returned
-// Process is running the command. Not one instruction of the command runs
+// PID, mount, network, UTS, IPC (and cgroup) namespaces inside that cgroup,
+// hands it spec, and returns once the user's command has been exec'd: the
+// returned Process is running the command. Not one instruction of the command runs
 // outside its cgroup (v2: the shim is cloned into it; v1: the shim is moved
 // into it before it is sent the spec it waits for).
 //
@@ -64,8 +64,9 @@ func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
 // sandbox could not be set up, or Cgroups.Create's error. On error nothing is
 // left behind: the shim is reaped and the cgroup removed.
 //
-// A cgroup namespace is not used: the job sees the host's cgroup path of its
-// own cgroup in /proc/self/cgroup.
+// The shim also enters a new cgroup namespace once it is in the job's cgroup,
+// so the job sees its own cgroup as "/" in /proc/self/cgroup and, on v2
+// mounted with nsdelegate, cannot move itself out even as root.
 func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 	if spec.Path == "" {
 		return nil, fmt.Errorf("%w: empty command", ErrExec)

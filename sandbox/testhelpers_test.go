@@ -172,9 +172,28 @@ func (ts *testSandbox) requireCgroupGone(t *testing.T, name string) {
 func jobName(t *testing.T) string {
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
 	return "job-" + hex.EncodeToString(b)
+}
+
+// cgroupPaths are the directories cgroup name will have (one per v1
+// hierarchy, or one on v2), learnt from a probe cgroup created and removed.
+func (ts *testSandbox) cgroupPaths(t *testing.T, name string) []string {
+	t.Helper()
+	probe := jobName(t)
+	cg, err := ts.Cgroups().Create(probe, Limits{})
+	if err != nil {
+		t.Fatalf("probe cgroup: %v", err)
+	}
+	paths := cg.Paths()
+	if err := cg.Delete(); err != nil {
+		t.Fatalf("remove probe cgroup: %v", err)
+	}
+	for i, p := range paths {
+		paths[i] = filepath.Join(filepath.Dir(p), name)
+	}
+	return paths
 }
 
 // testJob is a started job whose stdout and stderr are collected.
@@ -189,21 +208,29 @@ type testJob struct {
 // killed when the test ends.
 func (ts *testSandbox) startJob(t *testing.T, limits Limits, spec Spec) *testJob {
 	t.Helper()
-	j, err := ts.tryStart(t, limits, spec)
+	return ts.startNamedJob(t, jobName(t), limits, spec)
+}
+
+// startNamedJob is startJob with the job's cgroup name chosen by the test.
+func (ts *testSandbox) startNamedJob(t *testing.T, name string, limits Limits, spec Spec) *testJob {
+	t.Helper()
+	j, err := ts.start(t, name, limits, spec)
 	if err != nil {
 		t.Fatalf("Start %q %q: %v", spec.Path, spec.Args, err)
 	}
 	return j
 }
 
-// tryStart is startJob returning Start's error.
+// tryStart is startJob returning Start's error (safe in any goroutine).
 func (ts *testSandbox) tryStart(t *testing.T, limits Limits, spec Spec) (*testJob, error) {
-	t.Helper()
+	return ts.start(t, jobName(t), limits, spec)
+}
+
+func (ts *testSandbox) start(t *testing.T, name string, limits Limits, spec Spec) (*testJob, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		t.Fatal(err)
+		return &testJob{name: name}, err
 	}
-	name := jobName(t)
 	p, err := ts.Start(spec, StartConfig{Name: name, Limits: limits, Stdout: w, Stderr: w})
 	w.Close()
 	if err != nil {
