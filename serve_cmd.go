@@ -51,8 +51,8 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: server.DefaultShutdownTimeout, EnvVars: []string{"TELEHANDLER_SHUTDOWN_TIMEOUT"},
 			Usage: "how long stopping the jobs may take on SIGINT/SIGTERM"},
 	}
-	flags = append(flags, client.LimitFlags("default-", " for jobs that do not ask", def, client.FormatLimit)...)
-	flags = append(flags, client.LimitFlags("max-", ": most a job may ask for", max, client.FormatLimit)...)
+	flags = append(flags, client.LimitFlags("default-", "default for jobs that do not ask: %s", def, client.FormatLimit)...)
+	flags = append(flags, client.LimitFlags("max-", "most a job may ask for: %s", max, client.FormatLimit)...)
 	return &cli.Command{
 		Name:      "serve",
 		Usage:     "run the server: start jobs for clients with a certificate of the CA (as root, on Linux)",

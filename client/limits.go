@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -19,15 +20,15 @@ type limitFlag struct {
 
 func limitFlagList() []limitFlag {
 	return []limitFlag{
-		{"cpu", "CPU quota: 0.5 or 50% (half of one CPU), 2 (two CPUs), 250m (thousandths)", ParseCPU,
+		{"cpu", "CPU quota, as 0.5 or 50% (half of one CPU), 2 (two CPUs), 250m (thousandths)", ParseCPU,
 			func(l *pb.Limits) *uint64 { return &l.CpuMilli }},
-		{"memory", "memory limit: 512MiB, 1GiB, 100MB, 64M (K/M/G = KiB/MiB/GiB)", ParseBytes,
+		{"memory", "memory limit, as 512MiB, 1GiB, 100MB, 64M (K, M, G = KiB, MiB, GiB)", ParseBytes,
 			func(l *pb.Limits) *uint64 { return &l.MemoryBytes }},
-		{"pids", "most processes and threads", ParseCount,
+		{"pids", "number of processes and threads", ParseCount,
 			func(l *pb.Limits) *uint64 { return &l.Pids }},
-		{"io-read-bps", "disk read rate on every disk: 100MiB (per second)", ParseBytes,
+		{"io-read-bps", "disk read rate on every disk, as 100MiB (per second)", ParseBytes,
 			func(l *pb.Limits) *uint64 { return &l.IoReadBps }},
-		{"io-write-bps", "disk write rate on every disk: 100MiB (per second)", ParseBytes,
+		{"io-write-bps", "disk write rate on every disk, as 100MiB (per second)", ParseBytes,
 			func(l *pb.Limits) *uint64 { return &l.IoWriteBps }},
 		{"io-read-iops", "disk read operations per second on every disk", ParseCount,
 			func(l *pb.Limits) *uint64 { return &l.IoReadIops }},
@@ -43,14 +44,14 @@ func envName(flag string) string {
 
 // LimitFlags returns one string flag per limit, named prefix+limit (for
 // example "max-memory") and read from TELEHANDLER_<PREFIX><LIMIT> too.
-// usageSuffix ends each flag's usage; def, when not nil, is shown as the
-// default value.
-func LimitFlags(prefix, usageSuffix string, def *pb.Limits, format func(name string, v uint64) string) []cli.Flag {
+// usage is a format with one %s, the limit's description; def, when not
+// nil, is shown as the default value.
+func LimitFlags(prefix, usage string, def *pb.Limits, format func(name string, v uint64) string) []cli.Flag {
 	var flags []cli.Flag
 	for _, lf := range limitFlagList() {
 		f := &cli.StringFlag{
 			Name:    prefix + lf.name,
-			Usage:   lf.usage + usageSuffix,
+			Usage:   fmt.Sprintf(usage, lf.usage),
 			EnvVars: []string{envName(prefix + lf.name)},
 		}
 		if def != nil && format != nil {

@@ -31,7 +31,7 @@ func StartCommand() *cli.Command {
 			Usage:   "environment variable KEY=VALUE of the job, or KEY to pass yours on (repeatable; default a minimal PATH and HOME)",
 		},
 	)
-	flags = append(flags, LimitFlags("", " (default: the server's)", nil, nil)...)
+	flags = append(flags, LimitFlags("", "%s (default: the server's)", nil, nil)...)
 	return &cli.Command{
 		Name:      "start",
 		Usage:     "start a job and print its name",
