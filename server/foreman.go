@@ -57,25 +57,26 @@ func caller(ctx context.Context) (Identity, error) {
 	return id, nil
 }
 
-// lookup resolves a job name the caller may see. A job owned by someone
-// else is reported exactly like a job that does not exist.
-func (f *foreman) lookup(ctx context.Context, name string) (Identity, string, error) {
+// lookup resolves a job name the caller may see and returns the caller
+// and the job's current status. A job owned by someone else is reported
+// exactly like a job that does not exist.
+func (f *foreman) lookup(ctx context.Context, name string) (Identity, jobrunner.Status, error) {
 	who, err := caller(ctx)
 	if err != nil {
-		return Identity{}, "", err
+		return Identity{}, jobrunner.Status{}, err
 	}
 	id, err := parseJobName(name)
 	if err != nil {
-		return Identity{}, "", err
+		return Identity{}, jobrunner.Status{}, err
 	}
 	st, err := f.runner.Status(id)
 	if err != nil {
-		return Identity{}, "", jobErr(name, err)
+		return Identity{}, jobrunner.Status{}, jobErr(name, err)
 	}
 	if !who.canSee(st.Owner) {
-		return Identity{}, "", jobErr(name, jobrunner.ErrJobNotFound)
+		return Identity{}, jobrunner.Status{}, jobErr(name, jobrunner.ErrJobNotFound)
 	}
-	return who, id, nil
+	return who, st, nil
 }
 
 func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.StartJobResponse, error) {
@@ -146,11 +147,11 @@ func (f *foreman) StopJob(ctx context.Context, req *pb.StopJobRequest) (*pb.Stop
 			return nil, errorf(errInvalidArgument, "grace_period %v is outside [0, %v]", grace, maxGracePeriod)
 		}
 	}
-	who, id, err := f.lookup(ctx, req.GetName())
+	who, job, err := f.lookup(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.runner.Stop(ctx, id, grace)
+	st, err := f.runner.Stop(ctx, job.ID, grace)
 	if err != nil {
 		return nil, jobErr(req.GetName(), err)
 	}
@@ -160,13 +161,9 @@ func (f *foreman) StopJob(ctx context.Context, req *pb.StopJobRequest) (*pb.Stop
 }
 
 func (f *foreman) GetJobStatus(ctx context.Context, req *pb.GetJobStatusRequest) (*pb.GetJobStatusResponse, error) {
-	_, id, err := f.lookup(ctx, req.GetName())
+	_, st, err := f.lookup(ctx, req.GetName())
 	if err != nil {
 		return nil, err
-	}
-	st, err := f.runner.Status(id)
-	if err != nil {
-		return nil, jobErr(req.GetName(), err)
 	}
 	return &pb.GetJobStatusResponse{Job: jobToProto(st)}, nil
 }
@@ -176,11 +173,11 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	if req.GetOffset() < 0 {
 		return errorf(errInvalidArgument, "offset %d is negative", req.GetOffset())
 	}
-	_, id, err := f.lookup(ctx, req.GetName())
+	_, job, err := f.lookup(ctx, req.GetName())
 	if err != nil {
 		return err
 	}
-	err = f.runner.Watch(ctx, id, req.GetOffset(), func(c jobrunner.Chunk) error {
+	err = f.runner.Watch(ctx, job.ID, req.GetOffset(), func(c jobrunner.Chunk) error {
 		s := streamToProto(c.Stream)
 		for off, data := c.Offset, c.Data; len(data) > 0; {
 			n := min(len(data), maxChunkBytes)
