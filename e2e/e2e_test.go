@@ -364,6 +364,19 @@ func TestEndToEnd(t *testing.T) {
 		if r.stdout != "hello from sandbox\n65534\nlo\n" || r.stderr != "" {
 			t.Errorf("start --watch: %v", r)
 		}
+		// A few MB in many chunks arrive byte-exact, stdout and stderr apart.
+		r = alice.run("start", "--watch", "--cpu", "1", "--", "sh", "-c", "seq 1 300000; seq 1 1000 >&2").want(t, "start --watch of seq", 0)
+		var want, wantErr strings.Builder
+		for i := 1; i <= 300000; i++ {
+			fmt.Fprintf(&want, "%d\n", i)
+			if i <= 1000 {
+				fmt.Fprintf(&wantErr, "%d\n", i)
+			}
+		}
+		if r.stdout != want.String() || r.stderr != wantErr.String() {
+			t.Errorf("seq through watch: %d stdout bytes (want %d), %d stderr bytes (want %d)",
+				len(r.stdout), want.Len(), len(r.stderr), wantErr.Len())
+		}
 		// Limits, environment and working directory as asked.
 		r = alice.run("start", "--watch", "--memory", "64MiB", "--cpu", "20%", "--pids", "50", "--env", "GREETING=hi,there", "--dir", "/tmp",
 			"--", "sh", "-c", `echo "$GREETING from $(pwd)"`).want(t, "start --watch with limits", 0)
