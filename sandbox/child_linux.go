@@ -136,6 +136,8 @@ func runChild() error {
 	}
 
 	argv := append([]string{spec.Path}, spec.Args...)
+	// From here on, EOF on the error pipe means the exec succeeded.
+	writeAll(errorFD, []byte{execMarker})
 	err = unix.Exec(path, argv, env)
 	return classifyExec(spec.Path, err)
 }
@@ -319,12 +321,18 @@ func report(err error) {
 	if mErr != nil {
 		return
 	}
+	writeAll(errorFD, data)
+}
+
+// writeAll writes data to fd, giving up silently on an error: the parent
+// then sees the shim end without a report.
+func writeAll(fd int, data []byte) {
 	for len(data) > 0 {
-		n, wErr := unix.Write(errorFD, data)
-		if wErr == unix.EINTR {
+		n, err := unix.Write(fd, data)
+		if err == unix.EINTR {
 			continue
 		}
-		if wErr != nil || n <= 0 {
+		if err != nil || n <= 0 {
 			return
 		}
 		data = data[n:]

@@ -28,22 +28,31 @@ package sandbox
 //  3. The parent writes the Spec as one JSON document on fd 3 and closes its
 //     write end; the shim closes fd 3 once it has read EOF.
 //  4. The shim sets the sandbox up and execs the user's command. Before exec
-//     it marks every fd >= 3 close-on-exec, fd 4 included, so a successful
-//     exec closes the error pipe: the parent reads EOF with no data and knows
-//     the command is running (the shim's pid is now the command's pid).
-//  5. On any failure the shim writes one JSON childError on fd 4 and exits
-//     with childFailedExit. The parent reads it, reaps the shim, removes the
-//     cgroup and returns the error (ErrExec or ErrShim) from Start. The
-//     shim's own failures never become the job's exit status.
+//     it marks every fd >= 3 close-on-exec, fd 4 included, and writes the
+//     one byte execMarker on fd 4. A successful exec closes the error pipe:
+//     the parent reads execMarker then EOF and knows the command is running
+//     (the shim's pid is now the command's pid).
+//  5. On any failure the shim writes one JSON childError on fd 4 (after
+//     execMarker if execve itself failed) and exits with childFailedExit.
+//     The parent reads it, reaps the shim, removes the cgroup and returns
+//     the error (ErrExec or ErrShim) from Start. EOF without execMarker means
+//     the shim died before it could try (a Go runtime crash, an OOM kill in
+//     a tiny cgroup, a wrong Config.Exe): ErrShim too. The shim's own
+//     failures never become the job's exit status.
 //
 // The parent reads at most maxChildErrorSize bytes from fd 4.
+//
+// The shim's environment holds only GOMAXPROCS=1: the shim's Go runtime
+// starts in the job's cgroup, and one P keeps its threads (counted by
+// pids.max) and memory to a minimum. The job's environment is the Spec's.
 const (
 	// specFD is the read end of the spec pipe in the shim. Parent writes the
 	// JSON Spec and closes; shim reads to EOF and closes.
 	specFD = 3
 	// errorFD is the write end of the error pipe in the shim. The shim
-	// writes at most one JSON childError on failure; exec success closes it
-	// (close-on-exec). The parent reads to EOF.
+	// writes execMarker right before execve and at most one JSON childError
+	// on failure; exec success closes it (close-on-exec). The parent reads
+	// to EOF.
 	errorFD = 4
 
 	// childArg is argv[1] of the shim: the role dispatched before anything
@@ -53,6 +62,9 @@ const (
 	// childFailedExit is the shim's exit status after it reported a failure
 	// on errorFD. It is never reported as the job's status.
 	childFailedExit = 125
+
+	// execMarker is written by the shim on errorFD right before execve.
+	execMarker = 'X'
 
 	// maxChildErrorSize bounds what the parent reads from the error pipe.
 	maxChildErrorSize = 64 << 10

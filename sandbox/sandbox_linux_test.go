@@ -492,3 +492,45 @@ func TestConcurrentStarts(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestShimFailuresAreNotJobs(t *testing.T) {
+	ts := newTestSandbox(t)
+	for _, tc := range []struct {
+		name, exe string
+		limits    Limits
+	}{
+		// A "shim" that exits without a word: not a job that exited 0.
+		{"shim exits silently", "/bin/true", Limits{}},
+		{"shim missing", "/nonexistent/telehandler", Limits{}},
+		// The shim's Go runtime cannot start its threads with pids.max 1
+		// (v2: born in the cgroup) or is fine (v1: threads made before it
+		// was moved); either way Start must not report a running job
+		// that is really a crashed shim.
+		{"tiny pids.max", "", Limits{Pids: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb, err := New(Config{Cgroups: ts.rec, Exe: tc.exe})
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := jobName(t)
+			p, err := sb.Start(sh("echo hi"), StartConfig{Name: name, Limits: tc.limits})
+			if err == nil {
+				select {
+				case <-p.Done():
+				case <-time.After(jobTimeout):
+					t.Fatal("job still running")
+				}
+				if state := p.Wait(); tc.exe != "" || state.ExitCode != 0 {
+					t.Errorf("Start succeeded and the job ended %+v", state)
+				}
+				return
+			}
+			t.Logf("Start: %v", err)
+			if !errors.Is(err, ErrShim) || errors.Is(err, ErrExec) {
+				t.Errorf("error %q does not wrap ErrShim alone", err)
+			}
+			ts.requireCgroupGone(t, name)
+		})
+	}
+}

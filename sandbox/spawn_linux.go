@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,7 +129,7 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 	cmd := &exec.Cmd{
 		Path:        s.exe,
 		Args:        []string{s.exe, childArg},
-		Env:         []string{}, // the job's environment is in the spec
+		Env:         []string{"GOMAXPROCS=1"}, // the job's environment is in the spec
 		ExtraFiles:  extra,
 		SysProcAttr: attr,
 	}
@@ -160,8 +161,9 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 	_, writeErr := specW.Write(specData)
 	specW.Close()
 	report, readErr := io.ReadAll(io.LimitReader(errR, maxChildErrorSize))
-	if len(report) == 0 && writeErr == nil && readErr == nil {
-		// EOF without a word: the exec closed the error pipe.
+	report, execTried := bytes.CutPrefix(report, []byte{execMarker})
+	if execTried && len(report) == 0 && writeErr == nil && readErr == nil {
+		// The marker, then EOF: the exec closed the error pipe.
 		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, done: make(chan struct{})}
 		go p.reap()
 		return p, nil
@@ -189,8 +191,16 @@ func shimFailure(report []byte, writeErr, readErr, waitErr error, ps *os.Process
 	if ps != nil {
 		status = ps.String()
 	}
-	return fmt.Errorf("%w: shim ended without a report (%s): %w", ErrShim, status,
-		errors.Join(writeErr, readErr, waitErr))
+	err := fmt.Errorf("%w: shim ended before exec without a report (%s)", ErrShim, status)
+	if other := errors.Join(writeErr, readErr); other != nil {
+		err = fmt.Errorf("%w: %w", err, other)
+	}
+	// waitErr only repeats the status of a shim that exited.
+	var exitErr *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &exitErr) {
+		err = fmt.Errorf("%w: wait: %w", err, waitErr)
+	}
+	return err
 }
 
 // Process is a command running in the sandbox. Its one reaper goroutine
