@@ -208,12 +208,16 @@ func (b *bench) throughput(ctx context.Context) error {
 	headArgs := []string{"-c", strconv.FormatInt(n, 10), "/dev/zero"}
 
 	var tele, peer []float64
+	var serverCPU, watchCPU, sshCPU time.Duration // summed over the runs
 	for range b.cfg.tputRuns {
 		if b.srv != nil {
-			r, err := b.watchRate(ctx, devNull, headArgs, n)
+			before := cpuTime(b.srv.pid())
+			r, cli, err := b.watchRate(ctx, devNull, headArgs, n)
 			if err != nil {
 				return err
 			}
+			serverCPU += cpuTime(b.srv.pid()) - before
+			watchCPU += cli
 			tele = append(tele, r)
 		}
 		if b.ssh != nil {
@@ -223,9 +227,16 @@ func (b *bench) throughput(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("ssh head: %w", err)
 			}
+			sshCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			peer = append(peer, float64(n)/d.Seconds())
 		}
 	}
+	perGiB := func(d time.Duration) string {
+		gib := float64(n) * float64(b.cfg.tputRuns) / (1 << 30)
+		return fmt.Sprintf("%.2f", d.Seconds()/gib)
+	}
+	b.rep.note("Throughput CPU seconds per GiB: telehandler server %s, `telehandler watch` %s; ssh client %s (sshd not measured).",
+		perGiB(serverCPU), perGiB(watchCPU), perGiB(sshCPU))
 	tm := median(tele)
 	b.rep.note("Throughput runs, telehandler: %s; ssh: %s.", rates(tele), rates(peer))
 	if b.srv == nil {
@@ -247,7 +258,7 @@ func (b *bench) throughput(ctx context.Context) error {
 // watchRate starts a job writing n bytes and times it, from the request,
 // until `telehandler watch JOB > /dev/null` exits; it checks the job's output
 // was complete and returns bytes per second.
-func (b *bench) watchRate(ctx context.Context, devNull *os.File, headArgs []string, n int64) (float64, error) {
+func (b *bench) watchRate(ctx context.Context, devNull *os.File, headArgs []string, n int64) (rate float64, cliCPU time.Duration, err error) {
 	var name string
 	d, err := elapsed(func() error {
 		resp, err := b.c.StartJob(ctx, &foremanv1alpha1.StartJobRequest{
@@ -264,15 +275,16 @@ func (b *bench) watchRate(ctx context.Context, devNull *os.File, headArgs []stri
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("telehandler watch %s: %w: %s", name, err, bytes.TrimSpace(stderr.Bytes()))
 		}
+		cliCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := b.expectOutput(ctx, name, n); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / d.Seconds(), nil
+	return float64(n) / d.Seconds(), cliCPU, nil
 }
 
 // expectOutput checks that a job completed with exactly n bytes of output.
