@@ -1,11 +1,16 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -154,5 +159,20 @@ func TestRoleFromCertificate(t *testing.T) {
 	}
 	if n := len(ts.runner.List()); n != 0 {
 		t.Errorf("%d jobs started by certificates without a role", n)
+	}
+}
+
+// TestAuthenticateNeedsVerifiedCertificate checks identity comes only from
+// a verified TLS client certificate.
+func TestAuthenticateNeedsVerifiedCertificate(t *testing.T) {
+	if _, err := authenticate(context.Background()); !errors.Is(err, errUnauthenticated) {
+		t.Errorf("no peer: %v", err)
+	}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{}, AuthInfo: credentials.TLSInfo{}})
+	if _, err := authenticate(ctx); !errors.Is(err, errUnauthenticated) {
+		t.Errorf("TLS without a verified chain: %v", err)
+	}
+	if _, ok := identityFrom(context.Background()); ok {
+		t.Error("identity in an empty context")
 	}
 }
