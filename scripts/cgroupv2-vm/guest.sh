@@ -19,6 +19,14 @@ echo "guest: scratch disk $SCRATCH_DEV ($SCRATCH_MAJMIN) at /scratch; block devi
 
 now() { cut -d. -f1 /proc/uptime; }
 
+# The initramfs has no /etc: give it the few files every real host has (user and
+# group names such as serve's default --run-as nobody, and localhost).
+mkdir -p /etc
+[ -f /etc/passwd ] || printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' \
+	'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >/etc/passwd
+[ -f /etc/group ] || printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >/etc/group
+[ -f /etc/hosts ] || printf '%s\n' '127.0.0.1 localhost' '::1 localhost' >/etc/hosts
+
 while read -r dir bin; do
 	[ -n "$bin" ] || continue
 	echo "VMTEST-BEGIN $dir $bin"
