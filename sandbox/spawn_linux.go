@@ -108,7 +108,9 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
 		// The job dies with the server; the shim arms it again after a
-		// credential switch (which clears it).
+		// credential switch (which clears it). The kernel ties it to the
+		// thread that forked, which Go never ends unless a goroutine exits
+		// while locked to it: nothing in Telehandler does that.
 		Pdeathsig: syscall.SIGKILL,
 	}
 	cgFD, intoCgroup, err := cg.FD()
