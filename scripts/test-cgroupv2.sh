@@ -39,7 +39,6 @@ t0=$(date +%s)
 export VM_MEM=${VM_MEM:-2048}
 export VM_SMP=${VM_SMP:-2}
 export VM_TIMEOUT=${VM_TIMEOUT:-2400}
-export VM_SCRATCH_SIZE=${VM_SCRATCH_SIZE:-512M}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/telehandler-cgroupv2.XXXXXX")
 trap 'rm -rf "$work"' EXIT
