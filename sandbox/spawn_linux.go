@@ -112,6 +112,10 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 		// thread that forked, which Go never ends unless a goroutine exits
 		// while locked to it: nothing in Telehandler does that.
 		Pdeathsig: syscall.SIGKILL,
+		// A session of its own: a Ctrl-C or hangup on the server's
+		// terminal reaches the server, which stops its jobs, not the jobs
+		// directly.
+		Setsid: true,
 	}
 	cgFD, intoCgroup, err := cg.FD()
 	if err != nil {

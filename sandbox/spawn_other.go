@@ -1,0 +1,49 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+)
+
+// Jobs need Linux namespaces and cgroups. On other systems the package
+// builds (so the CLI and certgen do) and every entry point fails clearly.
+
+var errNotLinux = fmt.Errorf("%w: jobs need Linux namespaces and cgroups, this is %s", ErrShim, runtime.GOOS)
+
+// Config configures New; see the Linux implementation.
+type Config struct {
+	Cgroups Cgroups
+	Exe     string
+}
+
+// Sandbox starts jobs; it cannot be created off Linux.
+type Sandbox struct{}
+
+// New fails off Linux.
+func New(Config) (*Sandbox, error) { return nil, errNotLinux }
+
+// Cgroups is nil off Linux.
+func (s *Sandbox) Cgroups() Cgroups { return nil }
+
+// Start fails off Linux.
+func (s *Sandbox) Start(Spec, StartConfig) (*Process, error) { return nil, errNotLinux }
+
+// Process is a started job; none exist off Linux.
+type Process struct{ done chan struct{} }
+
+func (p *Process) Pid() int              { return 0 }
+func (p *Process) Done() <-chan struct{} { return p.done }
+func (p *Process) Wait() ExitState       { return ExitState{} }
+func (p *Process) CleanupErr() error     { return nil }
+func (p *Process) Terminate() error      { return errNotLinux }
+func (p *Process) Kill() error           { return errNotLinux }
+func (p *Process) Stats() (Stats, error) { return Stats{}, errNotLinux }
+
+// RunChild is the shim's entry point; off Linux there is no shim.
+func RunChild() {
+	fmt.Fprintln(os.Stderr, errNotLinux)
+	os.Exit(childFailedExit)
+}
