@@ -38,14 +38,20 @@ t certgen --out "$work/certs" --user alice --user root:admin >"$work/certgen.log
 	{ cat "$work/certgen.log"; fail "certgen"; }
 ls "$work/certs"
 
-# A cgroup "left by a crashed earlier run", with a process in it: serve must kill
-# it and remove the cgroup before it serves.
-mkdir -p "$cg/stale" || fail "mkdir $cg/stale"
+# A cgroup "left by a crashed earlier run", with a process in a sub-cgroup the job
+# made: serve must kill it and remove both cgroups before it serves.
+mkdir -p "$cg/stale/sub" || fail "mkdir $cg/stale/sub"
 sleep 1000 &
 stale_pid=$!
-echo $stale_pid >"$cg/stale/cgroup.procs" || fail "cannot move $stale_pid into $cg/stale"
+echo $stale_pid >"$cg/stale/sub/cgroup.procs" || fail "cannot move $stale_pid into $cg/stale/sub"
 
-"$th" serve --listen "$addr" --state-dir "$work/state" \
+# The server runs where systemd would put it, in a service cgroup that is not
+# the root (which the cgroup v2 no-internal-process rule exempts) and not an
+# ancestor of the jobs' cgroups.
+svc=/sys/fs/cgroup/system.slice/telehandler.service
+mkdir -p "$svc" || fail "mkdir $svc"
+sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$svc" \
+	"$th" serve --listen "$addr" --state-dir "$work/state" \
 	--ca "$work/certs/ca.crt" --cert "$work/certs/server.crt" --key "$work/certs/server.key" \
 	>"$work/server.log" 2>&1 &
 server_pid=$!
@@ -61,10 +67,12 @@ until t list >/dev/null 2>&1; do
 	sleep 0.2
 done
 say "ok: server answers on $addr"
+c=$(cat /proc/$server_pid/cgroup)
+[ "$c" = "0::/system.slice/telehandler.service" ] || fail "server is in '$c'"
 [ ! -d "$cg/stale" ] || fail "serve left the stale cgroup $cg/stale"
 wait $stale_pid 2>/dev/null
 kill -0 $stale_pid 2>/dev/null && fail "stale process $stale_pid still alive"
-say "ok: serve killed the stale job $stale_pid and removed $cg/stale"
+say "ok: serve killed the stale job $stale_pid and removed $cg/stale and $cg/stale/sub"
 
 # --- a job prints its own /proc/self/cgroup -------------------------------------
 out=$(t start --watch -- cat /proc/self/cgroup) || fail "start --watch exited $?: $out"
@@ -154,5 +162,6 @@ left=$(find "$cg" -mindepth 1 -type d 2>/dev/null)
 [ -z "$left" ] || fail "cgroups left after server shutdown: $left"
 [ "$rc" -eq 0 ] || fail "server exit status $rc after SIGTERM"
 say "ok: no cgroup left under $cg"
+rmdir "$svc" /sys/fs/cgroup/system.slice
 rm -rf "$work"
 say PASS
