@@ -96,6 +96,14 @@ rc=$?
 [ $rc -eq 4 ] && [ "$out" = late ] || fail "watch $job3 exited $rc with '$out', want 4 and 'late'"
 say "ok: watch $job3 replays the output from byte 0 and exits 4"
 
+# The memory limit holds: dd's 64 MiB buffer (filled in one read, so memory.high
+# throttling cannot drag it out) against 16 MiB is OOM-killed, and the CLI says so.
+t start --watch --memory 16MiB -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>"$work/oom"
+rc=$?
+[ $rc -eq 137 ] || fail "OOM job exited $rc, want 137 (SIGKILL): $(cat "$work/oom")"
+grep -q "ran out of memory" "$work/oom" || fail "no out-of-memory message: $(cat "$work/oom")"
+say "ok: a 64 MiB dd under --memory 16MiB was OOM-killed: $(grep 'out of memory' "$work/oom")"
+
 # --- a job with explicit limits, its cgroup files read from outside --------------
 job=$(t start --memory 64MiB --cpu 20% --pids 50 \
 	--io-read-bps 10MiB --io-write-bps 5MiB --io-write-iops 500 -- sleep 1000) ||
