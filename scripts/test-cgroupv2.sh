@@ -110,6 +110,7 @@ while read -r rel name; do
 done <"$inc/tests.list"
 if [[ ${CGROUPV2_E2E:-1} != 0 ]]; then
 	grep -q '^VMTEST-END e2e rc=0' "$log" || fail+=("end-to-end run failed or did not finish")
+	echo "$prog: e2e: $(grep '^VMTEST-END e2e ' "$log" | cut -d' ' -f3- || echo 'did not finish')" >&2
 fi
 failed=$(grep -E -- '^\s*--- FAIL' "$log" || true)
 [[ -z $failed ]] || fail+=("failed tests:"$'\n'"$failed")
