@@ -166,9 +166,14 @@ func (s *server) logs() string {
 	return s.log.String()
 }
 
-// buildBinary builds the static telehandler binary into dir.
+// buildBinary builds the static telehandler binary into dir, or returns
+// $TELEHANDLER_E2E_BIN when set: make test-cgroupv2 runs this test inside a
+// VM that has the prebuilt binary but no Go toolchain.
 func buildBinary(t *testing.T, dir string) string {
 	t.Helper()
+	if bin := os.Getenv("TELEHANDLER_E2E_BIN"); bin != "" {
+		return bin
+	}
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = "go"
