@@ -18,8 +18,9 @@
 # Environment knobs:
 #   CGROUPV2_PKGS      packages to test (default: every package with tests, minus
 #                      CGROUPV2_EXCLUDE); the test binaries must not need a Go toolchain
-#   CGROUPV2_EXCLUDE   extended regexp of import paths to leave out (default: e2e/, which
-#                      runs `go build`, and bench/, which holds benchmarks only)
+#   CGROUPV2_EXCLUDE   extended regexp of import paths to leave out (default: bench/, which
+#                      holds benchmarks only). e2e/ runs against the prebuilt binary
+#                      (TELEHANDLER_E2E_BIN) instead of `go build`.
 #   CGROUPV2_RUN       -test.run pattern for every test binary (default: all)
 #   CGROUPV2_E2E=0     skip the end-to-end part (for debugging only)
 #   CGROUPV2_LOG       where to keep the guest's output (default: a temp file, shown on failure)
@@ -53,7 +54,7 @@ module=$("$GO" list -m)
 if [[ -n ${CGROUPV2_PKGS:-} ]]; then
 	pkgs=$("$GO" list $CGROUPV2_PKGS)
 else
-	exclude=${CGROUPV2_EXCLUDE:-"^$module/(e2e|bench)(/|$)"}
+	exclude=${CGROUPV2_EXCLUDE:-"^$module/bench(/|$)"}
 	pkgs=$("$GO" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./... |
 		grep -Ev "$exclude" || true)
 fi
@@ -79,9 +80,10 @@ t_build=$(date +%s)
 # CI=1: a root test that would skip fails instead. TELEHANDLER_TEST_IO_DIR: a
 # directory on the VM's virtio disk (vda, a real, throttleable block device; the
 # guest's /tmp is in RAM) for the sandbox's IO throttling test.
-export CI=1 TELEHANDLER_TEST_IO_DIR=/scratch
+# TELEHANDLER_E2E_BIN: e2e/ tests this binary instead of building one.
+export CI=1 TELEHANDLER_TEST_IO_DIR=/scratch TELEHANDLER_E2E_BIN=/vmrun/include/telehandler
 export CGROUPV2_RUN=${CGROUPV2_RUN:-}
-export VM_PASS_ENV="CI TELEHANDLER_TEST_IO_DIR CGROUPV2_RUN ${VM_PASS_ENV:-}"
+export VM_PASS_ENV="CI TELEHANDLER_TEST_IO_DIR TELEHANDLER_E2E_BIN CGROUPV2_RUN ${VM_PASS_ENV:-}"
 export VM_INCLUDE_DIR=$inc
 log=${CGROUPV2_LOG:-$work/guest.log}
 
@@ -102,15 +104,23 @@ case $vmrc in
 esac
 skips=$(grep -E -- '^\s*--- SKIP' "$log" || true)
 [[ -z $skips ]] || fail+=("tests skipped inside the VM (they must all run):"$'\n'"$skips")
+# section REL: the guest's output between VMTEST-BEGIN REL and VMTEST-END REL.
+section() {
+	awk -v b="VMTEST-BEGIN $1 " -v e="VMTEST-END $1 " '
+		index($0, b) == 1 { on = 1 }
+		on { print }
+		index($0, e) == 1 { on = 0 }' "$log"
+}
 while read -r rel name; do
-	grep -q "^VMTEST-END $rel " "$log" || { fail+=("$rel: test binary did not finish"); continue; }
-	n=$(sed -n "/^VMTEST-BEGIN $rel /,/^VMTEST-END $rel /p" "$log" | grep -cE -- '^\s*--- PASS' || true)
+	end=$(section "$rel" | grep -F "VMTEST-END $rel " || true)
+	[[ -n $end ]] || { fail+=("$rel: test binary did not finish"); continue; }
+	n=$(section "$rel" | grep -cE -- '^\s*--- PASS' || true)
 	[[ $n -gt 0 ]] || fail+=("$rel: no test passed (none ran?)")
-	echo "$prog: $rel: $n tests passed; $(grep "^VMTEST-END $rel " "$log" | cut -d' ' -f3-)" >&2
+	echo "$prog: $rel: $n tests passed; ${end#"VMTEST-END $rel "}" >&2
 done <"$inc/tests.list"
 if [[ ${CGROUPV2_E2E:-1} != 0 ]]; then
-	grep -q '^VMTEST-END e2e rc=0' "$log" || fail+=("end-to-end run failed or did not finish")
-	echo "$prog: e2e: $(grep '^VMTEST-END e2e ' "$log" | cut -d' ' -f3- || echo 'did not finish')" >&2
+	grep -q '^VMTEST-END e2e/vm rc=0' "$log" || fail+=("e2e/vm/e2e.sh failed or did not finish")
+	echo "$prog: e2e/vm/e2e.sh: $(grep '^VMTEST-END e2e/vm ' "$log" | cut -d' ' -f3- || echo 'did not finish')" >&2
 fi
 failed=$(grep -E -- '^\s*--- FAIL' "$log" || true)
 [[ -z $failed ]] || fail+=("failed tests:"$'\n'"$failed")

@@ -38,11 +38,11 @@ while read -r dir bin; do
 done <"$top/tests.list"
 
 if [ -f "$top/e2e.sh" ]; then
-	echo "VMTEST-BEGIN e2e"
+	echo "VMTEST-BEGIN e2e/vm"
 	start=$(now)
 	sh "$top/e2e.sh" "$top/telehandler"
 	r=$?
-	echo "VMTEST-END e2e rc=$r secs=$(($(now) - start))"
+	echo "VMTEST-END e2e/vm rc=$r secs=$(($(now) - start))"
 	[ $r -eq 0 ] || rc=1
 fi
 
