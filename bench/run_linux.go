@@ -105,6 +105,9 @@ func run(cfg config) (int, error) {
 
 	md := rep.markdown()
 	fmt.Print(md)
+	if ctx.Err() != nil {
+		return 130, errors.New("interrupted: results not written")
+	}
 	if cfg.out != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
 			errs = append(errs, err)
@@ -113,9 +116,6 @@ func run(cfg config) (int, error) {
 		} else {
 			logf("table written to %s", cfg.out)
 		}
-	}
-	if ctx.Err() != nil {
-		return 130, errors.New("interrupted")
 	}
 	if rep.failed(cfg.strict) {
 		return 1, errors.Join(append(errs, errors.New("a check failed (see the table)"))...)
