@@ -13,8 +13,10 @@ rc=0
 
 echo "guest: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print $2/1024 " MiB"}' /proc/meminfo)"
 echo "guest: cgroup mounts: $(grep cgroup /proc/mounts | tr '\n' ';')"
-echo "guest: root controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
-echo "guest: root subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+	echo "guest: root controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+	echo "guest: root subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+fi
 echo "guest: scratch disk $SCRATCH_DEV ($SCRATCH_MAJMIN) at /scratch; block devices: $(ls /sys/block | tr '\n' ' ')"
 
 now() { cut -d. -f1 /proc/uptime; }
@@ -46,11 +48,16 @@ if [ -f "$top/e2e.sh" ]; then
 	[ $r -eq 0 ] || rc=1
 fi
 
-# Nothing may be left behind: no job cgroup under any telehandler* parent, and no
-# test parent (tests use telehandler-test-*; the server's own empty "telehandler"
-# parent may stay).
-left=$(find /sys/fs/cgroup -mindepth 2 -type d -path '/sys/fs/cgroup/telehandler*/*' 2>/dev/null
-	find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'telehandler?*' 2>/dev/null)
+# Nothing may be left behind, in any hierarchy: no job cgroup under any
+# telehandler* parent, and no test parent (tests use telehandler-test-*; the
+# server's own empty "telehandler" parent may stay).
+left=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 2 -type d -name 'telehandler*' 2>/dev/null |
+	while read -r d; do
+		case ${d##*/} in
+		telehandler) find "$d" -mindepth 1 -type d ;;
+		*) echo "$d" ;;
+		esac
+	done)
 if [ -n "$left" ]; then
 	echo "guest: FAIL: cgroups left behind:" $left
 	rc=1

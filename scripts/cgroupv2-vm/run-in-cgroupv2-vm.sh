@@ -34,6 +34,11 @@
 #   VM_MEM / VM_SMP  guest RAM in MiB (1024) / vCPUs (2)
 #   VM_TIMEOUT       seconds before the VM is killed (600)
 #   VM_SCRATCH_SIZE  size of /dev/vda (256M);  VM_SCRATCH_FS ext4|none (ext4)
+#   VM_CGROUP        v2 (default, as above) | v1 (no cgroup2: one v1 hierarchy per
+#                    controller group, cpu,cpuacct and net_cls,net_prio combined with
+#                    symlinks, plus name=systemd, under a tmpfs at /sys/fs/cgroup, as
+#                    systemd's legacy mode mounts them) | hybrid (v1 + a controller-less
+#                    cgroup2 at /sys/fs/cgroup/unified)
 #   VM_INCLUDE_DIR   host directory copied to /vmrun/include (and used as cwd)
 #   VM_PASS_ENV      space separated names of host env vars to export in the guest
 #   VM_WORKDIR       cwd for the binary (default /vmrun/include, /scratch or /)
@@ -65,6 +70,8 @@ TIMEOUT=${VM_TIMEOUT:-600}
 SCRATCH_SIZE=${VM_SCRATCH_SIZE:-256M}
 SCRATCH_FS=${VM_SCRATCH_FS:-ext4}
 KMETA=${VM_KERNEL_META:-linux-image-cloud-amd64}
+CGROUP=${VM_CGROUP:-v2}
+[[ $CGROUP =~ ^(v2|v1|hybrid)$ ]] || die "VM_CGROUP must be v2, v1 or hybrid"
 mkdir -p "$CACHE"
 
 # ---------------------------------------------------------------------------
@@ -227,19 +234,41 @@ finish() {   # $1 = exit code; report it on the console (synchronous printk) and
     sleep 5
 }
 
-# cgroup v2 is the only hierarchy (kernel booted with cgroup_no_v1=all).
-mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup || finish 125
-for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
-    echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || echo "init: cannot enable $c" >&2
-done
-for c in cpu memory io pids; do
-    grep -qw "$c" /sys/fs/cgroup/cgroup.subtree_control || { echo "init: controller $c missing" >&2; finish 125; }
-done
+. /vmrun/cfg
+case ${CGROUP:-v2} in
+v2) # cgroup v2 is the only hierarchy (kernel booted with cgroup_no_v1=all).
+    mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup || finish 125
+    for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+        echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || echo "init: cannot enable $c" >&2
+    done
+    for c in cpu memory io pids; do
+        grep -qw "$c" /sys/fs/cgroup/cgroup.subtree_control || { echo "init: controller $c missing" >&2; finish 125; }
+    done ;;
+v1|hybrid) # one v1 hierarchy per controller group, as systemd mounts them on Debian 10 / RHEL 7
+    # (cpu,cpuacct and net_cls,net_prio combined, with cpu/cpuacct/... symlinks);
+    # hybrid adds a controller-less cgroup2 at /sys/fs/cgroup/unified.
+    mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup || finish 125
+    mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd || finish 125
+    for h in cpu,cpuacct cpuset memory devices freezer blkio pids net_cls,net_prio perf_event hugetlb rdma misc; do
+        c=${h%%,*}
+        grep -q "^$c[[:space:]]" /proc/cgroups || continue
+        mkdir "/sys/fs/cgroup/$h"
+        if ! mount -t cgroup -o "$h" cgroup "/sys/fs/cgroup/$h"; then
+            echo "init: cannot mount v1 $h" >&2; rmdir "/sys/fs/cgroup/$h"
+            case $c in cpu|memory|blkio|pids|freezer) finish 125;; esac
+            continue
+        fi
+        [ "$c" = "$h" ] || for l in $(echo "$h" | tr , ' '); do ln -s "$h" "/sys/fs/cgroup/$l"; done
+    done
+    if [ "$CGROUP" = hybrid ]; then
+        mkdir /sys/fs/cgroup/unified && mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup/unified || finish 125
+    fi ;;
+*) echo "init: unknown CGROUP=$CGROUP" >&2; finish 125 ;;
+esac
 
 # virtio modules (cloud kernel has them as modules), in dependency order.
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko || echo "init: insmod $m failed" >&2; done
 
-. /vmrun/cfg
 # Scratch disk.
 i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
 if [ -b /dev/vda ]; then
@@ -351,7 +380,7 @@ fi
 [[ $SCRATCH_FS == ext4 ]] && workdir=${workdir:-/scratch}
 workdir=${workdir:-/}
 [[ $workdir =~ ^[A-Za-z0-9_./-]+$ && $SCRATCH_FS =~ ^(ext4|none)$ ]] || die "bad VM_WORKDIR/VM_SCRATCH_FS"
-printf 'SCRATCH_FS=%s\nWORKDIR=%s\n' "$SCRATCH_FS" "$workdir" >"$r/vmrun/cfg"
+printf 'SCRATCH_FS=%s\nWORKDIR=%s\nCGROUP=%s\n' "$SCRATCH_FS" "$workdir" "$CGROUP" >"$r/vmrun/cfg"
 (cd "$r" && find . -print | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$run_dir/run.cpio"
 cat "$BASE_INITRD" "$run_dir/run.cpio" >"$run_dir/initrd"
 
@@ -371,7 +400,8 @@ else accel_args=(-accel tcg,thread=multi -cpu "${VM_CPU:-max}"); fi
 # quiet + loglevel keep the console short; cgroup_no_v1=all makes v2 the only hierarchy;
 # printk.devkmsg=on so the exit marker is never rate limited; panic=-1 + -no-reboot
 # make a crashing guest terminate QEMU instead of hanging.
-append="console=ttyS0 quiet loglevel=4 panic=-1 cgroup_no_v1=all printk.devkmsg=on rdinit=/init"
+append="console=ttyS0 quiet loglevel=4 panic=-1 printk.devkmsg=on rdinit=/init"
+[[ $CGROUP == v2 ]] && append+=" cgroup_no_v1=all"
 # cryptomgr.notests skips the crypto self-tests (~0.15 s under TCG).  (acpi=off would
 # save another 0.2 s but leaves the guest with 1 CPU: no MP table on q35.)
 append+=" i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check cryptomgr.notests ${VM_APPEND:-}"
