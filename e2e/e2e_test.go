@@ -272,7 +272,16 @@ func (s *server) terminate(t *testing.T) error {
 // cgroupDirs lists the directories of the cgroup parent in every hierarchy
 // (v1: one per controller; v2: one).
 func cgroupDirs(parent string) []string {
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+	matches, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+	// cpu and cpuacct are often symlinks to cpu,cpuacct: list each directory once.
+	var dirs []string
+	seen := map[string]bool{}
+	for _, d := range matches {
+		if real, err := filepath.EvalSymlinks(d); err == nil && !seen[real] {
+			seen[real] = true
+			dirs = append(dirs, real)
+		}
+	}
 	if fi, err := os.Stat(filepath.Join("/sys/fs/cgroup", parent)); err == nil && fi.IsDir() {
 		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent))
 	}
