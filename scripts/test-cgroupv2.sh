@@ -43,7 +43,7 @@ t0=$(date +%s)
 # code 10-20x slower than on the host, hence the long timeout.
 export VM_MEM=${VM_MEM:-2048}
 export VM_SMP=${VM_SMP:-2}
-export VM_TIMEOUT=${VM_TIMEOUT:-2400}
+export VM_TIMEOUT=${VM_TIMEOUT:-1800}
 export VM_CGROUP=${VM_CGROUP:-v2}
 [[ $VM_CGROUP == v2 ]] || CGROUPV2_E2E=${CGROUPV2_E2E:-0}
 
