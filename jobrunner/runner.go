@@ -47,10 +47,13 @@ type Runner struct {
 	sandbox   *sandbox.Sandbox
 	now       func() time.Time
 
-	// mu guards jobs and shuttingDown, and orders starting.Add against
-	// Shutdown's starting.Wait.
-	mu           sync.Mutex
-	jobs         map[string]*job
+	// mu guards jobs, running and shuttingDown, and orders starting.Add
+	// against Shutdown's starting.Wait.
+	mu   sync.Mutex
+	jobs map[string]*job
+	// running counts the jobs in jobs that have not ended (job.ended not
+	// set yet); supervise decrements it when it sets ended.
+	running      int
 	shuttingDown bool
 
 	// starting counts Start calls between the shutdown check and the job's
@@ -183,6 +186,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (Status, error) {
 	}
 	r.mu.Lock()
 	r.jobs[id] = j
+	r.running++
 	r.mu.Unlock()
 
 	var drains sync.WaitGroup
@@ -249,6 +253,9 @@ func (r *Runner) supervise(j *job, drains *sync.WaitGroup) {
 	j.exit = exit
 	j.endedAt = endedAt
 	j.mu.Unlock()
+	r.mu.Lock()
+	r.running--
+	r.mu.Unlock()
 	j.log.Finish()
 	close(j.done)
 }
@@ -273,7 +280,18 @@ func (r *Runner) Status(id string) (Status, error) {
 	return j.status(), nil
 }
 
-// List returns the status of every job, oldest first.
+// Running returns the number of jobs still RUNNING (their command has not
+// ended or their output is not fully collected yet). Unlike List it reads
+// no cgroup and builds no status: it is cheap enough to call on every
+// start.
+func (r *Runner) Running() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running
+}
+
+// List returns the status of every job, oldest first. It reads the cgroup
+// statistics of every running job.
 func (r *Runner) List() []Status {
 	r.mu.Lock()
 	jobs := make([]*job, 0, len(r.jobs))

@@ -443,7 +443,8 @@ func TestRunnerInterleaved(t *testing.T) {
 // TestRunnerStop proves that Stop ends every process of a job (a shell
 // with two background children), returns the terminal FAILED status with
 // Stopped and signal 9, leaves no process and no cgroup behind, and that
-// stopping it again is ErrNotRunning with the same status.
+// stopping it again is ErrNotRunning with the same status. Running counts
+// the job while it runs and no longer once Stop returned.
 func TestRunnerStop(t *testing.T) {
 	e := newRootEnv(t, 0)
 	ctx := testContext(t)
@@ -458,9 +459,15 @@ func TestRunnerStop(t *testing.T) {
 	if running.Stats == (sandbox.Stats{}) {
 		t.Error("a running job's stats are all zero: not read live from its cgroup")
 	}
+	if n := e.r.Running(); n != 1 {
+		t.Errorf("Running() = %d with one job running, want 1", n)
+	}
 	final, err := e.r.Stop(ctx, st.ID, 0)
 	if err != nil {
 		t.Fatalf("Stop: %v", err)
+	}
+	if n := e.r.Running(); n != 0 {
+		t.Errorf("Running() = %d after Stop, want 0", n)
 	}
 	if final.State != StateFailed || !final.Stopped || final.Signal != 9 || final.ExitCode != -1 || final.Ended.IsZero() {
 		t.Errorf("status after Stop = %+v, want FAILED, stopped, signal 9", final)

@@ -129,6 +129,18 @@ func (f *fakeRunner) List() []jobrunner.Status {
 	return out
 }
 
+func (f *fakeRunner) Running() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, j := range f.jobs {
+		if j.st.State == jobrunner.StateRunning {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeRunner) Watch(ctx context.Context, id string, from int64, fn func(jobrunner.Chunk) error) error {
 	f.mu.Lock()
 	j, ok := f.jobs[id]

@@ -114,13 +114,10 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 }
 
 // reserve admits one more job unless the server runs its maximum already.
+// It runs on every StartJob, so it asks the runner for a count (Running),
+// never for the jobs' statuses (List reads every running job's cgroup).
 func (f *foreman) reserve() error {
-	running := 0
-	for _, st := range f.runner.List() {
-		if st.State == jobrunner.StateRunning {
-			running++
-		}
-	}
+	running := f.runner.Running()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if running+f.starting >= f.maxJobs {

@@ -15,6 +15,9 @@ type JobRunner interface {
 	Stop(ctx context.Context, id string, grace time.Duration) (jobrunner.Status, error)
 	Status(id string) (jobrunner.Status, error)
 	List() []jobrunner.Status
+	// Running is the number of jobs still running, counted without reading
+	// any job's cgroup (StartJob calls it every time).
+	Running() int
 	Watch(ctx context.Context, id string, from int64, fn func(jobrunner.Chunk) error) error
 	Shutdown(ctx context.Context) error
 }
