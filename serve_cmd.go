@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"os/user"
@@ -13,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,6 +52,8 @@ func serveCommand() *cli.Command {
 			Usage: "most jobs running at once"},
 		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"TELEHANDLER_LOG_FORMAT"},
 			Usage: "log format on stderr: text or json"},
+		&cli.StringFlag{Name: "pprof", EnvVars: []string{"TELEHANDLER_PPROF"}, Hidden: true,
+			Usage: "serve net/http/pprof on this address, without TLS or authentication: use a loopback address such as 127.0.0.1:6060 (off when empty)"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: server.DefaultShutdownTimeout, EnvVars: []string{"TELEHANDLER_SHUTDOWN_TIMEOUT"},
 			Usage: "how long stopping the jobs may take on SIGINT/SIGTERM"},
 	}
@@ -121,6 +127,13 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if addr := c.String("pprof"); addr != "" {
+		_, stopPprof, err := servePprof(addr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 
 	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
 	if err != nil {
@@ -162,6 +175,36 @@ func runServe(c *cli.Context) error {
 	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
 		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"))
 	return srv.Serve(ctx)
+}
+
+// servePprof serves the runtime profiles (net/http/pprof) on addr until
+// the returned function is called, and returns the address it listens on.
+// It is for profiling the server in place; the endpoint has no TLS and no
+// authentication, so addr should be a loopback address.
+func servePprof(addr string, logger *slog.Logger) (net.Addr, func(), error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("pprof", "error", err.Error())
+		}
+	}()
+	logger.Warn("serving pprof without TLS or authentication", "addr", lis.Addr().String())
+	return lis.Addr(), func() {
+		hs.Close()
+		<-done
+	}, nil
 }
 
 // checkCertFiles says which certificate file is missing and how to make it.
