@@ -59,8 +59,9 @@ const (
 	// checkpoints per log (16 Ki for the default cap), whatever the number
 	// of followers.
 	indexInterval = 64 << 10
-	// followBufferSize is the buffer each follower reads the file with: the
-	// only memory a follower holds.
+	// followBufferSize is how much a follower reads from the file at least
+	// each time; its buffer is this plus its largest chunk, the only
+	// memory a follower holds.
 	followBufferSize = 32 << 10
 )
 
@@ -242,6 +243,9 @@ func (l *OutputLog) Finish() error {
 	return nil
 }
 
+// DefaultMaxChunk is the most data Watch hands over in one chunk.
+const DefaultMaxChunk = 32 << 10
+
 // Watch calls fn with every output byte from logical offset from on, in
 // order, then follows the log live until it is finished and every byte was
 // delivered; then it returns nil. It returns ctx.Err() when ctx ends, fn's
@@ -249,10 +253,25 @@ func (l *OutputLog) Finish() error {
 // negative or past the end of a finished log (for a log still being
 // written, Watch waits until output reaches from). A chunk's Data is only
 // valid during fn. fn runs in the caller's goroutine; while it blocks,
-// only this watcher waits.
+// only this watcher waits. Chunks are at most DefaultMaxChunk bytes; see
+// WatchChunks.
 func (l *OutputLog) Watch(ctx context.Context, from int64, fn func(Chunk) error) error {
+	return l.WatchChunks(ctx, from, DefaultMaxChunk, fn)
+}
+
+// WatchChunks is Watch with chunks of at most maxChunk bytes (<= 0 means
+// DefaultMaxChunk). Output is handed over in chunks as large as possible,
+// whatever the writes it came from: consecutive output of one stream is
+// merged into one chunk, which ends only where the stream changes, at
+// maxChunk bytes, or where the output committed so far ends (a chunk is
+// never held back to wait for more output). A follower holds one buffer of
+// maxChunk plus 32 KiB.
+func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, fn func(Chunk) error) error {
 	if from < 0 {
 		return fmt.Errorf("%w: %d is negative", ErrInvalidOffset, from)
+	}
+	if maxChunk <= 0 {
+		maxChunk = DefaultMaxChunk
 	}
 	l.mu.Lock()
 	if l.finished && from > l.size {
@@ -270,12 +289,30 @@ func (l *OutputLog) Watch(ctx context.Context, from int64, fn func(Chunk) error)
 	defer f.Close()
 
 	var (
-		buf       = make([]byte, followBufferSize)
+		// buf holds the pending chunk's data at buf[:w], then the bytes
+		// read from the file. Each piece of output is moved down to the
+		// end of the pending chunk, dropping the record headers, so the
+		// pending chunk never overtakes the unread bytes.
+		buf       = make([]byte, maxChunk+followBufferSize)
+		w         int             // length of the pending chunk
+		cStream   Stream          // its stream
+		cOffset   int64           // its logical offset
 		pos       = start.file    // file offset of the next unread byte
 		logical   = start.logical // logical offset of the next output byte
 		stream    Stream          // stream of the current record
 		remaining int64           // bytes of the current record not read yet
 	)
+	flush := func() error {
+		if w == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := w
+		w = 0
+		return fn(Chunk{Stream: cStream, Offset: cOffset, Data: buf[:n]})
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -284,6 +321,11 @@ func (l *OutputLog) Watch(ctx context.Context, from int64, fn func(Chunk) error)
 		committed, size, finished, wake := l.fileSize, l.size, l.finished, l.wake
 		l.mu.Unlock()
 		if pos >= committed {
+			// Everything committed was read: hand over what is pending
+			// before waiting for more.
+			if err := flush(); err != nil {
+				return err
+			}
 			if finished {
 				if from > size {
 					return fmt.Errorf("%w: %d is past the end of the output (%d bytes)", ErrInvalidOffset, from, size)
@@ -298,44 +340,58 @@ func (l *OutputLog) Watch(ctx context.Context, from int64, fn func(Chunk) error)
 			}
 		}
 
-		want := min(int64(len(buf)), committed-pos)
-		n, err := f.ReadAt(buf[:want], pos)
+		want := min(int64(len(buf)-w), committed-pos)
+		n, err := f.ReadAt(buf[w:int64(w)+want], pos)
 		if int64(n) < want {
 			return fmt.Errorf("read output log: %w", err)
 		}
-		for b := buf[:n]; len(b) > 0; {
+		for r, end := w, w+n; r < end; {
 			if remaining == 0 {
-				if len(b) < recordHeaderSize {
+				if end-r < recordHeaderSize {
 					break // the header continues past the buffer: read it again
 				}
-				stream = Stream(b[0])
-				remaining = int64(binary.BigEndian.Uint32(b[1:recordHeaderSize]))
+				stream = Stream(buf[r])
+				remaining = int64(binary.BigEndian.Uint32(buf[r+1 : r+recordHeaderSize]))
 				if (stream != Stdout && stream != Stderr) || remaining == 0 || remaining > maxRecordData {
 					return fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, pos)
 				}
-				b = b[recordHeaderSize:]
+				r += recordHeaderSize
 				pos += recordHeaderSize
 				continue
 			}
-			k := min(remaining, int64(len(b)))
-			data := b[:k]
-			b = b[k:]
-			pos += k
-			remaining -= k
+			k := int(min(remaining, int64(end-r)))
+			data := r // the piece is buf[data:r]
+			r += k
+			pos += int64(k)
+			remaining -= int64(k)
 			at := logical
-			logical += k
+			logical += int64(k)
 			if logical <= from {
 				continue // before the requested offset
 			}
 			if at < from {
-				data = data[from-at:]
+				data += int(from - at)
 				at = from
 			}
-			if err := ctx.Err(); err != nil {
-				return err
+			if w > 0 && cStream != stream {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
-			if err := fn(Chunk{Stream: stream, Offset: at, Data: data}); err != nil {
-				return err
+			for data < r {
+				if w == 0 {
+					cStream, cOffset = stream, at
+				}
+				c := min(maxChunk-w, r-data)
+				copy(buf[w:w+c], buf[data:data+c])
+				w += c
+				data += c
+				at += int64(c)
+				if w == maxChunk {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
 			}
 		}
 	}

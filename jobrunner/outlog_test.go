@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -294,6 +295,161 @@ func TestOutputLogResume(t *testing.T) {
 	}
 	if !bytes.Equal(resumed.Bytes(), all) {
 		t.Errorf("resumed watches got %d bytes, not the %d written", resumed.Len(), len(all))
+	}
+}
+
+// gotChunk is a copy of a chunk a watcher received.
+type gotChunk struct {
+	stream Stream
+	offset int64
+	data   string
+}
+
+// watchChunks returns the chunks a watch of l from from with maxChunk
+// hands over, copied.
+func watchChunks(t *testing.T, l *OutputLog, from int64, maxChunk int) []gotChunk {
+	t.Helper()
+	var got []gotChunk
+	err := l.WatchChunks(context.Background(), from, maxChunk, func(c Chunk) error {
+		got = append(got, gotChunk{c.Stream, c.Offset, string(c.Data)})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("WatchChunks(%d, %d): %v", from, maxChunk, err)
+	}
+	return got
+}
+
+// TestOutputLogMergedChunks proves that a watcher gets consecutive records
+// of one stream merged into one chunk, with boundaries exactly where the
+// stream changes and at the maximum chunk size, with exact offsets; and
+// that a watch resumed in the middle of a merged region starts exactly at
+// its offset.
+func TestOutputLogMergedChunks(t *testing.T) {
+	l := newTestLog(t, 0)
+	var w written
+	w.write(t, l, Stdout, []byte("aaaa"))
+	w.write(t, l, Stdout, []byte("bbbbbb"))
+	w.write(t, l, Stdout, []byte("cc"))
+	w.write(t, l, Stderr, []byte("EEE"))
+	w.write(t, l, Stderr, []byte("FF"))
+	w.write(t, l, Stdout, []byte("d"))
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from     int64
+		maxChunk int
+		want     []gotChunk
+	}{
+		{0, 1000, []gotChunk{{Stdout, 0, "aaaabbbbbbcc"}, {Stderr, 12, "EEEFF"}, {Stdout, 17, "d"}}},
+		{0, 5, []gotChunk{{Stdout, 0, "aaaab"}, {Stdout, 5, "bbbbb"}, {Stdout, 10, "cc"},
+			{Stderr, 12, "EEEFF"}, {Stdout, 17, "d"}}},
+		{0, 1, []gotChunk{{Stdout, 0, "a"}, {Stdout, 1, "a"}, {Stdout, 2, "a"}, {Stdout, 3, "a"},
+			{Stdout, 4, "b"}, {Stdout, 5, "b"}, {Stdout, 6, "b"}, {Stdout, 7, "b"}, {Stdout, 8, "b"},
+			{Stdout, 9, "b"}, {Stdout, 10, "c"}, {Stdout, 11, "c"}, {Stderr, 12, "E"}, {Stderr, 13, "E"},
+			{Stderr, 14, "E"}, {Stderr, 15, "F"}, {Stderr, 16, "F"}, {Stdout, 17, "d"}}},
+		// Resumed inside the merged stdout region: in the first record,
+		// at the seam of two records, inside the second.
+		{2, 1000, []gotChunk{{Stdout, 2, "aabbbbbbcc"}, {Stderr, 12, "EEEFF"}, {Stdout, 17, "d"}}},
+		{4, 1000, []gotChunk{{Stdout, 4, "bbbbbbcc"}, {Stderr, 12, "EEEFF"}, {Stdout, 17, "d"}}},
+		{7, 4, []gotChunk{{Stdout, 7, "bbbc"}, {Stdout, 11, "c"}, {Stderr, 12, "EEEF"}, {Stderr, 16, "F"}, {Stdout, 17, "d"}}},
+		{13, 1000, []gotChunk{{Stderr, 13, "EEFF"}, {Stdout, 17, "d"}}},
+		{17, 1000, []gotChunk{{Stdout, 17, "d"}}},
+		{18, 1000, nil},
+	} {
+		got := watchChunks(t, l, tc.from, tc.maxChunk)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("WatchChunks(from %d, max %d) = %v, want %v", tc.from, tc.maxChunk, got, tc.want)
+		}
+	}
+}
+
+// TestOutputLogMergedChunksRandom writes random records of both streams
+// (1 byte to several records each) and checks, for random offsets and
+// maximum chunk sizes, that a watcher of the finished log gets exactly the
+// bytes from its offset, in chunks no larger than the maximum, and that a
+// chunk is shorter than the maximum only where the stream changes next or
+// the output ends: merging spans records and buffer reads.
+func TestOutputLogMergedChunksRandom(t *testing.T) {
+	l := newTestLog(t, 0)
+	r := rand.New(rand.NewPCG(11, 12))
+	var w written
+	for range 400 {
+		s := Stdout
+		if r.IntN(4) == 0 {
+			s = Stderr
+		}
+		n := 1 + r.IntN(100)
+		if r.IntN(8) == 0 {
+			n = 1 + r.IntN(2*maxRecordData)
+		}
+		w.write(t, l, s, randomBytes(r, n))
+	}
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	all := w.all.Bytes()
+	for i := range 60 {
+		from := r.Int64N(int64(len(all)) + 1)
+		maxChunk := []int{1, 7, 4096, DefaultMaxChunk, 32<<10 - 64, 100 << 10}[i%6]
+		if maxChunk < 10 {
+			from = max(from, int64(len(all))-20000) // a byte per callback is slow
+		}
+		chunks := watchChunks(t, l, from, maxChunk)
+		next := from
+		for j, c := range chunks {
+			if c.offset != next {
+				t.Fatalf("from %d, max %d: chunk %d at offset %d, want %d", from, maxChunk, j, c.offset, next)
+			}
+			if len(c.data) == 0 || len(c.data) > maxChunk {
+				t.Fatalf("from %d, max %d: chunk %d has %d bytes", from, maxChunk, j, len(c.data))
+			}
+			if c.data != string(all[next:next+int64(len(c.data))]) {
+				t.Fatalf("from %d, max %d: chunk %d at offset %d differs from what was written", from, maxChunk, j, c.offset)
+			}
+			if j+1 < len(chunks) && chunks[j+1].stream == c.stream && len(c.data) != maxChunk {
+				t.Fatalf("from %d, max %d: chunk %d (%v) of %d bytes is followed by more %v: not merged",
+					from, maxChunk, j, c.stream, len(c.data), c.stream)
+			}
+			next += int64(len(c.data))
+		}
+		if next != int64(len(all)) {
+			t.Fatalf("from %d, max %d: got up to offset %d, want %d", from, maxChunk, next, len(all))
+		}
+	}
+}
+
+// TestOutputLogLiveChunkNotHeldBack proves that merging never delays live
+// output: a watcher gets each write as soon as it is committed, although
+// the chunk could take more.
+func TestOutputLogLiveChunkNotHeldBack(t *testing.T) {
+	l := newTestLog(t, 0)
+	got := make(chan string)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- l.WatchChunks(context.Background(), 0, 1<<20, func(c Chunk) error {
+			got <- string(c.Data)
+			return nil
+		})
+	}()
+	ctx := testContext(t)
+	for _, s := range []string{"one", "two", "three"} {
+		if err := l.Write(Stdout, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case c := <-got:
+			if c != s {
+				t.Errorf("chunk %q, want %q", c, s)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%q written but not delivered", s)
+		}
+	}
+	l.Finish()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -378,11 +378,17 @@ func (r *Runner) Stop(ctx context.Context, id string, grace time.Duration) (Stat
 // it returns nil. See OutputLog.Watch for the errors (ErrInvalidOffset,
 // ctx.Err(), fn's error).
 func (r *Runner) Watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
+	return r.WatchChunks(ctx, id, from, DefaultMaxChunk, fn)
+}
+
+// WatchChunks is Watch with chunks of at most maxChunk bytes, each as
+// large as the output allows (see OutputLog.WatchChunks).
+func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(Chunk) error) error {
 	j, err := r.lookup(id)
 	if err != nil {
 		return err
 	}
-	return j.log.Watch(ctx, from, fn)
+	return j.log.WatchChunks(ctx, from, maxChunk, fn)
 }
 
 // Shutdown refuses new jobs, kills every running job, and waits until all

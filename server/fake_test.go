@@ -141,7 +141,9 @@ func (f *fakeRunner) Running() int {
 	return n
 }
 
-func (f *fakeRunner) Watch(ctx context.Context, id string, from int64, fn func(jobrunner.Chunk) error) error {
+// WatchChunks hands out the job's chunks as they were written, ignoring
+// maxChunk, so that the server's own splitting is tested too.
+func (f *fakeRunner) WatchChunks(ctx context.Context, id string, from int64, _ int, fn func(jobrunner.Chunk) error) error {
 	f.mu.Lock()
 	j, ok := f.jobs[id]
 	if !ok {

@@ -25,8 +25,17 @@ const (
 	maxStringBytes  = 128 << 10
 	maxCommandBytes = 1 << 20 // command, args, env and dir together
 	maxGracePeriod  = 5 * time.Minute
-	// maxChunkBytes bounds the data of one WatchJobOutput message.
-	maxChunkBytes = 64 << 10
+	// maxChunkBytes is the most output data in one WatchJobOutput message,
+	// and the size the runner merges output into. It is just under 32 KiB
+	// on purpose: grpc-go encodes each message into a buffer from its pool,
+	// whose tiers are 256 B, 4 KiB, 16 KiB, 32 KiB and 1 MiB, so a message
+	// whose encoding is even a byte over 32 KiB takes a 1 MiB buffer, on
+	// the sending side and again on the receiving one. With 100 watchers
+	// that made the server's memory grow by over 600 MiB (64 KiB chunks)
+	// instead of ~70 MiB. 64 bytes leave room for the message's other
+	// fields and the framing (17 bytes at most today;
+	// TestMaxChunkFitsPoolTier checks it).
+	maxChunkBytes = 32<<10 - 64
 )
 
 // foreman implements the Foreman service on a JobRunner. Every method runs
@@ -174,19 +183,32 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	if err != nil {
 		return err
 	}
-	err = f.runner.Watch(ctx, job.ID, req.GetOffset(), func(c jobrunner.Chunk) error {
-		s := streamToProto(c.Stream)
+	// One response message serves the whole stream, its Data pointing into
+	// the runner's buffer: no copy and no allocation per message (at 1 GiB
+	// per watcher, the copies were the garbage that doubled the server's
+	// memory under fan-out). This is safe because Send has encoded the
+	// message into gRPC's own buffers when it returns (grpc-go's
+	// serverStream.SendMsg: prepareMsg, then the transport's Write), and
+	// the chunk's data stays valid until this callback returns. grpc-go
+	// documents that a message must not change after SendMsg only because
+	// tracing (grpc.EnableTracing) and stats handlers may read it later;
+	// this server turns on neither. Adding a stats handler means sending
+	// copies again.
+	msg := &pb.WatchJobOutputResponse{}
+	err = f.runner.WatchChunks(ctx, job.ID, req.GetOffset(), maxChunkBytes, func(c jobrunner.Chunk) error {
+		msg.Stream = streamToProto(c.Stream)
+		// The runner's chunks are at most maxChunkBytes; split anyway
+		// should a runner hand out more.
 		for off, data := c.Offset, c.Data; len(data) > 0; {
 			n := min(len(data), maxChunkBytes)
-			// The chunk's data is only valid during this call, and a sent
-			// message must not change afterwards: send a copy.
-			msg := &pb.WatchJobOutputResponse{Stream: s, Offset: off, Data: slices.Clone(data[:n])}
+			msg.Offset, msg.Data = off, data[:n]
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
 			off += int64(n)
 			data = data[n:]
 		}
+		msg.Data = nil
 		return nil
 	})
 	return jobErr(req.GetName(), err)

@@ -18,7 +18,9 @@ type JobRunner interface {
 	// Running is the number of jobs still running, counted without reading
 	// any job's cgroup (StartJob calls it every time).
 	Running() int
-	Watch(ctx context.Context, id string, from int64, fn func(jobrunner.Chunk) error) error
+	// WatchChunks hands fn the job's output in chunks of at most maxChunk
+	// bytes, each as large as the output allows.
+	WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(jobrunner.Chunk) error) error
 	Shutdown(ctx context.Context) error
 }
 

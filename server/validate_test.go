@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
@@ -253,9 +255,10 @@ func TestToStatus(t *testing.T) {
 }
 
 // TestWatchOutput checks that chunks arrive in order with their stream and
-// offset, that chunks above 64 KiB are split, that a resumed watch starts at
-// its offset, and that the data is the runner's even though the runner
-// reuses its buffer after each chunk.
+// offset, that chunks above maxChunkBytes are split, that a resumed watch
+// starts at its offset, and that the data is the runner's even though the
+// runner scribbles over its buffer after each chunk (and the server reuses
+// one message per stream).
 func TestWatchOutput(t *testing.T) {
 	ts := startServer(t, nil)
 	ctx := testCtx(t)
@@ -292,8 +295,8 @@ func TestWatchOutput(t *testing.T) {
 	if !bytes.Equal(stdout, append(bigOut, "tail\n"...)) || string(stderr) != "err\n" {
 		t.Errorf("output differs: %d stdout bytes, stderr %q", len(stdout), stderr)
 	}
-	if len(msgs) != 4 {
-		t.Errorf("%d messages, want 2 for 120000 bytes + 2", len(msgs))
+	if want := (len(bigOut)+maxChunkBytes-1)/maxChunkBytes + 2; len(msgs) != want {
+		t.Errorf("%d messages, want %d: %d bytes in chunks of %d, then 2 small ones", len(msgs), want, len(bigOut), maxChunkBytes)
 	}
 
 	resumed, err := watchAll(ctx, c, name, int64(len(bigOut))+1)
@@ -305,4 +308,18 @@ func TestWatchOutput(t *testing.T) {
 	}
 	_, err = watchAll(ctx, c, name, 1<<40)
 	wantCode(t, "offset past the end", err, codes.OutOfRange)
+}
+
+// TestMaxChunkFitsPoolTier checks that a WatchJobOutput message with a
+// full chunk, the largest offset and a stream encodes to at most 32 KiB,
+// the largest grpc-go buffer pool tier below 1 MiB (see maxChunkBytes).
+func TestMaxChunkFitsPoolTier(t *testing.T) {
+	msg := &pb.WatchJobOutputResponse{
+		Stream: pb.Stream_STREAM_STDERR,
+		Offset: math.MaxInt64,
+		Data:   make([]byte, maxChunkBytes),
+	}
+	if n := proto.Size(msg); n > 32<<10 {
+		t.Errorf("a full message encodes to %d bytes, more than 32 KiB", n)
+	}
 }
