@@ -66,8 +66,13 @@ func runChild() error {
 		return shimErr("check namespace", errors.New("not PID 1 of a new PID namespace: the shim is started only by the sandbox"))
 	}
 
-	// The blocking read is also the v1 "continue" signal: the parent writes
-	// only once the shim is in the job's cgroup.
+	// v1: the thread that will exec the command moves itself into the
+	// job's cgroup in every hierarchy, when the parent passed the tasks
+	// files. Otherwise the blocking read below is the "continue" signal:
+	// the parent writes only once it has moved the shim.
+	if err := joinCgroups(); err != nil {
+		return err
+	}
 	spec, err := readSpec()
 	if err != nil {
 		return err
@@ -140,6 +145,29 @@ func runChild() error {
 	writeAll(errorFD, []byte{execMarker})
 	err = unix.Exec(path, argv, env)
 	return classifyExec(spec.Path, err)
+}
+
+// joinCgroups writes "0" (this thread) to each of the tasks files the parent
+// passed from cgroupTasksFD on (their count is argv[2]), and closes them.
+// Only the calling thread moves: the shim's other threads stay behind and
+// end at execve, so the command runs inside the cgroup from its first
+// instruction, as DESIGN.md requires.
+func joinCgroups() error {
+	if len(os.Args) < 3 {
+		return nil
+	}
+	n, err := strconv.Atoi(os.Args[2])
+	if err != nil || n < 0 || n > maxCgroupTasksFDs {
+		return shimErr("join cgroup", fmt.Errorf("bad count of cgroup tasks fds %q", os.Args[2]))
+	}
+	for fd := cgroupTasksFD; fd < cgroupTasksFD+n; fd++ {
+		_, err := unix.Write(fd, []byte("0"))
+		unix.Close(fd)
+		if err != nil {
+			return shimErr("join cgroup", fmt.Errorf("write tasks fd %d: %w", fd, err))
+		}
+	}
+	return nil
 }
 
 // readSpec reads the JSON Spec from specFD to EOF and closes it.

@@ -4,12 +4,15 @@ package sandbox
 //
 // The parent runs the shim as
 //
-//	argv: [Config.Exe, "__child"]   (nothing else: no flags, no spec)
-//	env:  empty                     (the job's environment travels in the Spec)
+//	argv: [Config.Exe, "__child"]      (no flags, no spec), or
+//	      [Config.Exe, "__child", "N"] on v1 with N tasks files (below)
+//	env:  GOMAXPROCS=1                 (the job's environment travels in the Spec)
 //	fd 0: /dev/null
 //	fd 1, 2: StartConfig.Stdout, StartConfig.Stderr, as given
 //	fd 3: specFD, read end of the spec pipe
 //	fd 4: errorFD, write end of the error pipe
+//	fd 5 .. 5+N-1: cgroupTasksFD.., the job cgroup's tasks file of each v1
+//	      hierarchy, open for writing (only with N in argv)
 //
 // in new PID, mount, network, UTS and IPC namespaces, with the parent-death
 // signal SIGKILL. (The shim adds a cgroup namespace itself once it is in the
@@ -21,10 +24,18 @@ package sandbox
 //  1. The parent starts the shim. On cgroup v2 the shim is born inside the
 //     job's cgroup (clone3 CLONE_INTO_CGROUP). The parent closes its copies of
 //     the shim's ends (spec read end, error write end) right after the start.
-//  2. The shim reads fd 3 to EOF before it does anything else. On cgroup v1
-//     the parent moves the shim into the job's cgroup (every hierarchy) first
-//     and only then writes: the blocked read is the shim's "continue" signal,
-//     so not one instruction of the user's command runs outside the cgroup.
+//  2. On cgroup v1 with tasks files (the sandbox's own cgroups), the shim
+//     first writes "0" to each and closes it: the thread that will exec the
+//     command moves itself into the job's cgroup in every hierarchy. (The
+//     kernel skips its global threadgroup lock for a thread moving itself;
+//     the parent writing the pid to cgroup.procs takes it, and after a quiet
+//     moment that costs an RCU grace period, ~10 ms.) The shim's other Go
+//     runtime threads stay where they were and end at execve. Then it reads
+//     fd 3 to EOF before it does anything else. On v1 without tasks files
+//     (a Cgroups implementation that does not offer them) the parent moves
+//     the shim with Cgroup.Add first and only then writes: the blocked read
+//     is the shim's "continue" signal. Either way not one instruction of the
+//     user's command runs outside the cgroup.
 //  3. The parent writes the Spec as one JSON document on fd 3 and closes its
 //     write end; the shim closes fd 3 once it has read EOF.
 //  4. The shim sets the sandbox up and execs the user's command. Before exec
@@ -54,6 +65,11 @@ const (
 	// on failure; exec success closes it (close-on-exec). The parent reads
 	// to EOF.
 	errorFD = 4
+
+	// cgroupTasksFD is the first of the v1 tasks files in the shim.
+	cgroupTasksFD = 5
+	// maxCgroupTasksFDs bounds their count (one per v1 hierarchy).
+	maxCgroupTasksFDs = 16
 
 	// childArg is argv[1] of the shim: the role dispatched before anything
 	// else by main (and by TestMain in tests).

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -57,8 +58,8 @@ func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
 // PID, mount, network, UTS, IPC (and cgroup) namespaces inside that cgroup,
 // hands it spec, and returns once the user's command has been exec'd: the
 // returned Process is running the command. Not one instruction of the command runs
-// outside its cgroup (v2: the shim is cloned into it; v1: the shim is moved
-// into it before it is sent the spec it waits for).
+// outside its cgroup (v2: the shim is cloned into it; v1: the shim's thread
+// that execs the command moves itself into it first thing, see protocol.go).
 //
 // Errors wrap ErrExec when the command could not be started (missing binary,
 // not executable, bad working directory, bad credentials), ErrShim when the
@@ -132,9 +133,25 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 	extra := make([]*os.File, 2)
 	extra[specFD-3] = specR
 	extra[errorFD-3] = errW
+	args := []string{s.exe, childArg}
+	// v1: the shim's thread moves itself into the cgroup through these,
+	// when the cgroup offers them; otherwise the parent moves the shim.
+	selfJoin := false
+	if tf, ok := cg.(tasksOpener); ok && !intoCgroup {
+		tasks, err := tf.openTasks()
+		if err != nil {
+			specR.Close()
+			errW.Close()
+			return nil, fmt.Errorf("%w: open cgroup: %w", ErrShim, err)
+		}
+		defer closeAll(tasks)
+		extra = append(extra, tasks...)
+		args = append(args, strconv.Itoa(len(tasks)))
+		selfJoin = true
+	}
 	cmd := &exec.Cmd{
 		Path:        s.exe,
-		Args:        []string{s.exe, childArg},
+		Args:        args,
 		Env:         []string{"GOMAXPROCS=1"}, // the job's environment is in the spec
 		ExtraFiles:  extra,
 		SysProcAttr: attr,
@@ -155,7 +172,7 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 		return nil, fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err)
 	}
 
-	if !intoCgroup {
+	if !intoCgroup && !selfJoin {
 		// v1: the shim blocks reading the spec until it has been moved.
 		if err := cg.Add(cmd.Process.Pid); err != nil {
 			_ = cmd.Process.Kill()
@@ -182,6 +199,18 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 	}
 	waitErr := cmd.Wait()
 	return nil, shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState)
+}
+
+// tasksOpener is a v1 cgroup whose tasks files the shim's thread writes
+// itself into (cgroupV1.openTasks).
+type tasksOpener interface {
+	openTasks() ([]*os.File, error)
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 // shimFailure turns what the shim said (or did not say) into Start's error.
