@@ -251,9 +251,10 @@ func TestPidsLimitContainsForkBomb(t *testing.T) {
 	const maxPids = 64
 	// A bomb that keeps going: every process forks forever (a shell that
 	// cannot fork exits, freeing a slot that another one takes). PID 1
-	// stays out of it, in sleep's foreground wait (which reaps the bomb's
-	// orphans), so the namespace lives until Kill.
-	j := ts.startJob(t, Limits{Pids: maxPids}, sh(`f(){ while :; do f | f & done; }; f & sleep 1000`))
+	// stays out of it: it forks its sleep before the bomb starts (a fork
+	// after that could fail with EAGAIN and end the namespace), then waits,
+	// which also reaps the bomb's orphans, so the namespace lives until Kill.
+	j := ts.startJob(t, Limits{Pids: maxPids}, sh(`sleep 1000 & f(){ while :; do f | f & done; }; f & wait`))
 
 	// A 3 s measurement window: count the job's processes and time the
 	// host spawning a process while the bomb runs.
