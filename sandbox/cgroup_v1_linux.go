@@ -222,24 +222,17 @@ func (c *cgroupV1) Add(pid int) error {
 	return nil
 }
 
-// openTasks opens the tasks file of every hierarchy for writing, for the
-// shim to move its own thread in (protocol.go). A thread moving itself with
-// "0" skips the kernel's global cgroup_threadgroup_rwsem, which writing a pid
-// to cgroup.procs takes for writing: after a quiet moment that write waits
-// for an RCU grace period (~10 ms). The caller closes the files.
-func (c *cgroupV1) openTasks() ([]*os.File, error) {
-	files := make([]*os.File, 0, len(c.paths))
-	for _, p := range c.paths {
-		f, err := os.OpenFile(filepath.Join(p, "tasks"), os.O_WRONLY, 0)
-		if err != nil {
-			for _, f := range files {
-				f.Close()
-			}
-			return nil, fmt.Errorf("cgroup: %w", err)
-		}
-		files = append(files, f)
+// tasksPaths are the tasks files of every hierarchy, for the shim to move
+// its own thread in (protocol.go). A thread moving itself with "0" skips the
+// kernel's global cgroup_threadgroup_rwsem, which writing a pid to
+// cgroup.procs takes for writing: after a quiet moment that write waits for
+// an RCU grace period (~10 ms).
+func (c *cgroupV1) tasksPaths() []string {
+	paths := make([]string, len(c.paths))
+	for i, p := range c.paths {
+		paths[i] = filepath.Join(p, "tasks")
 	}
-	return files, nil
+	return paths
 }
 
 func (c *cgroupV1) Procs() ([]int, error) { return readProcsAll(c.paths) }

@@ -66,15 +66,16 @@ func runChild() error {
 		return shimErr("check namespace", errors.New("not PID 1 of a new PID namespace: the shim is started only by the sandbox"))
 	}
 
-	// v1: the thread that will exec the command moves itself into the
-	// job's cgroup in every hierarchy, when the parent passed the tasks
-	// files. Otherwise the blocking read below is the "continue" signal:
-	// the parent writes only once it has moved the shim.
-	if err := joinCgroups(); err != nil {
-		return err
-	}
+	// The blocking read is also the "continue" signal: the parent writes
+	// once the job's cgroup exists (and, on v1 without tasks files, once it
+	// has moved the shim into it).
 	spec, err := readSpec()
 	if err != nil {
+		return err
+	}
+	// v1: the thread that will exec the command moves itself into the
+	// job's cgroup in every hierarchy before it does anything else.
+	if err := joinCgroup(spec.CgroupTasks); err != nil {
 		return err
 	}
 
@@ -147,32 +148,29 @@ func runChild() error {
 	return classifyExec(spec.Path, err)
 }
 
-// joinCgroups writes "0" (this thread) to each of the tasks files the parent
-// passed from cgroupTasksFD on (their count is argv[2]), and closes them.
-// Only the calling thread moves: the shim's other threads stay behind and
-// end at execve, so the command runs inside the cgroup from its first
-// instruction, as DESIGN.md requires.
-func joinCgroups() error {
-	if len(os.Args) < 3 {
-		return nil
-	}
-	n, err := strconv.Atoi(os.Args[2])
-	if err != nil || n < 0 || n > maxCgroupTasksFDs {
-		return shimErr("join cgroup", fmt.Errorf("bad count of cgroup tasks fds %q", os.Args[2]))
-	}
-	for fd := cgroupTasksFD; fd < cgroupTasksFD+n; fd++ {
-		_, err := unix.Write(fd, []byte("0"))
+// joinCgroup writes "0" (this thread) to each tasks file. Only the calling
+// thread moves: the shim's other threads stay behind and end at execve, so
+// the command runs inside the cgroup from its first instruction, as
+// DESIGN.md requires. The files are opened here, by their host paths: the
+// shim's mount namespace is still a copy of the host's.
+func joinCgroup(tasks []string) error {
+	for _, p := range tasks {
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return shimErr("join cgroup", fmt.Errorf("open %s: %w", p, err))
+		}
+		_, err = unix.Write(fd, []byte("0"))
 		unix.Close(fd)
 		if err != nil {
-			return shimErr("join cgroup", fmt.Errorf("write tasks fd %d: %w", fd, err))
+			return shimErr("join cgroup", fmt.Errorf("write %s: %w", p, err))
 		}
 	}
 	return nil
 }
 
 // readSpec reads the JSON Spec from specFD to EOF and closes it.
-func readSpec() (Spec, error) {
-	var spec Spec
+func readSpec() (shimSpec, error) {
+	var spec shimSpec
 	f := os.NewFile(specFD, "spec")
 	if f == nil {
 		return spec, shimErr("read spec", errors.New("spec fd is not open"))

@@ -4,15 +4,12 @@ package sandbox
 //
 // The parent runs the shim as
 //
-//	argv: [Config.Exe, "__child"]      (no flags, no spec), or
-//	      [Config.Exe, "__child", "N"] on v1 with N tasks files (below)
-//	env:  GOMAXPROCS=1                 (the job's environment travels in the Spec)
+//	argv: [Config.Exe, "__child"]   (nothing else: no flags, no spec)
+//	env:  GOMAXPROCS=1              (the job's environment travels in the Spec)
 //	fd 0: /dev/null
 //	fd 1, 2: StartConfig.Stdout, StartConfig.Stderr, as given
 //	fd 3: specFD, read end of the spec pipe
 //	fd 4: errorFD, write end of the error pipe
-//	fd 5 .. 5+N-1: cgroupTasksFD.., the job cgroup's tasks file of each v1
-//	      hierarchy, open for writing (only with N in argv)
 //
 // in new PID, mount, network, UTS and IPC namespaces, with the parent-death
 // signal SIGKILL. (The shim adds a cgroup namespace itself once it is in the
@@ -22,22 +19,26 @@ package sandbox
 // The sequence, and who closes what:
 //
 //  1. The parent starts the shim. On cgroup v2 the shim is born inside the
-//     job's cgroup (clone3 CLONE_INTO_CGROUP). The parent closes its copies of
-//     the shim's ends (spec read end, error write end) right after the start.
-//  2. On cgroup v1 with tasks files (the sandbox's own cgroups), the shim
-//     first writes "0" to each and closes it: the thread that will exec the
-//     command moves itself into the job's cgroup in every hierarchy. (The
-//     kernel skips its global threadgroup lock for a thread moving itself;
-//     the parent writing the pid to cgroup.procs takes it, and after a quiet
-//     moment that costs an RCU grace period, ~10 ms.) The shim's other Go
-//     runtime threads stay where they were and end at execve. Then it reads
-//     fd 3 to EOF before it does anything else. On v1 without tasks files
-//     (a Cgroups implementation that does not offer them) the parent moves
-//     the shim with Cgroup.Add first and only then writes: the blocked read
-//     is the shim's "continue" signal. Either way not one instruction of the
-//     user's command runs outside the cgroup.
-//  3. The parent writes the Spec as one JSON document on fd 3 and closes its
-//     write end; the shim closes fd 3 once it has read EOF.
+//     job's cgroup (clone3 CLONE_INTO_CGROUP), which the parent created
+//     first. On v1 the parent starts the shim first and creates the cgroup
+//     while the shim's Go runtime boots. The parent closes its copies of the
+//     shim's ends (spec read end, error write end) right after the start.
+//  2. The shim reads fd 3 to EOF before it does anything else: the blocked
+//     read is its "continue" signal. The parent writes once the cgroup
+//     exists; on v1 with a Cgroup of this package the spec carries the
+//     cgroup's tasks files (shimSpec.CgroupTasks), on v1 with another
+//     Cgroups implementation the parent first moves the shim with
+//     Cgroup.Add.
+//  3. The parent writes the shimSpec as one JSON document on fd 3 and
+//     closes its write end; the shim closes fd 3 once it has read EOF. With
+//     CgroupTasks, the shim then writes "0" to each (the thread that will
+//     exec the command moves itself into the job's cgroup in every
+//     hierarchy) before anything else. The kernel skips its global
+//     threadgroup lock for a thread moving itself; the parent writing a pid
+//     to cgroup.procs takes it, and after a quiet moment that waits for an
+//     RCU grace period (~10 ms). The shim's other Go runtime threads stay
+//     where they were and end at execve. Either way not one instruction of
+//     the user's command runs outside the cgroup.
 //  4. The shim sets the sandbox up and execs the user's command. Before exec
 //     it marks every fd >= 3 close-on-exec, fd 4 included, and writes the
 //     one byte execMarker on fd 4. A successful exec closes the error pipe:
@@ -53,9 +54,10 @@ package sandbox
 //
 // The parent reads at most maxChildErrorSize bytes from fd 4.
 //
-// The shim's environment holds only GOMAXPROCS=1: the shim's Go runtime
-// starts in the job's cgroup, and one P keeps its threads (counted by
-// pids.max) and memory to a minimum. The job's environment is the Spec's.
+// The shim's environment holds only GOMAXPROCS=1: on v2 the shim's Go
+// runtime starts in the job's cgroup, and one P keeps its threads (counted by
+// pids.max) and memory to a minimum (on v1 only the thread that execs joins).
+// The job's environment is the Spec's.
 const (
 	// specFD is the read end of the spec pipe in the shim. Parent writes the
 	// JSON Spec and closes; shim reads to EOF and closes.
@@ -65,11 +67,6 @@ const (
 	// on failure; exec success closes it (close-on-exec). The parent reads
 	// to EOF.
 	errorFD = 4
-
-	// cgroupTasksFD is the first of the v1 tasks files in the shim.
-	cgroupTasksFD = 5
-	// maxCgroupTasksFDs bounds their count (one per v1 hierarchy).
-	maxCgroupTasksFDs = 16
 
 	// childArg is argv[1] of the shim: the role dispatched before anything
 	// else by main (and by TestMain in tests).
@@ -111,4 +108,13 @@ type childError struct {
 	// Message is a human-readable description naming the command or
 	// directory involved.
 	Message string `json:"message"`
+}
+
+// shimSpec is the document the parent writes on specFD: the job's Spec and,
+// on cgroup v1, the tasks files the shim's thread writes itself into.
+type shimSpec struct {
+	Spec
+	// CgroupTasks are the host paths of the job cgroup's tasks file in
+	// every v1 hierarchy; empty on v2 or when the parent moved the shim.
+	CgroupTasks []string `json:"cgroup_tasks,omitempty"`
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -55,8 +54,9 @@ func New(cfg Config) (*Sandbox, error) {
 func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
 
 // Start creates the cgroup cfg.Name with cfg.Limits, starts the shim in new
-// PID, mount, network, UTS, IPC (and cgroup) namespaces inside that cgroup,
-// hands it spec, and returns once the user's command has been exec'd: the
+// PID, mount, network, UTS, IPC (and cgroup) namespaces inside that cgroup
+// (on v1 both at once: the shim boots while the cgroup is made), hands it
+// spec, and returns once the user's command has been exec'd: the
 // returned Process is running the command. Not one instruction of the command runs
 // outside its cgroup (v2: the shim is cloned into it; v1: the shim's thread
 // that execs the command moves itself into it first thing, see protocol.go).
@@ -73,37 +73,81 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 	if spec.Path == "" {
 		return nil, fmt.Errorf("%w: empty command", ErrExec)
 	}
-	specData, err := json.Marshal(spec)
-	if err != nil {
-		return nil, fmt.Errorf("%w: encode spec: %w", ErrShim, err)
+	if s.cgroups.Version() == 2 {
+		// The shim is cloned into the cgroup: it must exist first.
+		cg, err := s.createCgroup(cfg)
+		if err != nil {
+			return nil, err
+		}
+		sh, err := s.startShim(cg, cfg)
+		if err != nil {
+			return nil, removeOnError(cg, err)
+		}
+		return sh.finish(cg, spec)
 	}
+	// v1: the shim boots (Go runtime, package init: most of a start) while
+	// the cgroup is made. It waits for its spec and joins the cgroup (or is
+	// moved into it) before it does anything else.
+	sh, err := s.startShim(nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cg, err := s.createCgroup(cfg)
+	if err != nil {
+		sh.abort()
+		return nil, err
+	}
+	return sh.finish(cg, spec)
+}
+
+func (s *Sandbox) createCgroup(cfg StartConfig) (Cgroup, error) {
 	cg, err := s.cgroups.Create(cfg.Name, cfg.Limits)
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup %q: %w", cfg.Name, err)
 	}
-	p, err := s.spawn(cg, specData, cfg)
-	if err != nil {
-		if dErr := cg.Delete(); dErr != nil {
-			err = errors.Join(err, fmt.Errorf("remove cgroup %q: %w", cfg.Name, dErr))
-		}
-		return nil, err
-	}
-	return p, nil
+	return cg, nil
 }
 
-// spawn runs the parent half of the protocol in protocol.go.
-func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, error) {
+// removeOnError removes the cgroup of a start that failed with err.
+func removeOnError(cg Cgroup, err error) error {
+	if dErr := cg.Delete(); dErr != nil {
+		err = errors.Join(err, fmt.Errorf("remove cgroup %q: %w", cg.Name(), dErr))
+	}
+	return err
+}
+
+// shim is a started shim waiting for its spec: the parent half of the
+// protocol in protocol.go.
+type shim struct {
+	cmd *exec.Cmd
+	// intoCgroup: cloned into the job's cgroup (v2, CLONE_INTO_CGROUP).
+	intoCgroup bool
+	specW      *os.File // write end of the spec pipe
+	errR       *os.File // read end of the error pipe
+}
+
+// startShim starts the shim in its namespaces, inside cg when cg is given
+// and can be cloned into (v2). The shim then blocks reading its spec.
+func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: spec pipe: %w", ErrShim, err)
 	}
-	defer specW.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		specR.Close()
+		specW.Close()
 		return nil, fmt.Errorf("%w: error pipe: %w", ErrShim, err)
 	}
-	defer errR.Close()
+	// The shim has its own copies once started; ours of its ends would
+	// keep the pipes open.
+	defer specR.Close()
+	defer errW.Close()
+	fail := func(err error) (*shim, error) {
+		specW.Close()
+		errR.Close()
+		return nil, err
+	}
 
 	attr := &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
@@ -118,40 +162,26 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 		// directly.
 		Setsid: true,
 	}
-	cgFD, intoCgroup, err := cg.FD()
-	if err != nil {
-		specR.Close()
-		errW.Close()
-		return nil, fmt.Errorf("%w: open cgroup: %w", ErrShim, err)
-	}
-	if intoCgroup {
-		defer unix.Close(cgFD)
-		attr.UseCgroupFD = true
-		attr.CgroupFD = cgFD
+	intoCgroup := false
+	if cg != nil {
+		cgFD, ok, err := cg.FD()
+		if err != nil {
+			return fail(fmt.Errorf("%w: open cgroup: %w", ErrShim, err))
+		}
+		if ok {
+			defer unix.Close(cgFD)
+			attr.UseCgroupFD = true
+			attr.CgroupFD = cgFD
+			intoCgroup = true
+		}
 	}
 
 	extra := make([]*os.File, 2)
 	extra[specFD-3] = specR
 	extra[errorFD-3] = errW
-	args := []string{s.exe, childArg}
-	// v1: the shim's thread moves itself into the cgroup through these,
-	// when the cgroup offers them; otherwise the parent moves the shim.
-	selfJoin := false
-	if tf, ok := cg.(tasksOpener); ok && !intoCgroup {
-		tasks, err := tf.openTasks()
-		if err != nil {
-			specR.Close()
-			errW.Close()
-			return nil, fmt.Errorf("%w: open cgroup: %w", ErrShim, err)
-		}
-		defer closeAll(tasks)
-		extra = append(extra, tasks...)
-		args = append(args, strconv.Itoa(len(tasks)))
-		selfJoin = true
-	}
 	cmd := &exec.Cmd{
 		Path:        s.exe,
-		Args:        args,
+		Args:        []string{s.exe, childArg},
 		Env:         []string{"GOMAXPROCS=1"}, // the job's environment is in the spec
 		ExtraFiles:  extra,
 		SysProcAttr: attr,
@@ -163,27 +193,47 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 	if cfg.Stderr != nil {
 		cmd.Stderr = cfg.Stderr
 	}
-
-	err = cmd.Start()
-	// The shim has its own copies now; ours would keep the pipes open.
-	specR.Close()
-	errW.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err)
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err))
 	}
+	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR}, nil
+}
 
-	if !intoCgroup && !selfJoin {
-		// v1: the shim blocks reading the spec until it has been moved.
-		if err := cg.Add(cmd.Process.Pid); err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			return nil, fmt.Errorf("%w: move shim into cgroup: %w", ErrShim, err)
+// abort kills a shim that was never sent its spec and reaps it.
+func (sh *shim) abort() {
+	sh.specW.Close()
+	sh.errR.Close()
+	_ = sh.cmd.Process.Kill()
+	_ = sh.cmd.Wait()
+}
+
+// finish puts the shim into cg unless it was cloned into it, sends it spec
+// and waits until the command was exec'd. On error the shim is reaped and cg
+// removed.
+func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
+	wire := shimSpec{Spec: spec}
+	if !sh.intoCgroup {
+		if tp, ok := cg.(tasksPather); ok {
+			// v1: the shim's thread moves itself in, first thing after
+			// reading the spec.
+			wire.CgroupTasks = tp.tasksPaths()
+		} else if err := cg.Add(sh.cmd.Process.Pid); err != nil {
+			// The shim blocks reading the spec until it has been moved.
+			sh.abort()
+			return nil, removeOnError(cg, fmt.Errorf("%w: move shim into cgroup: %w", ErrShim, err))
 		}
 	}
+	specData, err := json.Marshal(wire)
+	if err != nil {
+		sh.abort()
+		return nil, removeOnError(cg, fmt.Errorf("%w: encode spec: %w", ErrShim, err))
+	}
 
-	_, writeErr := specW.Write(specData)
-	specW.Close()
-	report, readErr := io.ReadAll(io.LimitReader(errR, maxChildErrorSize))
+	cmd := sh.cmd
+	_, writeErr := sh.specW.Write(specData)
+	sh.specW.Close()
+	report, readErr := io.ReadAll(io.LimitReader(sh.errR, maxChildErrorSize))
+	sh.errR.Close()
 	report, execTried := bytes.CutPrefix(report, []byte{execMarker})
 	if execTried && len(report) == 0 && writeErr == nil && readErr == nil {
 		// The marker, then EOF: the exec closed the error pipe.
@@ -198,19 +248,13 @@ func (s *Sandbox) spawn(cg Cgroup, specData []byte, cfg StartConfig) (*Process, 
 		_ = cmd.Process.Kill()
 	}
 	waitErr := cmd.Wait()
-	return nil, shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState)
+	return nil, removeOnError(cg, shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState))
 }
 
-// tasksOpener is a v1 cgroup whose tasks files the shim's thread writes
-// itself into (cgroupV1.openTasks).
-type tasksOpener interface {
-	openTasks() ([]*os.File, error)
-}
-
-func closeAll(files []*os.File) {
-	for _, f := range files {
-		f.Close()
-	}
+// tasksPather is a v1 cgroup whose tasks files the shim's thread writes
+// itself into (cgroupV1.tasksPaths).
+type tasksPather interface {
+	tasksPaths() []string
 }
 
 // shimFailure turns what the shim said (or did not say) into Start's error.
