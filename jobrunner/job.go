@@ -15,9 +15,10 @@ type State int
 
 // The states of a job. A job is RUNNING from a successful Start until its
 // command exited and all its output was collected; then it is COMPLETED
-// (exit status 0 and not stopped) or FAILED (anything else: non-zero exit,
-// killed by a signal, OOM-killed, stopped by request). A command that cannot
-// start is an error from Start, not a job.
+// (exit status 0, not stopped and no OOM kill) or FAILED (anything else:
+// non-zero exit, killed by a signal, stopped by request, or an OOM kill of
+// any of its processes, even when the command itself exits 0). A command
+// that cannot start is an error from Start, not a job.
 const (
 	StateRunning State = iota + 1
 	StateCompleted
@@ -136,7 +137,7 @@ func (j *job) status() Status {
 		st.Stats = exit.Stats
 		st.Ended = endedAt
 		st.State = StateFailed
-		if exit.ExitCode == 0 && exit.Signal == 0 && !st.Stopped {
+		if exit.ExitCode == 0 && exit.Signal == 0 && !exit.OOMKilled && !st.Stopped {
 			st.State = StateCompleted
 		}
 	}

@@ -70,7 +70,7 @@ func TestNewID(t *testing.T) {
 }
 
 // TestJobStatusState proves the terminal state rules: COMPLETED only for
-// exit 0 without a stop request, FAILED otherwise; and that the output
+// exit 0 without a stop request or an OOM kill, FAILED otherwise; and that the output
 // figures come from the log.
 func TestJobStatusState(t *testing.T) {
 	for _, tc := range []struct {
@@ -84,6 +84,8 @@ func TestJobStatusState(t *testing.T) {
 		{"signaled", sandbox.ExitState{ExitCode: -1, Signal: 9}, false, StateFailed},
 		{"stopped, exit 0", sandbox.ExitState{ExitCode: 0}, true, StateFailed},
 		{"OOM", sandbox.ExitState{ExitCode: -1, Signal: 9, OOMKilled: true}, false, StateFailed},
+		// The OOM killer took a child; the command itself still exited 0.
+		{"OOM of a child, exit 0", sandbox.ExitState{ExitCode: 0, OOMKilled: true}, false, StateFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log, err := CreateOutputLog(filepath.Join(t.TempDir(), "log"), 3)
