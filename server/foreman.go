@@ -52,7 +52,8 @@ type foreman struct {
 	uid, gid      *uint32
 
 	// mu guards starting, the number of StartJob calls between the
-	// running-jobs check and the runner's answer.
+	// running-jobs check and the runner's answer, and is held while
+	// reserve counts the running jobs.
 	mu       sync.Mutex
 	starting int
 }
@@ -125,11 +126,14 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 // reserve admits one more job unless the server runs its maximum already.
 // It runs on every StartJob, so it asks the runner for a count (Running),
 // never for the jobs' statuses (List reads every running job's cgroup).
+// The count is taken with f.mu held: a start that registers its job and
+// releases its reservation in between would otherwise be counted neither
+// as running nor as starting, and the cap could be passed. (Running only
+// takes the runner's lock for a moment; it does no I/O.)
 func (f *foreman) reserve() error {
-	running := f.runner.Running()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if running+f.starting >= f.maxJobs {
+	if f.runner.Running()+f.starting >= f.maxJobs {
 		return errorf(errTooManyJobs, "the server already runs its maximum of %d jobs; stop some or try later", f.maxJobs)
 	}
 	f.starting++

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -207,6 +208,55 @@ func TestMaxJobs(t *testing.T) {
 	}
 	if _, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"}); err != nil {
 		t.Fatalf("start after a stop: %v", err)
+	}
+}
+
+// racyRunner runs hook inside the first call of Running, after the count
+// was taken: the moment another StartJob may slip in.
+type racyRunner struct {
+	JobRunner
+	once sync.Once
+	hook func()
+}
+
+func (r *racyRunner) Running() int {
+	n := r.JobRunner.Running()
+	r.once.Do(r.hook)
+	return n
+}
+
+// TestMaxJobsRace checks the cap holds when a start completes while
+// another start counts the running jobs: job A is reserved; while B's
+// reserve counts (0 running), A registers with the runner and releases its
+// reservation. B must still see A, once as running or as starting.
+func TestMaxJobsRace(t *testing.T) {
+	fake := newFakeRunner()
+	r := &racyRunner{JobRunner: fake}
+	f := &foreman{runner: fake, maxJobs: 1}
+	if err := f.reserve(); err != nil { // A
+		t.Fatal(err)
+	}
+	f.runner = r
+	released := make(chan struct{})
+	r.hook = func() {
+		// A's job is now running: the runner counts it...
+		if _, err := fake.Start(context.Background(), jobrunner.StartRequest{Command: "sleep"}); err != nil {
+			t.Error(err)
+		}
+		// ...and A releases its reservation as soon as it can: at once
+		// if B does not hold the lock, or right after B's check.
+		if f.mu.TryLock() {
+			f.mu.Unlock()
+			f.release()
+			close(released)
+		} else {
+			go func() { f.release(); close(released) }()
+		}
+	}
+	err := f.reserve() // B
+	<-released
+	if !errors.Is(err, errTooManyJobs) {
+		t.Fatalf("second reserve with 1 job running and max 1 = %v, want errTooManyJobs", err)
 	}
 }
 
