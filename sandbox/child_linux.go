@@ -19,7 +19,8 @@ const maxSpecSize = 16 << 20
 
 // RunChild is the shim: the `__child` role of the binary, run by Start in
 // fresh namespaces (see protocol.go for the contract). It reads the Spec,
-// enters a new cgroup namespace rooted at the job's cgroup, makes mount
+// moves its thread into the job's cgroup (v1, when the spec lists the tasks
+// files), enters a new cgroup namespace rooted at the job's cgroup, makes mount
 // propagation private, mounts a fresh /proc, sets the hostname,
 // brings lo up, switches credentials, sets no_new_privs, marks every fd but
 // 0-2 close-on-exec and execs the user's command. It never returns: it execs,
