@@ -108,6 +108,9 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 	if st.GetState() == pb.State_STATE_RUNNING {
 		return fmt.Errorf("the output stream of %s ended while the job still runs", name)
 	}
+	if total := st.GetOutputBytes(); offset != total {
+		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", name, offset, total)
+	}
 	if st.GetOomKilled() {
 		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", name, FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
 	}

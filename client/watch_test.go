@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 )
@@ -56,8 +57,13 @@ func (f *fakeForeman) WatchJobOutput(req *pb.WatchJobOutputRequest, s grpc.Serve
 	return sc.err
 }
 
+// GetJobStatus answers f.status with output_bytes the size of f.out.
 func (f *fakeForeman) GetJobStatus(context.Context, *pb.GetJobStatusRequest) (*pb.GetJobStatusResponse, error) {
-	return &pb.GetJobStatusResponse{Job: &pb.Job{Name: "jobs/x", Status: f.status, Limits: &pb.Limits{}}}, nil
+	st := proto.Clone(f.status).(*pb.JobStatus)
+	for _, m := range f.out {
+		st.OutputBytes += int64(len(m.Data))
+	}
+	return &pb.GetJobStatusResponse{Job: &pb.Job{Name: "jobs/x", Status: st, Limits: &pb.Limits{}}}, nil
 }
 
 // serveFake starts f on a loopback port and returns a Conn to it.
@@ -144,6 +150,9 @@ func TestWatchBroken(t *testing.T) {
 		"internal error":          {{4, status.Error(codes.Internal, "disk on fire")}},
 		"connection never back":   {{4, status.Error(codes.Unavailable, "connection refused")}},
 		"stream ends before data": {{-1, status.Error(codes.DataLoss, "truncated")}},
+		// A clean end of stream before the job's last byte (a proxy or a
+		// server that cut it short) still lost output.
+		"clean end, bytes missing": {{4, nil}},
 	} {
 		f := &fakeForeman{out: output(), status: completed, scripts: sc}
 		var stdout, stderr bytes.Buffer
