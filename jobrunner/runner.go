@@ -393,7 +393,8 @@ func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChun
 
 // Shutdown refuses new jobs, kills every running job, and waits until all
 // of them ended and every goroutine of the Runner returned, or until ctx
-// ends. Its error also names every job whose cgroup could not be removed.
+// ends. Its error also names every job whose cleanup failed (killing what
+// the command left behind, the final accounting, or removing its cgroup).
 // Finished jobs stay visible (Status, List, Watch keep working).
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
@@ -429,9 +430,9 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}
 	// Every job is done: its goroutines are returning, if not gone yet.
 	r.goroutines.Wait()
-	// A cgroup that could not be removed (now, or when its job ended
-	// earlier) is left on the host: say so rather than report a clean
-	// shutdown.
+	// A job whose cleanup failed (now, or when it ended earlier) may have
+	// left processes or its cgroup on the host: say so rather than report
+	// a clean shutdown.
 	for _, j := range jobs {
 		if err := j.proc.CleanupErr(); err != nil {
 			errs = append(errs, fmt.Errorf("job %q: %w", j.id, err))
