@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -134,6 +135,14 @@ func runServe(c *cli.Context) error {
 		}
 		defer stopPprof()
 	}
+
+	// Before anything is cleaned up: the cleanup of a crashed run's cgroups
+	// must never hit the jobs of a server that is still running.
+	unlock, err := lockCgroupParent(lockDir, parent)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
 	if err != nil {
@@ -304,4 +313,32 @@ func limitsToProto(l sandbox.Limits) *pb.Limits {
 func limitsFromProto(l *pb.Limits) sandbox.Limits {
 	return sandbox.Limits{CPUMilli: l.GetCpuMilli(), MemoryBytes: l.GetMemoryBytes(), IOReadBPS: l.GetIoReadBps(),
 		IOWriteBPS: l.GetIoWriteBps(), IOReadIOPS: l.GetIoReadIops(), IOWriteIOPS: l.GetIoWriteIops(), Pids: l.GetPids()}
+}
+
+// lockDir holds one lock file per cgroup parent in use (a tmpfs: the locks
+// die with the host's boot, like the cgroups).
+const lockDir = "/run/telehandler"
+
+// lockCgroupParent makes sure one server at a time uses a cgroup parent. A
+// server kills everything under its parent at start (what a crashed earlier
+// run left), so a second server on the same parent would kill the first
+// one's jobs. The lock is an flock on dir/PARENT.lock, held until release
+// is called or the process ends (a crash releases it too).
+func lockCgroupParent(dir, parent string) (release func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock --cgroup-parent: %w", err)
+	}
+	path := filepath.Join(dir, parent+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock --cgroup-parent: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another telehandler server is using --cgroup-parent %q (it holds %s): stop it, or give this server another --cgroup-parent", parent, path)
+		}
+		return nil, fmt.Errorf("lock --cgroup-parent: %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
