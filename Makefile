@@ -18,6 +18,9 @@ help: ## list targets
 build: ## build the static ./telehandler binary
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
 
+fmt: ## gofmt every Go file
+	gofmt -w $$(git ls-files '*.go')
+
 vet: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
