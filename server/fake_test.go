@@ -1,11 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,6 +128,9 @@ func (f *fakeRunner) List() []jobrunner.Status {
 	for _, j := range f.jobs {
 		out = append(out, j.st)
 	}
+	slices.SortFunc(out, func(a, b jobrunner.Status) int {
+		return cmp.Or(a.Started.Compare(b.Started), strings.Compare(a.ID, b.ID))
+	})
 	return out
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -223,15 +222,8 @@ func (f *foreman) ListJobs(ctx context.Context, _ *pb.ListJobsRequest) (*pb.List
 	if err != nil {
 		return nil, err
 	}
-	all := f.runner.List()
-	slices.SortStableFunc(all, func(a, b jobrunner.Status) int {
-		if c := a.Started.Compare(b.Started); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	resp := &pb.ListJobsResponse{}
-	for _, st := range all {
+	for _, st := range f.runner.List() { // oldest first
 		if who.canSee(st.Owner) {
 			resp.Jobs = append(resp.Jobs, jobToProto(st))
 		}

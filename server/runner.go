@@ -14,6 +14,7 @@ type JobRunner interface {
 	Start(ctx context.Context, req jobrunner.StartRequest) (jobrunner.Status, error)
 	Stop(ctx context.Context, id string, grace time.Duration) (jobrunner.Status, error)
 	Status(id string) (jobrunner.Status, error)
+	// List returns every job's status, oldest first (ties by id).
 	List() []jobrunner.Status
 	// Running is the number of jobs still running, counted without reading
 	// any job's cgroup (StartJob calls it every time).
