@@ -21,7 +21,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 	"github.com/drrev/telehandler/client"
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/sandbox"
@@ -30,8 +29,8 @@ import (
 
 // serveCommand is `telehandler serve`: the worker daemon.
 func serveCommand() *cli.Command {
-	def := limitsToProto(sandbox.DefaultLimits())
-	max := limitsToProto(server.DefaultMaxLimits())
+	def := server.LimitsToProto(sandbox.DefaultLimits())
+	max := server.LimitsToProto(server.DefaultMaxLimits())
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: server.DefaultListen, EnvVars: []string{"TELEHANDLER_LISTEN"},
 			Usage: "TCP address to listen on"},
@@ -166,8 +165,8 @@ func runServe(c *cli.Context) error {
 		CertFile:        c.String("cert"),
 		KeyFile:         c.String("key"),
 		Runner:          runner,
-		DefaultLimits:   limitsFromProto(defaults),
-		MaxLimits:       limitsFromProto(maxima),
+		DefaultLimits:   server.LimitsFromProto(defaults),
+		MaxLimits:       server.LimitsFromProto(maxima),
 		MaxJobs:         c.Int("max-jobs"),
 		RunAsUID:        uid,
 		RunAsGID:        gid,
@@ -303,16 +302,6 @@ func newLogger(format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
-}
-
-func limitsToProto(l sandbox.Limits) *pb.Limits {
-	return &pb.Limits{CpuMilli: l.CPUMilli, MemoryBytes: l.MemoryBytes, IoReadBps: l.IOReadBPS, IoWriteBps: l.IOWriteBPS,
-		IoReadIops: l.IOReadIOPS, IoWriteIops: l.IOWriteIOPS, Pids: l.Pids}
-}
-
-func limitsFromProto(l *pb.Limits) sandbox.Limits {
-	return sandbox.Limits{CPUMilli: l.GetCpuMilli(), MemoryBytes: l.GetMemoryBytes(), IOReadBPS: l.GetIoReadBps(),
-		IOWriteBPS: l.GetIoWriteBps(), IOReadIOPS: l.GetIoReadIops(), IOWriteIOPS: l.GetIoWriteIops(), Pids: l.GetPids()}
 }
 
 // lockDir holds one lock file per cgroup parent in use (a tmpfs: the locks

@@ -71,7 +71,7 @@ func checkLimits(l, max sandbox.Limits) error {
 // the server's defaults, no field may exceed the server's maxima, and the
 // result must be limits the kernel accepts.
 func resolveLimits(req *pb.Limits, def, max sandbox.Limits) (sandbox.Limits, error) {
-	l := fillLimits(limitsFromProto(req), def)
+	l := fillLimits(LimitsFromProto(req), def)
 	if err := checkLimits(l, max); err != nil {
 		return sandbox.Limits{}, errorf(errInvalidArgument, "%v", err)
 	}

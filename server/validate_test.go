@@ -145,7 +145,7 @@ func TestLimits(t *testing.T) {
 	if req.Limits != want {
 		t.Errorf("runner got limits %+v, want %+v", req.Limits, want)
 	}
-	if got := limitsFromProto(resp.GetJob().GetLimits()); got != want {
+	if got := LimitsFromProto(resp.GetJob().GetLimits()); got != want {
 		t.Errorf("response limits %+v, want %+v", got, want)
 	}
 	if req.UID == nil || *req.UID != uid || req.GID == nil || *req.GID != gid {
