@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -98,4 +100,75 @@ func childPids(t *testing.T) []string {
 		pids = append(pids, strings.Fields(string(b))...)
 	}
 	return pids
+}
+
+// TestForkedProcessesStayInCgroup: every process of a job that forks until
+// pids.max stops it, as the host sees its PID namespace, is in the job's
+// cgroup in every hierarchy, and there are no more of them than pids.max.
+// On v1 only the shim's exec thread joins the cgroup; this checks that all
+// the command's descendants inherit it. The tree is bounded (at most 2^8
+// processes were the limit not enforced), so a failure cannot starve the
+// host.
+func TestForkedProcessesStayInCgroup(t *testing.T) {
+	ts := newTestSandbox(t)
+	const maxPids = 32
+	j := ts.startJob(t, Limits{Pids: maxPids},
+		sh(`f(){ if [ $1 -gt 0 ]; then f $(($1-1)) & f $(($1-1)) & fi; sleep 100; }; f 7 & wait`))
+	procs := j.waitForProcs(t, maxPids/2)
+	if len(procs) > maxPids {
+		t.Errorf("%d processes in the job's cgroup, pids.max %d", len(procs), maxPids)
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", j.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inNS := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if n, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || n != ns {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			continue // it ended
+		}
+		inNS++
+		// On v1 an exiting or zombie process (a shell whose fork failed)
+		// shows the root cgroup: such ones are not checked.
+		if exiting(pid) {
+			continue
+		}
+		checkInCgroup(t, ts.Cgroups().Version(), string(b), "/"+ts.parent+"/"+j.name)
+	}
+	if inNS > maxPids {
+		t.Errorf("%d processes in the job's PID namespace, pids.max %d", inNS, maxPids)
+	}
+	if err := j.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ts.requireCgroupGone(t, j.name)
+}
+
+// exiting reports whether process pid is gone or has PF_EXITING set (the
+// flags are field 9 of /proc/PID/stat).
+func exiting(pid int) bool {
+	const pfExiting = 0x4
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	fields := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(fields) < 7 {
+		return true
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	return err != nil || flags&pfExiting != 0
 }
