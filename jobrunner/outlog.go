@@ -85,7 +85,7 @@ type OutputLog struct {
 	// held during the write to the file. Followers never take it.
 	wmu     sync.Mutex
 	f       *os.File // nil once finished
-	scratch []byte   // one record being written
+	scratch []byte   // one record being written; nil once finished
 
 	// mu guards the committed state below; it is never held during I/O.
 	// size, fileSize and index change only with both wmu and mu held, so a
@@ -233,6 +233,7 @@ func (l *OutputLog) Finish() error {
 	}
 	err := l.f.Close()
 	l.f = nil
+	l.scratch = nil // the log is kept for watchers; its write buffer is not needed
 	l.mu.Lock()
 	l.finished = true
 	close(l.wake)

@@ -486,6 +486,28 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 	}
 }
 
+// TestOutputLogFinishFreesWriteBuffer proves a finished log no longer
+// holds its 32 KiB record buffer: the runner keeps every finished job's
+// log, so that buffer would otherwise be kept once per job ever run.
+func TestOutputLogFinishFreesWriteBuffer(t *testing.T) {
+	l, err := CreateOutputLog(filepath.Join(t.TempDir(), "job.log"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(Stdout, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if l.scratch != nil {
+		t.Errorf("finished log still holds a %d-byte write buffer", cap(l.scratch))
+	}
+	if err := l.Write(Stdout, []byte("late")); !errors.Is(err, ErrLogFinished) {
+		t.Errorf("Write after Finish = %v, want ErrLogFinished", err)
+	}
+}
+
 // TestOutputLogCap proves that output past the cap is dropped without
 // error or blocking, exactly cap bytes are kept, and Truncated says so.
 func TestOutputLogCap(t *testing.T) {
