@@ -7,6 +7,7 @@ package client
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -70,22 +71,22 @@ func (c *Conn) Close() error { return c.cc.Close() }
 // certFile/keyFile. Go's default TLS 1.3 suites and key exchanges are kept.
 func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 	if caFile == "" {
-		return nil, usageErrorf("no CA certificate: set --ca or TELEHANDLER_CA to the ca.crt that telehandler certgen wrote")
+		return nil, errors.New("no CA certificate: set --ca or TELEHANDLER_CA to the ca.crt that telehandler certgen wrote")
 	}
 	if certFile == "" || keyFile == "" {
-		return nil, usageErrorf("no client certificate: set --cert and --key (or TELEHANDLER_CERT and TELEHANDLER_KEY) to a NAME.crt and NAME.key that telehandler certgen --user NAME wrote")
+		return nil, errors.New("no client certificate: set --cert and --key (or TELEHANDLER_CERT and TELEHANDLER_KEY) to a NAME.crt and NAME.key that telehandler certgen --user NAME wrote")
 	}
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, usageErrorf("read CA certificate (--ca, TELEHANDLER_CA): %v", err)
+		return nil, fmt.Errorf("read CA certificate (--ca, TELEHANDLER_CA): %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, usageErrorf("--ca %s holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("--ca %s holds no PEM certificate", caFile)
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, usageErrorf("load client certificate (--cert %s, --key %s): %v", certFile, keyFile, err)
+		return nil, fmt.Errorf("load client certificate (--cert %s, --key %s): %w", certFile, keyFile, err)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -103,11 +104,11 @@ func hostPort(addr string) (string, string, error) {
 		// No port: "example.com", "127.0.0.1" or "::1".
 		host, port = addr, defaultPort
 		if ip := net.ParseIP(addr); ip == nil && (addr == "" || strings.ContainsAny(addr, ":/ ")) {
-			return "", "", usageErrorf("--addr %q is not HOST:PORT", addr)
+			return "", "", fmt.Errorf("--addr %q is not HOST:PORT", addr)
 		}
 	}
 	if host == "" {
-		return "", "", usageErrorf("--addr %q has no host", addr)
+		return "", "", fmt.Errorf("--addr %q has no host", addr)
 	}
 	return net.JoinHostPort(host, port), host, nil
 }

@@ -19,19 +19,6 @@ type ExitError struct {
 
 func (e *ExitError) Error() string { return e.Msg }
 
-// errUsage marks errors in the command line or local files, as opposed to
-// answers of the server.
-var errUsage = errors.New("usage")
-
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-func (e *usageError) Unwrap() error { return errUsage }
-
-func usageErrorf(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
-
 // explain turns an error of a call to the server into the message the user
 // reads: the server's status message, and a hint naming the fix for the
 // common failures. Lines after the first are hints.

@@ -86,7 +86,7 @@ func ParseLimitFlags(c *cli.Context, prefix string) (*pb.Limits, error) {
 		}
 		v, err := lf.parse(c.String(name))
 		if err != nil {
-			return nil, usageErrorf("--%s: %v", name, err)
+			return nil, fmt.Errorf("--%s: %w", name, err)
 		}
 		*lf.field(l) = v
 	}

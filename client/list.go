@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -29,7 +30,7 @@ Examples:
 
 func runList(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usageErrorf("list takes no arguments")
+		return errors.New("list takes no arguments")
 	}
 	format, err := outputFormat(c)
 	if err != nil {

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -32,7 +33,7 @@ func outputFormat(c *cli.Context) (string, error) {
 	case "text", "json":
 		return f, nil
 	default:
-		return "", usageErrorf("-o %q: use text or json", f)
+		return "", fmt.Errorf("-o %q: use text or json", f)
 	}
 }
 
@@ -57,14 +58,14 @@ func printJSON(w io.Writer, m proto.Message) error {
 func jobArg(c *cli.Context) (string, error) {
 	switch c.NArg() {
 	case 0:
-		return "", usageErrorf("missing JOB: give its name (jobs/ID or ID; telehandler list shows them)")
+		return "", errors.New("missing JOB: give its name (jobs/ID or ID; telehandler list shows them)")
 	case 1:
 	default:
-		return "", usageErrorf("%s takes one JOB, got %d arguments", c.Command.Name, c.NArg())
+		return "", fmt.Errorf("%s takes one JOB, got %d arguments", c.Command.Name, c.NArg())
 	}
 	arg := c.Args().First()
 	if arg == "" {
-		return "", usageErrorf("empty JOB")
+		return "", errors.New("empty JOB")
 	}
 	if strings.HasPrefix(arg, "jobs/") {
 		return arg, nil

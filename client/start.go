@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -56,7 +57,7 @@ Examples:
 
 func runStart(c *cli.Context) error {
 	if c.NArg() == 0 {
-		return usageErrorf("missing COMMAND: telehandler start [flags] -- COMMAND [ARGS...]")
+		return errors.New("missing COMMAND: telehandler start [flags] -- COMMAND [ARGS...]")
 	}
 	limits, err := ParseLimitFlags(c, "")
 	if err != nil {
@@ -99,12 +100,12 @@ func envArgs(vals []string) ([]string, error) {
 	for _, v := range vals {
 		k, _, ok := strings.Cut(v, "=")
 		if k == "" {
-			return nil, usageErrorf("--env %q: expected KEY=VALUE", v)
+			return nil, fmt.Errorf("--env %q: expected KEY=VALUE", v)
 		}
 		if !ok {
 			val, set := os.LookupEnv(k)
 			if !set {
-				return nil, usageErrorf("--env %s: not set here; give KEY=VALUE", k)
+				return nil, fmt.Errorf("--env %s: not set here; give KEY=VALUE", k)
 			}
 			v = k + "=" + val
 		}

@@ -50,7 +50,7 @@ func runStop(c *cli.Context) error {
 	req := &pb.StopJobRequest{Name: name}
 	grace := c.Duration("grace")
 	if grace < 0 {
-		return usageErrorf("--grace %v is negative", grace)
+		return fmt.Errorf("--grace %v is negative", grace)
 	}
 	if grace > 0 {
 		req.GracePeriod = durationpb.New(grace)
