@@ -101,7 +101,13 @@ func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 func hostPort(addr string) (string, string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		// No port: "example.com", "127.0.0.1" or "::1".
+		// No port: "example.com", "127.0.0.1", "::1" or "[::1]".
+		if inner, ok := strings.CutPrefix(addr, "["); ok && strings.HasSuffix(inner, "]") {
+			addr = strings.TrimSuffix(inner, "]")
+			if net.ParseIP(addr) == nil {
+				return "", "", fmt.Errorf("--addr [%s]: only an IPv6 address goes in brackets", addr)
+			}
+		}
 		host, port = addr, defaultPort
 		if ip := net.ParseIP(addr); ip == nil && (addr == "" || strings.ContainsAny(addr, ":/ ")) {
 			return "", "", fmt.Errorf("--addr %q is not HOST:PORT", addr)

@@ -181,6 +181,7 @@ func TestHostPort(t *testing.T) {
 		"localhost":        {"localhost:7443", "localhost"},
 		"[::1]:9000":       {"[::1]:9000", "::1"},
 		"::1":              {"[::1]:7443", "::1"},
+		"[::1]":            {"[::1]:7443", "::1"},
 		"worker.example:1": {"worker.example:1", "worker.example"},
 	} {
 		addr, host, err := hostPort(in)
@@ -188,7 +189,7 @@ func TestHostPort(t *testing.T) {
 			t.Errorf("hostPort(%q) = %q, %q, %v; want %q, %q", in, addr, host, err, want[0], want[1])
 		}
 	}
-	for _, in := range []string{"", ":7443", "a b"} {
+	for _, in := range []string{"", ":7443", "a b", "[]", "[a b]"} {
 		if _, _, err := hostPort(in); err == nil {
 			t.Errorf("hostPort(%q) accepted", in)
 		}
