@@ -289,11 +289,10 @@ func TestPidsLimitContainsForkBomb(t *testing.T) {
 	if most > maxPids {
 		t.Errorf("%d processes in the job, pids.max %d", most, maxPids)
 	}
-	// cgroup.procs lists processes, not the zombies and exiting tasks that
-	// pids.max also counts, so the peak seen is usually below the limit.
-	if most < maxPids/4 {
-		t.Errorf("only %d processes: the fork bomb did not run", most)
-	}
+	// No lower bound on the peak seen: cgroup.procs lists processes, not
+	// the zombies and exiting tasks that pids.max also counts, and the bomb
+	// can collapse between two samples (its shells exit when fork fails).
+	// That the bomb reached the limit is checked below, from its output.
 	// Generous: a spawn takes milliseconds; seconds would mean the host is
 	// starved.
 	if slowest > 2*time.Second {
