@@ -1,0 +1,33 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// lockCgroupParent makes sure one server at a time uses a cgroup parent. A
+// server kills everything under its parent at start (what a crashed earlier
+// run left), so a second server on the same parent would kill the first
+// one's jobs. The lock is an flock on dir/PARENT.lock, held until release
+// is called or the process ends (a crash releases it too).
+func lockCgroupParent(dir, parent string) (release func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock --cgroup-parent: %w", err)
+	}
+	path := filepath.Join(dir, parent+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock --cgroup-parent: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another telehandler server is using --cgroup-parent %q (it holds %s): stop it, or give this server another --cgroup-parent", parent, path)
+		}
+		return nil, fmt.Errorf("lock --cgroup-parent: %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
