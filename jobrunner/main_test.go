@@ -1,8 +1,10 @@
 package jobrunner
 
 import (
+	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/drrev/telehandler/sandbox"
 )
@@ -28,4 +30,15 @@ func requireRoot(t testing.TB) {
 		t.Fatal("needs root, and CI must run every root test: run CI as root")
 	}
 	t.Skip("needs root: creates namespaces and cgroups (CI runs as root)")
+}
+
+// testTimeout bounds every test's waiting; jobs normally take well under a
+// second.
+const testTimeout = 2 * time.Minute
+
+// testContext is a context that ends after testTimeout or with the test.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
 }

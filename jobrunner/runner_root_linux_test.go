@@ -26,10 +26,6 @@ import (
 // jobs use only commands busybox has (sh, cat, head, sleep), so the static
 // test binary also runs them in the cgroup v2 VM.
 
-// testTimeout bounds every root test's waiting; jobs normally take well
-// under a second.
-const testTimeout = 2 * time.Minute
-
 // rootEnv is a Runner on the host's cgroups under a fresh test parent.
 type rootEnv struct {
 	r       *Runner
@@ -95,12 +91,6 @@ func fastLimits() sandbox.Limits {
 	l := sandbox.DefaultLimits()
 	l.CPUMilli = 1000
 	return l
-}
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // writeFile writes data to name in the env's scratch directory and returns
