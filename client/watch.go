@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -79,7 +80,7 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 		if isCanceled(ctx, err) {
 			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running (telehandler stop %s ends it)", name, name)}
 		}
-		if status.Code(err) != codes.Unavailable {
+		if status.Code(err) != codes.Unavailable || handshakeFailed(err) {
 			return conn.explain(err)
 		}
 		if n > 0 {
@@ -150,4 +151,12 @@ func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, st
 		}
 		n += int64(len(m.GetData()))
 	}
+}
+
+// handshakeFailed reports whether a call failed because TLS was refused: we
+// did not trust the server's certificate, or (a TLS alert from the server)
+// it did not accept ours. Retrying cannot fix a certificate.
+func handshakeFailed(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
 }

@@ -163,6 +163,29 @@ func TestWatchBroken(t *testing.T) {
 	}
 }
 
+// TestWatchNoRetryOnHandshakeFailure checks that a refused TLS handshake
+// (wrong CA, expired or foreign certificate) fails at once: retrying cannot
+// fix a certificate.
+func TestWatchNoRetryOnHandshakeFailure(t *testing.T) {
+	for hint, msg := range map[string]string{
+		"not signed by the CA":                `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`,
+		"the server refused your client cert": `connection error: desc = "error reading server preface: remote error: tls: unknown certificate authority"`,
+	} {
+		refused := status.Error(codes.Unavailable, msg)
+		f := &fakeForeman{out: output(), status: failed3, scripts: []script{{0, refused}}}
+		var stdout, stderr bytes.Buffer
+		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+		if exitOf(err) == 0 || !strings.Contains(err.Error(), hint) {
+			t.Errorf("watch = %v (exit %d), want %q and a non-zero exit", err, exitOf(err), hint)
+		}
+		f.mu.Lock()
+		if len(f.offsets) != 1 {
+			t.Errorf("%s: %d watch calls, want 1 (no retry after refused TLS)", hint, len(f.offsets))
+		}
+		f.mu.Unlock()
+	}
+}
+
 // exitOf is the exit status run would give err.
 func exitOf(err error) int {
 	if err == nil {
