@@ -96,51 +96,20 @@ func TestCommandStartsInCgroup(t *testing.T) {
 	ts := newTestSandbox(t)
 	version := ts.Cgroups().Version()
 
-	// cat, the exec'd command itself, reads the cgroup.procs of the job's
-	// cgroup in every hierarchy and finds itself there (PID 1 in the
-	// job's PID namespace): its first instructions ran in the job's cgroup.
-	// Its /proc/self/cgroup shows "/" everywhere: the cgroup namespace is
-	// rooted at the job's cgroup.
-	name := jobName(t)
-	paths := ts.cgroupPaths(t, name)
-	args := []string{"/proc/self/cgroup"}
-	for _, p := range paths {
-		args = append(args, filepath.Join(p, "cgroup.procs"))
-	}
-	j := ts.startNamedJob(t, name, DefaultLimits(), Spec{Path: "cat", Args: args})
-	state, out := j.wait(t)
-	if state.ExitCode != 0 {
-		t.Fatalf("cat: %+v %q", state, out)
-	}
-	var cgroupFile []string
-	ones := 0
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		switch {
-		case strings.Contains(line, ":"):
-			cgroupFile = append(cgroupFile, line)
-		case line == "1":
-			ones++
-		default:
-			t.Errorf("unexpected line %q: another process in the job's cgroup?", line)
-		}
-	}
-	if ones != len(paths) {
-		t.Errorf("cat found itself in %d of the %d cgroup.procs %v: %q", ones, len(paths), paths, out)
-	}
-	checkInCgroup(t, version, strings.Join(cgroupFile, "\n"), "/")
+	ts.checkCommandStartsInCgroup(t)
 
 	if version == 2 {
 		// v2 with nsdelegate: not even root can leave the job's cgroup
 		// namespace. (On v1 root can; there the PID namespace still dies
 		// with the job, and jobs should not run as root.)
-		j = ts.startJob(t, DefaultLimits(), sh(`echo $$ > /sys/fs/cgroup/cgroup.procs`))
+		j := ts.startJob(t, DefaultLimits(), sh(`echo $$ > /sys/fs/cgroup/cgroup.procs`))
 		if state, out := j.wait(t); state.ExitCode == 0 {
 			t.Errorf("a job moved itself to the root cgroup: %+v %q", state, out)
 		}
 	}
 
 	// Seen from the host, every process of a running job is in it too.
-	j = ts.startJob(t, DefaultLimits(), sh(`sleep 100 & sleep 100 & wait`))
+	j := ts.startJob(t, DefaultLimits(), sh(`sleep 100 & sleep 100 & wait`))
 	pids := j.waitForProcs(t, 3)
 	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
@@ -533,4 +502,41 @@ func TestShimFailuresAreNotJobs(t *testing.T) {
 			ts.requireCgroupGone(t, name)
 		})
 	}
+}
+
+// checkCommandStartsInCgroup runs cat, the exec'd command itself, on the
+// cgroup.procs of its job's cgroup in every hierarchy: it must find itself
+// (PID 1 of the job's PID namespace) in each, so its first instructions ran
+// in the job's cgroup; its /proc/self/cgroup shows "/" everywhere, the
+// cgroup namespace being rooted at the job's cgroup.
+func (ts *testSandbox) checkCommandStartsInCgroup(t *testing.T) {
+	t.Helper()
+	name := jobName(t)
+	paths := ts.cgroupPaths(t, name)
+	args := []string{"/proc/self/cgroup"}
+	for _, p := range paths {
+		args = append(args, filepath.Join(p, "cgroup.procs"))
+	}
+	j := ts.startNamedJob(t, name, DefaultLimits(), Spec{Path: "cat", Args: args})
+	state, out := j.wait(t)
+	if state.ExitCode != 0 {
+		t.Fatalf("cat: %+v %q", state, out)
+	}
+	var cgroupFile []string
+	ones := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		switch {
+		case strings.Contains(line, ":"):
+			cgroupFile = append(cgroupFile, line)
+		case line == "1":
+			ones++
+		default:
+			t.Errorf("unexpected line %q: another process in the job's cgroup?", line)
+		}
+	}
+	if ones != len(paths) {
+		t.Errorf("cat found itself in %d of the %d cgroup.procs %v: %q", ones, len(paths), paths, out)
+	}
+	checkInCgroup(t, ts.Cgroups().Version(), strings.Join(cgroupFile, "\n"), "/")
+	ts.requireCgroupGone(t, name)
 }

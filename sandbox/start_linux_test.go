@@ -34,34 +34,7 @@ func TestCommandStartsInCgroupWhenMoved(t *testing.T) {
 	}
 	ts.Sandbox = sb
 
-	name := jobName(t)
-	paths := ts.cgroupPaths(t, name)
-	args := []string{"/proc/self/cgroup"}
-	for _, p := range paths {
-		args = append(args, filepath.Join(p, "cgroup.procs"))
-	}
-	j := ts.startNamedJob(t, name, DefaultLimits(), Spec{Path: "cat", Args: args})
-	state, out := j.wait(t)
-	if state.ExitCode != 0 {
-		t.Fatalf("cat: %+v %q", state, out)
-	}
-	var cgroupFile []string
-	ones := 0
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		switch {
-		case strings.Contains(line, ":"):
-			cgroupFile = append(cgroupFile, line)
-		case line == "1":
-			ones++
-		default:
-			t.Errorf("unexpected line %q: another process in the job's cgroup?", line)
-		}
-	}
-	if ones != len(paths) {
-		t.Errorf("cat found itself in %d of the %d cgroup.procs %v: %q", ones, len(paths), paths, out)
-	}
-	checkInCgroup(t, ts.Cgroups().Version(), strings.Join(cgroupFile, "\n"), "/")
-	ts.requireCgroupGone(t, name)
+	ts.checkCommandStartsInCgroup(t)
 }
 
 // TestCgroupCreateFailureLeavesNoShim: on v1 the shim is started before the
