@@ -52,7 +52,9 @@ package sandbox
 //     a tiny cgroup, a wrong Config.Exe): ErrShim too. The shim's own
 //     failures never become the job's exit status.
 //
-// The parent reads at most maxChildErrorSize bytes from fd 4.
+// The parent reads at most maxChildErrorSize bytes from fd 4, and waits for
+// the spec write and for EOF on fd 4 at most Config.StartTimeout: a shim
+// still silent then is killed, reaped and reported as ErrShim.
 //
 // The shim's environment holds only GOMAXPROCS=1: on v2 the shim's Go
 // runtime starts in the job's cgroup, and one P keeps its threads (counted by

@@ -24,13 +24,24 @@ type Config struct {
 	// (or TestMain) must call RunChild first thing for that argument.
 	// "" = /proc/self/exe, this very binary.
 	Exe string
+	// StartTimeout bounds how long Start waits for the shim to exec the
+	// command; a shim still silent then is killed and Start fails with
+	// ErrShim. 0 = defaultStartTimeout.
+	StartTimeout time.Duration
 }
+
+// defaultStartTimeout is Config.StartTimeout's default: the shim normally
+// execs the command within milliseconds; this only keeps a wedged shim (a
+// hung file system under the working directory, a frozen cgroup) from
+// blocking Start forever.
+const defaultStartTimeout = 30 * time.Second
 
 // Sandbox starts commands in fresh namespaces, each inside its own cgroup.
 // It holds no per-job state: a Process owns its job. Safe for concurrent use.
 type Sandbox struct {
-	cgroups Cgroups
-	exe     string
+	cgroups      Cgroups
+	exe          string
+	startTimeout time.Duration
 }
 
 // New returns a Sandbox for cfg, filling in the defaults.
@@ -46,7 +57,11 @@ func New(cfg Config) (*Sandbox, error) {
 	if exe == "" {
 		exe = "/proc/self/exe"
 	}
-	return &Sandbox{cgroups: cgroups, exe: exe}, nil
+	startTimeout := cfg.StartTimeout
+	if startTimeout <= 0 {
+		startTimeout = defaultStartTimeout
+	}
+	return &Sandbox{cgroups: cgroups, exe: exe, startTimeout: startTimeout}, nil
 }
 
 // Cgroups returns the cgroup manager the sandbox creates jobs' cgroups with
@@ -63,7 +78,8 @@ func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
 //
 // Errors wrap ErrExec when the command could not be started (missing binary,
 // not executable, bad working directory, bad credentials), ErrShim when the
-// sandbox could not be set up, or Cgroups.Create's error. On error nothing is
+// sandbox could not be set up (or the shim did not exec the command within
+// Config.StartTimeout: it is killed), or Cgroups.Create's error. On error nothing is
 // left behind: the shim is reaped and the cgroup removed.
 //
 // The shim also enters a new cgroup namespace once it is in the job's cgroup,
@@ -124,6 +140,8 @@ type shim struct {
 	intoCgroup bool
 	specW      *os.File // write end of the spec pipe
 	errR       *os.File // read end of the error pipe
+	// timeout bounds the spec write and the wait for the exec.
+	timeout time.Duration
 }
 
 // startShim starts the shim in its namespaces, inside cg when cg is given
@@ -196,7 +214,7 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err))
 	}
-	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR}, nil
+	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR, timeout: s.startTimeout}, nil
 }
 
 // abort kills a shim that was never sent its spec and reaps it.
@@ -230,6 +248,12 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 	}
 
 	cmd := sh.cmd
+	// A wedged shim (not reading its spec, stuck before exec) must not
+	// hang Start: past the deadline the write or read fails, and the shim
+	// is killed below. os.Pipe's files support deadlines.
+	deadline := time.Now().Add(sh.timeout)
+	_ = sh.specW.SetWriteDeadline(deadline)
+	_ = sh.errR.SetReadDeadline(deadline)
 	_, writeErr := sh.specW.Write(specData)
 	sh.specW.Close()
 	report, readErr := io.ReadAll(io.LimitReader(sh.errR, maxChildErrorSize))
@@ -244,11 +268,16 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 
 	// The shim failed (or died): it exits on its own after reporting; kill
 	// it anyway so that a wedged shim cannot hang Start.
-	if len(report) == 0 || readErr != nil {
+	if len(report) == 0 || readErr != nil || writeErr != nil {
 		_ = cmd.Process.Kill()
 	}
 	waitErr := cmd.Wait()
-	return nil, removeOnError(cg, shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState))
+	if errors.Is(writeErr, os.ErrDeadlineExceeded) || errors.Is(readErr, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: the shim did not exec the command within %v; killed", ErrShim, sh.timeout)
+	} else {
+		err = shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState)
+	}
+	return nil, removeOnError(cg, err)
 }
 
 // tasksPather is a v1 cgroup whose tasks files the shim's thread writes

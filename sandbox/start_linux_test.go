@@ -1,12 +1,17 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // hidingCgroups hands out its cgroups wrapped so that Start sees only the
@@ -144,4 +149,60 @@ func exiting(pid int) bool {
 	}
 	flags, err := strconv.ParseUint(fields[6], 10, 64)
 	return err != nil || flags&pfExiting != 0
+}
+
+// TestWedgedShimDoesNotHangStart: a shim that never reads its spec nor
+// execs (here a script that keeps the pipes open and sleeps) makes Start
+// fail with ErrShim after Config.StartTimeout, with the shim reaped and the
+// cgroup removed, instead of blocking Start forever.
+func TestWedgedShimDoesNotHangStart(t *testing.T) {
+	ts := newTestSandbox(t)
+	exe := filepath.Join(t.TempDir(), "wedged-shim")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 500 * time.Millisecond
+	sb, err := New(Config{Cgroups: ts.rec, Exe: exe, StartTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := childPids(t)
+	name := jobName(t)
+	type result struct {
+		p   *Process
+		err error
+	}
+	res := make(chan result, 1)
+	began := time.Now()
+	go func() {
+		p, err := sb.Start(Spec{Path: "true"}, StartConfig{Name: name, Limits: DefaultLimits()})
+		res <- result{p, err}
+	}()
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(jobTimeout):
+		// Kill the stray shim(s) this test started, so that nothing is
+		// left behind even when it fails.
+		for _, pid := range childPids(t) {
+			if !slices.Contains(before, pid) {
+				if n, err := strconv.Atoi(pid); err == nil {
+					_ = unix.Kill(n, unix.SIGKILL)
+				}
+			}
+		}
+		t.Fatalf("Start still blocked %v after a StartTimeout of %v", jobTimeout, timeout)
+	}
+	if r.err == nil {
+		r.p.Kill()
+		t.Fatal("Start of a wedged shim succeeded")
+	}
+	t.Logf("Start after %v: %v", time.Since(began).Round(time.Millisecond), r.err)
+	if !errors.Is(r.err, ErrShim) {
+		t.Errorf("error %q does not wrap ErrShim", r.err)
+	}
+	if got := childPids(t); len(got) != len(before) {
+		t.Errorf("children %v after the failed Start, want %v", got, before)
+	}
+	ts.requireCgroupGone(t, name)
 }
