@@ -66,6 +66,14 @@ func runChild() error {
 	if os.Getpid() != 1 {
 		return shimErr("check namespace", errors.New("not PID 1 of a new PID namespace: the shim is started only by the sandbox"))
 	}
+	// The parent-death signal Start set at clone time is per thread: only
+	// the process's initial thread has it, and this goroutine may be locked
+	// to another one (main does not always run there). Arm it on the thread
+	// that will exec. Had the server died before, the spec read below
+	// sees EOF and the shim exits.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return shimErr("set parent-death signal", err)
+	}
 
 	// The blocking read is also the "continue" signal: the parent writes
 	// once the job's cgroup exists (and, on v1 without tasks files, once it

@@ -206,3 +206,39 @@ func TestWedgedShimDoesNotHangStart(t *testing.T) {
 	}
 	ts.requireCgroupGone(t, name)
 }
+
+// TestShimOffMainThread runs the shim's RunChild on a thread that is not
+// the process's initial one (the parent-death signal set at clone time is
+// per thread and only the initial thread has it): the command must still
+// start inside its cgroup in every hierarchy (the thread that joins is the
+// one that execs) and still die with the server (SIGKILL as its
+// parent-death signal).
+func TestShimOffMainThread(t *testing.T) {
+	ts := newTestSandbox(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "off-main-shim")
+	script := fmt.Sprintf("#!/bin/sh\nexec env %s=1 %s \"$@\"\n", offMainShimEnv, self)
+	if err := os.WriteFile(exe, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := New(Config{Cgroups: ts.rec, Exe: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Sandbox = sb
+
+	t.Run("parent-death signal", func(t *testing.T) {
+		j := ts.startJob(t, DefaultLimits(), Spec{Path: self, Env: []string{helperEnv + "=pdeathsig"}})
+		state, out := j.wait(t)
+		if state.ExitCode != 0 {
+			t.Fatalf("helper: %+v %q", state, out)
+		}
+		if got, want := strings.TrimSpace(out), strconv.Itoa(int(unix.SIGKILL)); got != want {
+			t.Errorf("the command's parent-death signal is %s, want %s (SIGKILL)", got, want)
+		}
+	})
+	t.Run("in cgroup", func(t *testing.T) { ts.checkCommandStartsInCgroup(t) })
+}

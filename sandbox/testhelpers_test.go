@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +39,14 @@ func init() {
 		return
 	case "netcheck":
 		os.Exit(netCheck())
+	case "pdeathsig":
+		var sig int32
+		if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0); err != nil {
+			fmt.Println("prctl:", err)
+			os.Exit(1)
+		}
+		fmt.Println(sig)
+		os.Exit(0)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
