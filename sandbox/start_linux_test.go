@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,7 +93,16 @@ func TestForkedProcessesStayInCgroup(t *testing.T) {
 	const maxPids = 32
 	j := ts.startJob(t, Limits{Pids: maxPids},
 		sh(`f(){ if [ $1 -gt 0 ]; then f $(($1-1)) & f $(($1-1)) & fi; sleep 100; }; f 7 & wait`))
-	procs := j.waitForProcs(t, maxPids/2)
+	j.waitForProcs(t, maxPids/2)
+	// Counted with the job frozen: while it forks and reaps, the union of
+	// several cgroup.procs (v1) or a walk of /proc is not one snapshot and
+	// can count a process that was reaped and one forked after it.
+	thaw := freezeJob(t, j.cg)
+	defer thaw()
+	procs, err := j.cg.Procs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(procs) > maxPids {
 		t.Errorf("%d processes in the job's cgroup, pids.max %d", len(procs), maxPids)
 	}
@@ -128,6 +138,7 @@ func TestForkedProcessesStayInCgroup(t *testing.T) {
 	if inNS > maxPids {
 		t.Errorf("%d processes in the job's PID namespace, pids.max %d", inNS, maxPids)
 	}
+	thaw()
 	if err := j.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +252,57 @@ func TestShimOffMainThread(t *testing.T) {
 		}
 	})
 	t.Run("in cgroup", func(t *testing.T) { ts.checkCommandStartsInCgroup(t) })
+}
+
+// freezeJob freezes the job's cgroup (v1 freezer, v2 cgroup.freeze) and
+// waits until it is frozen; the returned thaw may be called more than once.
+func freezeJob(t *testing.T, cg Cgroup) (thaw func()) {
+	t.Helper()
+	var state, frozen, thawed string
+	switch c := cg.(type) {
+	case *cgroupV1:
+		state, frozen, thawed = c.file("freezer", "freezer.state"), "FROZEN", "THAWED"
+	case *cgroupV2:
+		state, frozen, thawed = c.file("cgroup.freeze"), "1", "0"
+	default:
+		t.Fatalf("cannot freeze a %T", cg)
+	}
+	if err := writeFile(state, frozen); err != nil {
+		t.Fatal(err)
+	}
+	thaw = sync.OnceFunc(func() {
+		if err := writeFile(state, thawed); err != nil {
+			t.Errorf("thaw: %v", err)
+		}
+	})
+	if c, ok := cg.(*cgroupV2); ok {
+		events, err := watchEvents(c.dir)
+		if err != nil {
+			thaw()
+			t.Fatal(err)
+		}
+		defer events.close()
+		if err := events.wait("frozen", 1, jobTimeout); err != nil {
+			thaw()
+			t.Fatal(err)
+		}
+		return thaw
+	}
+	// v1 has no notification: poll freezer.state with a deadline.
+	deadline := time.Now().Add(jobTimeout)
+	for {
+		s, err := readString(state)
+		if err != nil {
+			thaw()
+			t.Fatal(err)
+		}
+		if s == frozen {
+			return thaw
+		}
+		if time.Now().After(deadline) {
+			thaw()
+			t.Fatalf("freezer.state still %s after %v", s, jobTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
