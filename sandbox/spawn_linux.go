@@ -372,8 +372,10 @@ func (p *Process) Terminate() error {
 	return nil
 }
 
-// Kill kills every process of the job at once and returns when the job is
-// done (Wait's result is ready). A no-op once the job is done.
+// Kill kills every process of the job at once (its cgroup, and the command,
+// PID 1 of the job's PID namespace, whose death ends the namespace) and
+// returns when the job is done (Wait's result is ready). A no-op once the
+// job is done.
 func (p *Process) Kill() error {
 	p.mu.Lock()
 	if p.removed {
@@ -382,6 +384,13 @@ func (p *Process) Kill() error {
 	}
 	err := p.cg.Kill()
 	p.mu.Unlock()
+	// Also the command itself, by its process handle (no pid reuse): done
+	// waits for it alone, and a job that left its cgroup (a root job can
+	// write itself into another on v1) is not killed by the cgroup. PID 1
+	// dying makes the kernel kill the rest of its PID namespace.
+	if kErr := p.cmd.Process.Kill(); kErr != nil && !errors.Is(kErr, os.ErrProcessDone) {
+		err = errors.Join(err, kErr)
+	}
 	if err != nil {
 		return fmt.Errorf("kill job: %w", err)
 	}

@@ -306,3 +306,52 @@ func freezeJob(t *testing.T, cg Cgroup) (thaw func()) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestKillEndsJobThatLeftItsCgroup: a job running as root can write itself
+// into another cgroup (here the test's own parent, in every hierarchy) on
+// v1 (v2 mounted nsdelegate refuses it). Kill must still end it and return
+// instead of waiting forever for a command its cgroup no longer holds.
+func TestKillEndsJobThatLeftItsCgroup(t *testing.T) {
+	ts := newTestSandbox(t)
+	name := jobName(t)
+	var moves []string
+	for _, p := range ts.cgroupPaths(t, name) {
+		moves = append(moves, fmt.Sprintf("echo $$ > %s/cgroup.procs || exit 3", filepath.Dir(p)))
+	}
+	j := ts.startNamedJob(t, name, DefaultLimits(),
+		sh(strings.Join(moves, "; ")+"; exec sleep 1000"))
+	// Wait (with a deadline, not a fixed sleep) until the job's cgroup is
+	// empty: the job left it, or could not and exited.
+	deadline := time.Now().Add(jobTimeout)
+	for {
+		pids, err := j.cg.Procs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still in its cgroup after %v: %v", jobTimeout, pids)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-j.Done():
+		t.Skipf("the job could not leave its cgroup (v2 mounted nsdelegate?): %+v", j.Wait())
+	default:
+	}
+	done := make(chan error, 1)
+	go func() { done <- j.Kill() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = unix.Kill(j.Pid(), unix.SIGKILL) // the job this test started
+		<-done
+		t.Fatal("Kill still blocked after 30 s on a job outside its cgroup")
+	}
+	ts.requireCgroupGone(t, name)
+}
