@@ -114,6 +114,7 @@ func detectVersion(root string, mounts []mountInfo) int {
 type mountInfo struct {
 	root       string // the mount's root within its file system
 	mountPoint string
+	mountOpts  []string // per-mount options (rw, nosuid, ...)
 	fsType     string
 	superOpts  []string
 }
@@ -154,6 +155,7 @@ func parseMountinfoLine(line string) (mountInfo, bool) {
 	return mountInfo{
 		root:       unescapeMountinfo(fields[3]),
 		mountPoint: filepath.Clean(unescapeMountinfo(fields[4])),
+		mountOpts:  strings.Split(fields[5], ","),
 		fsType:     fields[sep+1],
 		superOpts:  strings.Split(fields[sep+3], ","),
 	}, true

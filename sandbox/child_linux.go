@@ -103,6 +103,19 @@ func runChild() error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return shimErr("mount /proc", err)
 	}
+	// The job cannot leave its cgroup, even as root: the cgroup file
+	// systems are read-only in its mount namespace, and the command gets no
+	// CAP_SYS_ADMIN to remount them (see dropSysAdmin below).
+	if err := readOnlyCgroupMounts(); err != nil {
+		return shimErr("make cgroup mounts read-only", err)
+	}
+	// Out of the bounding set, CAP_SYS_ADMIN is not among a root command's
+	// capabilities after execve: it cannot remount the cgroup file systems
+	// read-write (nor mount anything else). Dropped while the shim is still
+	// root (it needs CAP_SETPCAP); its own capabilities stay until execve.
+	if err := unix.Prctl(unix.PR_CAPBSET_DROP, unix.CAP_SYS_ADMIN, 0, 0, 0); err != nil {
+		return shimErr("drop CAP_SYS_ADMIN", err)
+	}
 	hostname := spec.Hostname
 	if hostname == "" {
 		hostname = defaultHostname
@@ -372,4 +385,37 @@ func writeAll(fd int, data []byte) {
 		}
 		data = data[n:]
 	}
+}
+
+// readOnlyCgroupMounts remounts every cgroup and cgroup2 mount of the
+// shim's (private) mount namespace read-only, keeping its other flags. The
+// host's mounts are not affected.
+func readOnlyCgroupMounts() error {
+	mounts, err := readMountinfo(defaultMountinfo)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if m.fsType != "cgroup" && m.fsType != "cgroup2" {
+			continue
+		}
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+		for _, opt := range m.mountOpts {
+			flags |= mountFlags[opt]
+		}
+		if err := unix.Mount("", m.mountPoint, "", flags, ""); err != nil {
+			return fmt.Errorf("%s: %w", m.mountPoint, err)
+		}
+	}
+	return nil
+}
+
+// mountFlags are the per-mount options a read-only remount keeps.
+var mountFlags = map[string]uintptr{
+	"nosuid":     unix.MS_NOSUID,
+	"nodev":      unix.MS_NODEV,
+	"noexec":     unix.MS_NOEXEC,
+	"relatime":   unix.MS_RELATIME,
+	"noatime":    unix.MS_NOATIME,
+	"nodiratime": unix.MS_NODIRATIME,
 }

@@ -307,39 +307,24 @@ func freezeJob(t *testing.T, cg Cgroup) (thaw func()) {
 	}
 }
 
-// TestKillEndsJobThatLeftItsCgroup: a job running as root can write itself
-// into another cgroup (here the test's own parent, in every hierarchy) on
-// v1 (v2 mounted nsdelegate refuses it). Kill must still end it and return
-// instead of waiting forever for a command its cgroup no longer holds.
+// TestKillEndsJobThatLeftItsCgroup: a job whose processes are no longer in
+// its cgroup (moved out from the host: the job itself cannot, see
+// TestRootJobCannotLeaveItsCgroup) is still ended by Kill, through its
+// command, PID 1 of its PID namespace.
 func TestKillEndsJobThatLeftItsCgroup(t *testing.T) {
 	ts := newTestSandbox(t)
 	name := jobName(t)
-	var moves []string
-	for _, p := range ts.cgroupPaths(t, name) {
-		moves = append(moves, fmt.Sprintf("echo $$ > %s/cgroup.procs || exit 3", filepath.Dir(p)))
+	paths := ts.cgroupPaths(t, name)
+	j := ts.startNamedJob(t, name, DefaultLimits(), Spec{Path: "sleep", Args: []string{"1000"}})
+	// Move the job's command to the test parent in every hierarchy.
+	for _, p := range paths {
+		procs := filepath.Join(filepath.Dir(p), "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(j.Pid())), 0); err != nil {
+			t.Fatalf("move the job out of its cgroup: %v", err)
+		}
 	}
-	j := ts.startNamedJob(t, name, DefaultLimits(),
-		sh(strings.Join(moves, "; ")+"; exec sleep 1000"))
-	// Wait (with a deadline, not a fixed sleep) until the job's cgroup is
-	// empty: the job left it, or could not and exited.
-	deadline := time.Now().Add(jobTimeout)
-	for {
-		pids, err := j.cg.Procs()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pids) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job still in its cgroup after %v: %v", jobTimeout, pids)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	select {
-	case <-j.Done():
-		t.Skipf("the job could not leave its cgroup (v2 mounted nsdelegate?): %+v", j.Wait())
-	default:
+	if pids, err := j.cg.Procs(); err != nil || len(pids) != 0 {
+		t.Fatalf("job's cgroup after moving the job out: %v %v", pids, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- j.Kill() }()
@@ -352,6 +337,38 @@ func TestKillEndsJobThatLeftItsCgroup(t *testing.T) {
 		_ = unix.Kill(j.Pid(), unix.SIGKILL) // the job this test started
 		<-done
 		t.Fatal("Kill still blocked after 30 s on a job outside its cgroup")
+	}
+	ts.requireCgroupGone(t, name)
+}
+
+// TestRootJobCannotLeaveItsCgroup: even a job running as root cannot move
+// itself out of its cgroup (DESIGN.md: jobs cannot leave their cgroup): the
+// cgroup file systems are read-only in its mount namespace and it has no
+// CAP_SYS_ADMIN to remount them.
+func TestRootJobCannotLeaveItsCgroup(t *testing.T) {
+	ts := newTestSandbox(t)
+	name := jobName(t)
+	var script []string
+	for _, p := range ts.cgroupPaths(t, name) {
+		script = append(script, fmt.Sprintf("echo $$ > %s/cgroup.procs && echo moved", filepath.Dir(p)))
+	}
+	script = append(script, "mount -o remount,rw /sys/fs/cgroup 2>/dev/null && echo remounted", "grep CapBnd /proc/self/status")
+	j := ts.startNamedJob(t, name, DefaultLimits(), sh(strings.Join(script, "; ")))
+	_, out := j.wait(t)
+	t.Logf("job output: %q", out)
+	if strings.Contains(out, "moved") || strings.Contains(out, "remounted") {
+		t.Errorf("a root job moved itself out of its cgroup or remounted cgroupfs: %q", out)
+	}
+	_, capBnd, ok := strings.Cut(out, "CapBnd:")
+	if !ok {
+		t.Fatalf("no CapBnd in %q", out)
+	}
+	bnd, err := strconv.ParseUint(strings.TrimSpace(strings.SplitN(capBnd, "\n", 2)[0]), 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bnd&(1<<unix.CAP_SYS_ADMIN) != 0 {
+		t.Errorf("CAP_SYS_ADMIN in the job's bounding set %#x", bnd)
 	}
 	ts.requireCgroupGone(t, name)
 }
