@@ -316,9 +316,16 @@ func TestKillEndsJobThatLeftItsCgroup(t *testing.T) {
 	name := jobName(t)
 	paths := ts.cgroupPaths(t, name)
 	j := ts.startNamedJob(t, name, DefaultLimits(), Spec{Path: "sleep", Args: []string{"1000"}})
-	// Move the job's command to the test parent in every hierarchy.
+	// Move the job's command to a sibling cgroup in every hierarchy (not
+	// the parent: on v2 a cgroup with controllers enabled for its children
+	// holds no process).
 	for _, p := range paths {
-		procs := filepath.Join(filepath.Dir(p), "cgroup.procs")
+		out := filepath.Join(filepath.Dir(p), "escaped-"+name)
+		if err := os.Mkdir(out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(out) }) // before the test parent's removal
+		procs := filepath.Join(out, "cgroup.procs")
 		if err := os.WriteFile(procs, []byte(strconv.Itoa(j.Pid())), 0); err != nil {
 			t.Fatalf("move the job out of its cgroup: %v", err)
 		}
