@@ -401,7 +401,7 @@ func readOnlyCgroupMounts() error {
 		}
 		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
 		for _, opt := range m.mountOpts {
-			flags |= mountFlags[opt]
+			flags |= mountFlag(opt)
 		}
 		if err := unix.Mount("", m.mountPoint, "", flags, ""); err != nil {
 			return fmt.Errorf("%s: %w", m.mountPoint, err)
@@ -410,12 +410,22 @@ func readOnlyCgroupMounts() error {
 	return nil
 }
 
-// mountFlags are the per-mount options a read-only remount keeps.
-var mountFlags = map[string]uintptr{
-	"nosuid":     unix.MS_NOSUID,
-	"nodev":      unix.MS_NODEV,
-	"noexec":     unix.MS_NOEXEC,
-	"relatime":   unix.MS_RELATIME,
-	"noatime":    unix.MS_NOATIME,
-	"nodiratime": unix.MS_NODIRATIME,
+// mountFlag is the flag of a per-mount option that a read-only remount
+// keeps (0 for the others).
+func mountFlag(opt string) uintptr {
+	switch opt {
+	case "nosuid":
+		return unix.MS_NOSUID
+	case "nodev":
+		return unix.MS_NODEV
+	case "noexec":
+		return unix.MS_NOEXEC
+	case "relatime":
+		return unix.MS_RELATIME
+	case "noatime":
+		return unix.MS_NOATIME
+	case "nodiratime":
+		return unix.MS_NODIRATIME
+	}
+	return 0
 }
