@@ -1,5 +1,9 @@
 # Telehandler build, test and tooling targets. `make help` lists them.
 SHELL := /bin/bash
+# Go 1.27.3 (patched standard library): machines start on 1.26.8 and ignore go.mod's
+# toolchain line, so every entry point exports it; the go command fetches it through
+# the module proxy on first use.
+export GOTOOLCHAIN := go1.27.3
 GO ?= go
 BIN ?= telehandler
 export CGO_ENABLED := 0

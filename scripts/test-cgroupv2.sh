@@ -35,6 +35,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 prog=test-cgroupv2
 GO=${GO:-go}
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 export CGO_ENABLED=0
 t0=$(date +%s)
 
