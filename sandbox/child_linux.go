@@ -23,7 +23,7 @@ const maxSpecSize = 16 << 20
 // files), enters a new cgroup namespace rooted at the job's cgroup, makes mount
 // propagation private, mounts a fresh /proc, sets the hostname,
 // brings lo up, switches credentials, sets no_new_privs, marks every fd but
-// 0-2 close-on-exec and execs the user's command. It never returns: it execs,
+// 0-2 close-on-exec, installs the seccomp filter and execs the user's command. It never returns: it execs,
 // or reports the failure on errorFD and exits with childFailedExit.
 //
 // The command becomes PID 1 of its PID namespace. The kernel then drops
@@ -161,6 +161,11 @@ func runChild() error {
 	var none unix.Sigset_t
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil); err != nil {
 		return shimErr("unblock signals", err)
+	}
+	// Last: from here on only the calls the filter allows (see
+	// seccomp_linux.go), on this thread, which execs the command.
+	if err := installSeccomp(spec.Seccomp); err != nil {
+		return shimErr("install seccomp filter", err)
 	}
 
 	argv := append([]string{spec.Path}, spec.Args...)

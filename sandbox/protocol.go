@@ -119,4 +119,8 @@ type shimSpec struct {
 	// CgroupTasks are the host paths of the job cgroup's tasks file in
 	// every v1 hierarchy; empty on v2 or when the parent moved the shim.
 	CgroupTasks []string `json:"cgroup_tasks,omitempty"`
+	// Seccomp is the seccomp filter the shim installs last before execve
+	// (struct sock_filter records in native byte order, compiled once by
+	// New); empty = no filter (Config.DisableSeccomp, serve --seccomp=off).
+	Seccomp []byte `json:"seccomp,omitempty"`
 }

@@ -28,6 +28,9 @@ type Config struct {
 	// command; a shim still silent then is killed and Start fails with
 	// ErrShim. 0 = defaultStartTimeout.
 	StartTimeout time.Duration
+	// DisableSeccomp runs jobs without the seccomp filter (serve
+	// --seccomp=off). The zero value filters every job (seccomp_linux.go).
+	DisableSeccomp bool
 }
 
 // defaultStartTimeout is Config.StartTimeout's default: the shim normally
@@ -42,6 +45,9 @@ type Sandbox struct {
 	cgroups      Cgroups
 	exe          string
 	startTimeout time.Duration
+	// seccomp is the compiled filter every shim installs (shimSpec.Seccomp);
+	// nil when Config.DisableSeccomp.
+	seccomp []byte
 }
 
 // New returns a Sandbox for cfg, filling in the defaults.
@@ -61,7 +67,15 @@ func New(cfg Config) (*Sandbox, error) {
 	if startTimeout <= 0 {
 		startTimeout = defaultStartTimeout
 	}
-	return &Sandbox{cgroups: cgroups, exe: exe, startTimeout: startTimeout}, nil
+	// Compiled once here, not per job: the shims only install it.
+	var seccomp []byte
+	if !cfg.DisableSeccomp {
+		var err error
+		if seccomp, err = seccompProgram(); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	return &Sandbox{cgroups: cgroups, exe: exe, startTimeout: startTimeout, seccomp: seccomp}, nil
 }
 
 // Cgroups returns the cgroup manager the sandbox creates jobs' cgroups with
@@ -142,6 +156,8 @@ type shim struct {
 	errR       *os.File // read end of the error pipe
 	// timeout bounds the spec write and the wait for the exec.
 	timeout time.Duration
+	// seccomp is sent in the spec (Sandbox.seccomp).
+	seccomp []byte
 }
 
 // startShim starts the shim in its namespaces, inside cg when cg is given
@@ -214,7 +230,7 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err))
 	}
-	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR, timeout: s.startTimeout}, nil
+	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp}, nil
 }
 
 // abort kills a shim that was never sent its spec and reaps it.
@@ -229,7 +245,7 @@ func (sh *shim) abort() {
 // and waits until the command was exec'd. On error the shim is reaped and cg
 // removed.
 func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
-	wire := shimSpec{Spec: spec}
+	wire := shimSpec{Spec: spec, Seccomp: sh.seccomp}
 	if !sh.intoCgroup {
 		if tp, ok := cg.(tasksPather); ok {
 			// v1: the shim's thread moves itself in, first thing after

@@ -15,8 +15,9 @@ var errNotLinux = fmt.Errorf("%w: jobs need Linux namespaces and cgroups, this i
 
 // Config configures New; see the Linux implementation.
 type Config struct {
-	Cgroups Cgroups
-	Exe     string
+	Cgroups        Cgroups
+	Exe            string
+	DisableSeccomp bool
 }
 
 // Sandbox starts jobs; it cannot be created off Linux.
