@@ -53,6 +53,8 @@ func serveCommand() *cli.Command {
 			Usage: "log format on stderr: text or json"},
 		&cli.StringFlag{Name: "pprof", EnvVars: []string{"TELEHANDLER_PPROF"}, Hidden: true,
 			Usage: "serve net/http/pprof on this address, without TLS or authentication: use a loopback address such as 127.0.0.1:6060 (off when empty)"},
+		&cli.StringFlag{Name: "seccomp", Value: "on", EnvVars: []string{"TELEHANDLER_SECCOMP"},
+			Usage: "the seccomp filter of every job (Docker's default profile: no namespaces, mounts, keyrings, bpf, io_uring, ...): on, or off to let jobs reach the whole kernel (logged as a warning)"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: server.DefaultShutdownTimeout, EnvVars: []string{"TELEHANDLER_SHUTDOWN_TIMEOUT"},
 			Usage: "how long stopping the jobs may take on SIGINT/SIGTERM"},
 	}
@@ -68,9 +70,10 @@ or admin, written by telehandler certgen) what they may do: a user sees and
 controls its own jobs, an admin every job.
 
 Jobs run in their own PID, mount, network and UTS namespaces, as --run-as
-(nobody by default), each in a cgroup under --cgroup-parent with the limits
-the client asked for (within the --max-* limits) or the --default-* limits.
-Their output is kept under --state-dir.
+(nobody by default), under a seccomp filter modelled on Docker's default
+profile (--seccomp=off removes it), each in a cgroup under --cgroup-parent
+with the limits the client asked for (within the --max-* limits) or the
+--default-* limits. Their output is kept under --state-dir.
 
 At start, cgroups a crashed earlier run left under --cgroup-parent are
 killed and removed. SIGINT or SIGTERM stops accepting calls, stops every
@@ -122,6 +125,10 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	disableSeccomp, err := parseSeccomp(c.String("seccomp"))
+	if err != nil {
+		return err
+	}
 	logger, err := newLogger(c.String("log-format"))
 	if err != nil {
 		return err
@@ -146,9 +153,12 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
-	sb, err := sandbox.New(sandbox.Config{Cgroups: cgroups})
+	sb, err := sandbox.New(sandbox.Config{Cgroups: cgroups, DisableSeccomp: disableSeccomp})
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
+	}
+	if disableSeccomp {
+		logger.Warn("SECCOMP FILTER OFF (--seccomp=off): jobs can create user namespaces, mount file systems and reach keyrings, bpf, io_uring and perf events, the kernel surface of most container escapes; run without --seccomp=off unless a job needs one of these")
 	}
 	runner, err := jobrunner.New(jobrunner.Config{
 		StateDir:  c.String("state-dir"),
@@ -180,7 +190,7 @@ func runServe(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
-		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"))
+		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
 	return srv.Serve(ctx)
 }
 
@@ -290,6 +300,18 @@ func lookupID(s string, lookup func(string) (string, string, error)) ([2]uint32,
 		return [2]uint32{}, fmt.Errorf("%s: %w", s, err)
 	}
 	return [2]uint32{uint32(x), uint32(y)}, nil
+}
+
+// parseSeccomp parses --seccomp: "on" (the default) or "off", which
+// returns true: disable the filter.
+func parseSeccomp(s string) (bool, error) {
+	switch s {
+	case "on":
+		return false, nil
+	case "off":
+		return true, nil
+	}
+	return false, fmt.Errorf("--seccomp %q: use on (the default) or off", s)
 }
 
 // newLogger logs to stderr as text or JSON.

@@ -39,3 +39,16 @@ func TestServePprof(t *testing.T) {
 		t.Error("servePprof on a bad address: no error")
 	}
 }
+
+func TestParseSeccomp(t *testing.T) {
+	for in, want := range map[string]bool{"on": false, "off": true} {
+		if got, err := parseSeccomp(in); err != nil || got != want {
+			t.Errorf("parseSeccomp(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "false", "OFF", "no"} {
+		if _, err := parseSeccomp(in); err == nil || !strings.Contains(err.Error(), "use on (the default) or off") {
+			t.Errorf("parseSeccomp(%q): error %v, want one naming on and off", in, err)
+		}
+	}
+}
