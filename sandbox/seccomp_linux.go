@@ -99,12 +99,12 @@ func (p seccompPolicy) maxNamed() uint32 {
 	return m
 }
 
-// rule is the policy's rule for call nr, named or not.
-func (p seccompPolicy) rule(nr uint32) seccompRule {
+// rule is the policy's rule for call nr, named or not; top is maxNamed.
+func (p seccompPolicy) rule(nr, top uint32) seccompRule {
 	if r, ok := p.rules[nr]; ok {
 		return r
 	}
-	if nr > p.maxNamed() {
+	if nr > top {
 		return seccompRule{ret: seccompENOSYS}
 	}
 	return seccompRule{ret: seccompEPERM}
@@ -141,7 +141,7 @@ func (p seccompPolicy) compile() ([]bpf.Instruction, error) {
 	// checked call is a range of its own.
 	var ranges []nrRange
 	for nr := uint32(0); nr <= top; nr++ {
-		r := p.rule(nr)
+		r := p.rule(nr, top)
 		if n := len(ranges); n > 0 && r.check == nil && ranges[n-1].rule.check == nil && ranges[n-1].rule.ret == r.ret {
 			ranges[n-1].hi = nr
 			continue
