@@ -44,7 +44,8 @@ const (
 )
 
 // Offsets in struct seccomp_data, the filter's input: int nr; u32 arch;
-// u64 instruction_pointer; u64 args[6]. Loads read native-endian words.
+// u64 instruction_pointer; u64 args[6]. Loads read native-endian words; on
+// amd64 and arm64, little-endian, an argument's low half comes first.
 const (
 	seccompDataNr   = 0
 	seccompDataArch = 4
@@ -60,9 +61,6 @@ type seccompPolicy struct {
 	// foreignBit, when not 0, marks numbers of another ABI that shares
 	// arch (__X32_SYSCALL_BIT on amd64): they are killed too.
 	foreignBit uint32
-	// argLow is the offset of an argument's low 32 bits within its u64 (0
-	// on little-endian machines).
-	argLow uint32
 	// rules are the answers for the calls the policy names; an unnamed
 	// number below the highest named one is refused with EPERM, one above
 	// it answers ENOSYS.
@@ -187,7 +185,7 @@ func (p seccompPolicy) answer(r seccompRule) []bpf.Instruction {
 	if c.bits != 0 {
 		tests++
 	}
-	block := []bpf.Instruction{bpf.LoadAbsolute{Off: seccompDataArgs + 8*uint32(c.arg) + p.argLow, Size: 4}}
+	block := []bpf.Instruction{bpf.LoadAbsolute{Off: seccompDataArgs + 8*uint32(c.arg), Size: 4}}
 	for i, v := range c.values {
 		block = append(block, bpf.JumpIf{Cond: bpf.JumpEqual, Val: v, SkipTrue: uint8(tests - i)})
 	}
@@ -202,6 +200,10 @@ func (p seccompPolicy) answer(r seccompRule) []bpf.Instruction {
 // native byte order. The policy comes from the running kernel's release
 // (the ptrace family is allowed from Linux 4.8 on).
 func seccompProgram() ([]byte, error) {
+	// EINVAL: a kernel built without seccomp.
+	if _, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("seccomp filter: this kernel has no seccomp (prctl PR_GET_SECCOMP: %w): serve --seccomp=off runs jobs without the filter", err)
+	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return nil, fmt.Errorf("seccomp filter: uname: %w", err)
