@@ -15,7 +15,9 @@ package sandbox
 //
 // The program, for a call with number nr from architecture arch:
 //
-//	arch is not the native one (i386 or x32 on amd64, arm32 on arm64)  -> kill the process
+//	arch is not the native one (i386 on amd64, arm32 on arm64)        -> kill the process
+//	nr is -1 (a tracer skipping the call: no call runs)               -> allow
+//	nr is an x32 number on amd64                                      -> kill the process
 //	nr > the highest number the policy names                          -> ENOSYS (a call newer than the policy)
 //	otherwise a binary search over nr's ranges, each ending in an answer:
 //	  allow, EPERM, ENOSYS, or a check of one argument (clone, personality, socket)
@@ -42,6 +44,9 @@ const (
 	seccompENOSYS = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 	seccompKill   = unix.SECCOMP_RET_KILL_PROCESS
 )
+
+// seccompSkippedNr is call number -1: no call (see compile).
+const seccompSkippedNr = 0xffffffff
 
 // Offsets in struct seccomp_data, the filter's input: int nr; u32 arch;
 // u64 instruction_pointer; u64 args[6]. Loads read native-endian words; on
@@ -108,10 +113,11 @@ func (p seccompPolicy) rule(nr, top uint32) seccompRule {
 	return seccompRule{ret: seccompEPERM}
 }
 
-// nrRange is a run of call numbers lo..hi with the same rule.
+// nrRange is a run of call numbers with the same rule, from lo up to the
+// next range's lo.
 type nrRange struct {
-	lo, hi uint32
-	rule   seccompRule
+	lo   uint32
+	rule seccompRule
 }
 
 // compile turns the policy into a BPF program.
@@ -125,6 +131,11 @@ func (p seccompPolicy) compile() ([]bpf.Instruction, error) {
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: p.arch, SkipTrue: 1},
 		bpf.RetConstant{Val: seccompKill},
 		bpf.LoadAbsolute{Off: seccompDataNr, Size: 4},
+		// -1 is how a tracer (strace --inject, a debugger) skips the call
+		// it stopped: no call runs, and the kernel keeps the result the
+		// tracer set. Without this it would kill the job as an x32 number.
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: seccompSkippedNr, SkipFalse: 1},
+		bpf.RetConstant{Val: seccompAllow},
 	}
 	if p.foreignBit != 0 {
 		prog = append(prog,
@@ -141,10 +152,9 @@ func (p seccompPolicy) compile() ([]bpf.Instruction, error) {
 	for nr := uint32(0); nr <= top; nr++ {
 		r := p.rule(nr, top)
 		if n := len(ranges); n > 0 && r.check == nil && ranges[n-1].rule.check == nil && ranges[n-1].rule.ret == r.ret {
-			ranges[n-1].hi = nr
 			continue
 		}
-		ranges = append(ranges, nrRange{lo: nr, hi: nr, rule: r})
+		ranges = append(ranges, nrRange{lo: nr, rule: r})
 	}
 	return append(prog, p.search(ranges)...), nil
 }

@@ -203,6 +203,8 @@ func runSeccompProbe() int {
 		{"personality(PER_LINUX)", func() unix.Errno { return sys(unix.SYS_PERSONALITY, 0) }},
 		{"socket(AF_UNIX)", func() unix.Errno { return sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM, 0) }},
 		{"socket(AF_INET)", func() unix.Errno { return sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM, 0) }},
+		// What a tracer skipping a call leaves: no call, ENOSYS, not a kill.
+		{"syscall(-1)", func() unix.Errno { return sys(^uintptr(0)) }},
 	} {
 		res := "ok"
 		if e := a.call(); e != 0 {
@@ -329,6 +331,9 @@ func TestSeccompRefusesKernelSurface(t *testing.T) {
 		if got["allowed "+name] != "ok" {
 			t.Errorf("%s: %q, want ok", name, got["allowed "+name])
 		}
+	}
+	if got["allowed syscall(-1)"] != "ENOSYS" {
+		t.Errorf("syscall(-1): %q, want ENOSYS", got["allowed syscall(-1)"])
 	}
 	if t.Failed() {
 		t.Logf("probe output:\n%s", out)
