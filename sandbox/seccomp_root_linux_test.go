@@ -373,8 +373,8 @@ func TestSeccompUnshareCommand(t *testing.T) {
 }
 
 // TestSeccompOrdinaryPrograms: the shell, coreutils, a Go program (this
-// test binary, and a static one), python3 and git, when the host has them,
-// work under the filter, as root and as another user.
+// test binary, and a static one), and python3, strace and git when the
+// host has them, work under the filter, as root and as another user.
 func TestSeccompOrdinaryPrograms(t *testing.T) {
 	ts := newTestSandbox(t)
 	run := func(name string, spec Spec, want string) {
@@ -424,6 +424,15 @@ print("python ok", n, subprocess.run(["echo", "sub"], capture_output=True, text=
 `}}, "python ok 1 sub")
 	} else {
 		t.Logf("no python3 on this host")
+	}
+
+	// ptrace is allowed: strace works, and so does its fault injection,
+	// which skips the call by setting its number to -1.
+	if strace, err := exec.LookPath("strace"); err == nil {
+		run("strace", sh(strace+` -qq -f -o /dev/null /bin/true && echo strace ok
+`+strace+` -qq -o /dev/null -e inject=uname:error=EPERM uname 2>/dev/null; echo "injected rc=$?"`), "strace ok\ninjected rc=1")
+	} else {
+		t.Logf("no strace on this host")
 	}
 
 	if git, err := exec.LookPath("git"); err == nil {
