@@ -3,9 +3,11 @@
 // per user, with the user's role written into the certificate.
 //
 // It exists so that mutual TLS works out of the box for development and
-// small deployments without openssl recipes. Every key is ECDSA P-384, every
-// certificate is short-lived, the server certificate may only authenticate a
-// server and a client certificate only a client.
+// small deployments without openssl recipes. Every key is ECDSA P-384; the
+// CA lives for years and signs users added later, the server and client
+// certificates are short-lived and renewed with the same CA. The server
+// certificate may only authenticate a server and a client certificate only
+// a client.
 //
 // A client certificate carries the user's identity in its Subject Common
 // Name and the user's role as the single Subject Organizational Unit
@@ -38,13 +40,14 @@ const (
 )
 
 // DefaultValidity is how long server and client certificates are valid when
-// Options.Validity is zero: one week. The CA is valid CAValidityMargin
-// longer, so no certificate outlives its issuer.
+// Options.Validity is zero: one week. Short-lived certificates limit what a
+// leaked key is worth; renewing one keeps the CA.
 const DefaultValidity = 7 * 24 * time.Hour
 
-// CAValidityMargin is how much longer the CA is valid than the certificates
-// it signs in the same Generate call.
-const CAValidityMargin = 24 * time.Hour
+// DefaultCAValidity is how long a new CA is valid when Options.CAValidity
+// is zero: ten years (365-day years), so that adding users and renewing
+// certificates never forces a new CA on everyone.
+const DefaultCAValidity = 10 * 365 * 24 * time.Hour
 
 // clockSkew is how far before "now" certificates become valid, so that a
 // peer whose clock is slightly behind still accepts them.
@@ -59,8 +62,8 @@ const organization = "Telehandler"
 
 var (
 	// ErrExists is returned when a file Generate would write already exists
-	// and Options.Force is not set.
-	ErrExists = errors.New("already exists (use --force to overwrite the CA and every certificate)")
+	// and neither Options.Renew nor Options.Force allows replacing it.
+	ErrExists = errors.New("already exists")
 	// ErrInvalidUser is returned for a user name that is empty, too long,
 	// has characters other than letters, digits, '.', '_' and '-', does not
 	// start with a letter or digit, or is one of the reserved names "ca" and
@@ -160,6 +163,8 @@ func RoleOf(cert *x509.Certificate) (string, error) {
 type KeyPair struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey
+	// shortened is set when the certificate was cut to its issuer's end.
+	shortened bool
 }
 
 // CertPEM returns the certificate as a PEM "CERTIFICATE" block.
@@ -255,9 +260,13 @@ func issue(tmpl *x509.Certificate, parent KeyPair, now time.Time, validity time.
 	tmpl.NotBefore = now.Add(-clockSkew)
 	tmpl.NotAfter = now.Add(validity)
 
-	signer, issuer := key, tmpl
+	signer, issuer, shortened := key, tmpl, false
 	if parent.Cert != nil {
 		signer, issuer = parent.Key, parent.Cert
+		// No certificate outlives its issuer.
+		if tmpl.NotAfter.After(parent.Cert.NotAfter) {
+			tmpl.NotAfter, shortened = parent.Cert.NotAfter, true
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &key.PublicKey, signer)
 	if err != nil {
@@ -267,5 +276,5 @@ func issue(tmpl *x509.Certificate, parent KeyPair, now time.Time, validity time.
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("parse certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
-	return KeyPair{Cert: cert, Key: key}, nil
+	return KeyPair{Cert: cert, Key: key, shortened: shortened}, nil
 }

@@ -108,8 +108,8 @@ func TestGenerateWritesFilesWithModesAndP384Keys(t *testing.T) {
 	for _, name := range []string{"ca", "server", "alice", "root"} {
 		want = append(want, filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("Generate wrote %q, want %q", got, want)
+	if !slices.Equal(got.Files, want) {
+		t.Fatalf("Generate wrote %q, want %q", got.Files, want)
 	}
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("output directory: %v, err %v; want mode 0700", fi.Mode(), err)
@@ -247,7 +247,7 @@ func TestValidity(t *testing.T) {
 	} {
 		dir := generate(t, Options{Validity: tc.validity, Users: []User{{Name: "alice"}}})
 		ca := readCert(t, filepath.Join(dir, "ca.crt"))
-		if want := fixedNow.Add(tc.want + CAValidityMargin); !ca.NotAfter.Equal(want) {
+		if want := fixedNow.Add(DefaultCAValidity); !ca.NotAfter.Equal(want) {
 			t.Errorf("validity %v: CA NotAfter %v, want %v", tc.validity, ca.NotAfter, want)
 		}
 		for _, name := range []string{"ca", "server", "alice"} {
@@ -314,25 +314,25 @@ func TestRefusesToOverwrite(t *testing.T) {
 		}
 	}
 
-	// Same files again, and only new users: the existing CA blocks both.
-	for _, users := range [][]User{{{Name: "alice"}}, {{Name: "carol"}}} {
-		_, err := Generate(Options{Dir: dir, Users: users})
-		if !errors.Is(err, ErrExists) {
-			t.Fatalf("Generate over an existing CA: err %v, want ErrExists", err)
-		}
-		if !strings.Contains(err.Error(), "ca.crt") || !strings.Contains(err.Error(), "--force") {
-			t.Errorf("error %q should name ca.crt and --force", err)
-		}
-		unchanged("after refusal")
+	// The same user again is refused, naming --renew; nothing changes.
+	_, err := Generate(Options{Dir: dir, Users: []User{{Name: "alice"}}})
+	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "alice.crt") || !strings.Contains(err.Error(), "--renew alice") {
+		t.Fatalf("Generate of an existing user: err %v, want ErrExists naming alice.crt and --renew alice", err)
 	}
+	unchanged("after refusal")
+	// --host with an existing CA belongs to a renewed server certificate.
+	if _, err := Generate(Options{Dir: dir, Hosts: []string{"x.example.com"}}); err == nil || !strings.Contains(err.Error(), "--renew server") {
+		t.Errorf("--host with an existing CA: err %v, want a hint at --renew server", err)
+	}
+	unchanged("after --host refusal")
 
 	// ca.key alone is protected too.
 	keyOnly := t.TempDir()
 	if err := os.WriteFile(filepath.Join(keyOnly, "ca.key"), []byte("precious"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Generate(Options{Dir: keyOnly}); !errors.Is(err, ErrExists) {
-		t.Errorf("Generate over an existing ca.key: err %v, want ErrExists", err)
+	if _, err := Generate(Options{Dir: keyOnly}); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "ca.crt is missing") {
+		t.Errorf("Generate over an existing ca.key: err %v, want ErrExists naming the missing ca.crt", err)
 	}
 	if entries, _ := os.ReadDir(keyOnly); len(entries) != 1 {
 		t.Errorf("refused Generate left %d files, want only ca.key", len(entries))
@@ -584,5 +584,129 @@ func TestFilesMakeAWorkingMutualTLS13Handshake(t *testing.T) {
 		t.Error("server accepted the server certificate as a client certificate")
 	} else if !strings.Contains(err.Error(), "key usage") {
 		t.Errorf("server certificate as client: handshake failed for another reason: %v", err)
+	}
+}
+
+// TestAddUsersToExistingCA: a new user is signed by the CA already in Dir
+// (or in CADir) without rewriting it, and the old users' certificates keep
+// verifying.
+func TestAddUsersToExistingCA(t *testing.T) {
+	dir := generate(t, Options{Users: []User{{Name: "alice"}}})
+	before := map[string][]byte{}
+	for _, name := range []string{"ca.crt", "ca.key", "server.crt", "server.key", "alice.crt", "alice.key"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[name] = data
+	}
+	res, err := Generate(Options{Dir: dir, Users: []User{{Name: "bob", Role: RoleAdmin}}, Now: func() time.Time { return fixedNow }})
+	if err != nil {
+		t.Fatalf("add bob: %v", err)
+	}
+	if res.NewCA || len(res.Issued) != 1 || res.Issued[0].Name != "bob" || res.Issued[0].Role != RoleAdmin || res.Issued[0].Serial == "" {
+		t.Errorf("add bob: %+v", res)
+	}
+	for name, data := range before {
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, data) {
+			t.Errorf("adding bob changed %s", name)
+		}
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if err := verify(readCert(t, filepath.Join(dir, u+".crt")), dir, x509.ExtKeyUsageClientAuth, ""); err != nil {
+			t.Errorf("%s does not chain to the CA: %v", u, err)
+		}
+	}
+	if role, _ := RoleOf(readCert(t, filepath.Join(dir, "bob.crt"))); role != RoleAdmin {
+		t.Errorf("bob's role %q", role)
+	}
+
+	// A CA kept elsewhere: carol's bundle gets her files and a ca.crt copy.
+	out := filepath.Join(t.TempDir(), "carol")
+	res, err = Generate(Options{Dir: out, CADir: dir, Users: []User{{Name: "carol"}}, Now: func() time.Time { return fixedNow }})
+	if err != nil {
+		t.Fatalf("carol with --ca-dir: %v", err)
+	}
+	entries, _ := os.ReadDir(out)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"ca.crt", "carol.crt", "carol.key"}) {
+		t.Errorf("carol's directory holds %v", names)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "ca.crt")); !bytes.Equal(got, before["ca.crt"]) {
+		t.Error("carol's ca.crt is not the CA's")
+	}
+	if err := verify(readCert(t, filepath.Join(out, "carol.crt")), dir, x509.ExtKeyUsageClientAuth, ""); err != nil {
+		t.Errorf("carol does not chain to the CA: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "ca.key")); !bytes.Equal(got, before["ca.key"]) {
+		t.Error("--ca-dir rewrote the CA key")
+	}
+}
+
+// TestRenew: a renewed certificate has a new key and serial, keeps the
+// user's role (or the server's names), and replaces the files atomically.
+func TestRenew(t *testing.T) {
+	dir := generate(t, Options{Hosts: []string{"worker1.example.com"}, Users: []User{{Name: "alice", Role: RoleAdmin}, {Name: "bob"}}})
+	oldAlice := readCert(t, filepath.Join(dir, "alice.crt"))
+	oldServer := readCert(t, filepath.Join(dir, "server.crt"))
+	oldBob, _ := os.ReadFile(filepath.Join(dir, "bob.crt"))
+	later := fixedNow.Add(3 * 24 * time.Hour)
+	res, err := Generate(Options{Dir: dir, Renew: []string{"alice", "server"}, Hosts: []string{"10.0.0.7"}, Now: func() time.Time { return later }})
+	if err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if len(res.Issued) != 2 || !res.Issued[0].Renewed || !res.Issued[1].Renewed {
+		t.Errorf("renew: %+v", res.Issued)
+	}
+	alice := readCert(t, filepath.Join(dir, "alice.crt"))
+	if alice.SerialNumber.Cmp(oldAlice.SerialNumber) == 0 || !alice.NotAfter.Equal(later.Add(DefaultValidity)) {
+		t.Errorf("alice not renewed: serial %v, NotAfter %v", alice.SerialNumber, alice.NotAfter)
+	}
+	if role, _ := RoleOf(alice); role != RoleAdmin {
+		t.Errorf("renewed alice lost her role: %q", role)
+	}
+	if pub := readKey(t, filepath.Join(dir, "alice.key")).PublicKey; !pub.Equal(alice.PublicKey) {
+		t.Error("alice.key does not match the renewed alice.crt")
+	}
+	server := readCert(t, filepath.Join(dir, "server.crt"))
+	if server.SerialNumber.Cmp(oldServer.SerialNumber) == 0 || !slices.Contains(server.DNSNames, "worker1.example.com") || len(server.IPAddresses) != 3 || server.IPAddresses[2].String() != "10.0.0.7" {
+		t.Errorf("renewed server: names %v %v", server.DNSNames, server.IPAddresses)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "bob.crt")); !bytes.Equal(got, oldBob) {
+		t.Error("renewing alice changed bob")
+	}
+	if _, err := Generate(Options{Dir: dir, Renew: []string{"nobody"}}); err == nil || !strings.Contains(err.Error(), "--user nobody") {
+		t.Errorf("renew of a missing user: %v", err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	if len(leftovers) != 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// TestCAValidity: the CA lives for years, leaves stay short, and a leaf
+// never outlives its CA.
+func TestCAValidity(t *testing.T) {
+	dir := generate(t, Options{CAValidity: 48 * time.Hour, Validity: time.Hour})
+	ca := readCert(t, filepath.Join(dir, "ca.crt"))
+	if !ca.NotAfter.Equal(fixedNow.Add(48 * time.Hour)) {
+		t.Errorf("CA NotAfter %v", ca.NotAfter)
+	}
+	late := fixedNow.Add(47 * time.Hour)
+	res, err := Generate(Options{Dir: dir, Users: []User{{Name: "alice"}}, Validity: 24 * time.Hour, Now: func() time.Time { return late }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Issued[0].Shortened || !res.Issued[0].NotAfter.Equal(ca.NotAfter) {
+		t.Errorf("a leaf past the CA's end: %+v, CA ends %v", res.Issued[0], ca.NotAfter)
+	}
+	if _, err := Generate(Options{Dir: dir, Users: []User{{Name: "bob"}}, Now: func() time.Time { return fixedNow.Add(49 * time.Hour) }}); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("signing with an expired CA: %v", err)
+	}
+	if _, err := Generate(Options{Dir: t.TempDir(), CAValidity: time.Hour, Validity: 2 * time.Hour}); !errors.Is(err, ErrInvalidValidity) {
+		t.Errorf("CA shorter than its leaves: %v", err)
 	}
 }
