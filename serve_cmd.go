@@ -41,6 +41,8 @@ func serveCommand() *cli.Command {
 			Usage: "the server's certificate (PEM; certgen's server.crt)"},
 		&cli.StringFlag{Name: "key", EnvVars: []string{"TELEHANDLER_SERVER_KEY"},
 			Usage: "the server's private key (PEM; certgen's server.key)"},
+		&cli.StringFlag{Name: "deny-list", EnvVars: []string{"TELEHANDLER_DENY_LIST"},
+			Usage: "file of refused client certificates: serials in hex (as certgen and openssl x509 -serial print them) or identities, one per line, # comments; reloaded on SIGHUP"},
 		&cli.StringFlag{Name: "cgroup-parent", Value: "telehandler", EnvVars: []string{"TELEHANDLER_CGROUP_PARENT"},
 			Usage: "name of the parent cgroup of the jobs' cgroups, under each hierarchy; must start with \"telehandler\" (everything in it is killed at start)"},
 		&cli.StringFlag{Name: "output-cap", Value: "1GiB", EnvVars: []string{"TELEHANDLER_OUTPUT_CAP"},
@@ -74,6 +76,12 @@ Jobs run in their own PID, mount, network and UTS namespaces, as --run-as
 profile (--seccomp=off removes it), each in a cgroup under --cgroup-parent
 with the limits the client asked for (within the --max-* limits) or the
 --default-* limits. Their output is kept under --state-dir.
+
+SIGHUP reloads --ca, --cert, --key and --deny-list: renew the server's
+certificate with certgen --renew server, or shut out a leaked client
+certificate before it expires by adding its serial (or its user) to the deny
+list, then kill -HUP the server (systemctl reload telehandler). A file that
+does not load is logged and the previous configuration kept.
 
 At start, cgroups a crashed earlier run left under --cgroup-parent are
 killed and removed. SIGINT or SIGTERM stops accepting calls, stops every
@@ -168,11 +176,17 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("job runner: %w", err)
 	}
+	// SIGHUP is caught from here on, so that an early one cannot kill
+	// the server.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := server.New(server.Config{
 		Listen:          c.String("listen"),
 		CAFile:          c.String("ca"),
 		CertFile:        c.String("cert"),
 		KeyFile:         c.String("key"),
+		DenyListFile:    c.String("deny-list"),
 		Runner:          runner,
 		DefaultLimits:   server.LimitsFromProto(defaults),
 		MaxLimits:       server.LimitsFromProto(maxima),
@@ -191,7 +205,23 @@ func runServe(c *cli.Context) error {
 	defer stop()
 	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
 		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
-	return srv.Serve(ctx)
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		for {
+			select {
+			case <-hup:
+				logger.Info("SIGHUP: reloading certificates and deny list")
+				srv.Reload() // logs its outcome; a failure keeps the old files
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	err = srv.Serve(ctx)
+	stop()
+	<-reloaded
+	return err
 }
 
 // servePprof serves the runtime profiles (net/http/pprof) on addr until

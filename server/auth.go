@@ -42,8 +42,9 @@ func identityFrom(ctx context.Context) (Identity, bool) {
 }
 
 // authenticate derives the caller's identity from the verified client
-// certificate of the connection, and nothing else.
-func authenticate(ctx context.Context) (Identity, error) {
+// certificate of the connection, and nothing else, and refuses a
+// certificate on the deny list.
+func authenticate(ctx context.Context, deny *DenyList) (Identity, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return Identity{}, errorf(errUnauthenticated, "no peer information")
@@ -55,6 +56,9 @@ func authenticate(ctx context.Context) (Identity, error) {
 	chains := info.State.VerifiedChains
 	if len(chains) == 0 || len(chains[0]) == 0 {
 		return Identity{}, errorf(errUnauthenticated, "no verified client certificate")
+	}
+	if err := deny.check(chains[0][0]); err != nil {
+		return Identity{}, err
 	}
 	return identityOf(chains[0][0])
 }
@@ -95,7 +99,7 @@ func jobOf(m any) string {
 // context, runs the handler, maps its error to a status and logs the call.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	id, err := authenticate(ctx)
+	id, err := authenticate(ctx, s.tls.Load().deny)
 	var resp any
 	if err == nil {
 		resp, err = handler(withIdentity(ctx, id), req)
@@ -112,7 +116,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 // streamInterceptor is unaryInterceptor for streaming calls.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	id, err := authenticate(ss.Context())
+	id, err := authenticate(ss.Context(), s.tls.Load().deny)
 	w := &identityStream{ServerStream: ss}
 	if err == nil {
 		w.ctx = withIdentity(ss.Context(), id)

@@ -165,11 +165,11 @@ func TestRoleFromCertificate(t *testing.T) {
 // TestAuthenticateNeedsVerifiedCertificate checks identity comes only from
 // a verified TLS client certificate.
 func TestAuthenticateNeedsVerifiedCertificate(t *testing.T) {
-	if _, err := authenticate(context.Background()); !errors.Is(err, errUnauthenticated) {
+	if _, err := authenticate(context.Background(), nil); !errors.Is(err, errUnauthenticated) {
 		t.Errorf("no peer: %v", err)
 	}
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{}, AuthInfo: credentials.TLSInfo{}})
-	if _, err := authenticate(ctx); !errors.Is(err, errUnauthenticated) {
+	if _, err := authenticate(ctx, nil); !errors.Is(err, errUnauthenticated) {
 		t.Errorf("TLS without a verified chain: %v", err)
 	}
 	if _, ok := identityFrom(context.Background()); ok {

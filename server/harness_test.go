@@ -121,6 +121,7 @@ func (s *syncBuffer) String() string {
 type testServer struct {
 	*pki
 	runner *fakeRunner
+	server *Server
 	addr   string
 	logs   *syncBuffer
 	cancel context.CancelFunc
@@ -147,7 +148,7 @@ func startServer(t *testing.T, edit func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.addr = s.Addr().String()
+	ts.server, ts.addr = s, s.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
 	go func() { ts.served <- s.Serve(ctx) }()

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,7 +46,11 @@ type Config struct {
 	Listen string
 	// CAFile is the PEM CA that client certificates must chain to;
 	// CertFile and KeyFile are the server's certificate and key. Required.
+	// Reload reads them again.
 	CAFile, CertFile, KeyFile string
+	// DenyListFile, when set, lists client certificates refused although
+	// they verify (ParseDenyList's format). Reload reads it again.
+	DenyListFile string
 	// Runner runs the jobs. Required.
 	Runner JobRunner
 	// DefaultLimits apply to the fields a StartJob request leaves zero; a
@@ -74,6 +79,10 @@ type Server struct {
 	lis    net.Listener
 	grpc   *grpc.Server
 	health *health.Server
+	// files and tls are what Reload reads and replaces; every handshake
+	// and call loads the current state.
+	files tlsFiles
+	tls   atomic.Pointer[tlsState]
 }
 
 // New validates cfg, loads the certificates and listens on cfg.Listen. The
@@ -82,13 +91,15 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := serverTLS(cfg.CAFile, cfg.CertFile, cfg.KeyFile)
+	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(),
+		files: tlsFiles{ca: cfg.CAFile, cert: cfg.CertFile, key: cfg.KeyFile, deny: cfg.DenyListFile}}
+	st, err := s.files.load()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer()}
+	s.tls.Store(st)
 	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(credentials.NewTLS(dynamicTLS(&s.tls))),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.UnaryInterceptor(s.unaryInterceptor),
 		grpc.StreamInterceptor(s.streamInterceptor),

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/drrev/telehandler/certgen"
+)
+
+// tlsState is what Reload replaces at once: the TLS configuration every new
+// connection gets (the server's certificate and the CA pool) and the deny
+// list every call is checked against.
+type tlsState struct {
+	config *tls.Config
+	deny   *DenyList
+	// serverCert is the leaf of config's certificate, for the log.
+	serverCert *x509.Certificate
+}
+
+// tlsFiles are the files a tlsState is loaded from.
+type tlsFiles struct {
+	ca, cert, key, deny string
+}
+
+// load reads every file into a new state; nothing is kept of a failed load.
+func (f tlsFiles) load() (*tlsState, error) {
+	cfg, err := serverTLS(f.ca, f.cert, f.key)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("server: parse certificate %s: %w", f.cert, err)
+	}
+	st := &tlsState{config: cfg, serverCert: leaf, deny: &DenyList{}}
+	if f.deny != "" {
+		if st.deny, err = ReadDenyList(f.deny); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// dynamicTLS is the configuration the gRPC credentials hold: each
+// handshake takes the configuration of the current state, so a reload
+// applies to every connection made after it.
+func dynamicTLS(cur *atomic.Pointer[tlsState]) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return cur.Load().config, nil
+		},
+	}
+}
+
+// Reload reads the CA, the server's certificate and key and the deny list
+// again (serve does on SIGHUP). New connections use the new certificate and
+// CA; the deny list applies to every call from now on, on open connections
+// too. On any error the running configuration is kept whole, and the error
+// says why.
+func (s *Server) Reload() error {
+	st, err := s.files.load()
+	if err != nil {
+		s.log.Error("reload failed; keeping the previous certificates and deny list", "error", err.Error())
+		return err
+	}
+	s.tls.Store(st)
+	s.log.Info("reloaded certificates and deny list",
+		"server_cert_serial", certgen.SerialHex(st.serverCert.SerialNumber),
+		"server_cert_expires", st.serverCert.NotAfter.Format(time.RFC3339),
+		"deny_list", s.files.deny, "denied_serials", len(st.deny.serials), "denied_identities", len(st.deny.identities))
+	return nil
+}
+
+// DenyList is the set of client certificates refused although they verify:
+// by serial number (one leaked certificate) or by identity (every
+// certificate of a user). The zero value denies nothing.
+type DenyList struct {
+	serials    map[string]bool // certgen.SerialHex form
+	identities map[string]bool
+}
+
+// ReadDenyList reads a deny list file (see ParseDenyList).
+func ReadDenyList(path string) (*DenyList, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("deny list: %w", err)
+	}
+	defer f.Close()
+	d, err := ParseDenyList(f)
+	if err != nil {
+		return nil, fmt.Errorf("deny list %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// ParseDenyList reads one entry per line; blank lines and everything from
+// a '#' on are ignored. An entry is
+//
+//	serial=HEX or serial:HEX  a certificate's serial number, as
+//	                          openssl x509 -noout -serial prints it
+//	                          (colons between bytes allowed)
+//	user:NAME                 every certificate whose identity is NAME
+//	HEX                       16 or more hex digits: a serial number
+//	NAME                      anything else: an identity
+func ParseDenyList(r io.Reader) (*DenyList, error) {
+	d := &DenyList{serials: map[string]bool{}, identities: map[string]bool{}}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.ContainsAny(line, " \t") {
+			return nil, fmt.Errorf("line %d: %q: one serial or identity per line", n, line)
+		}
+		lower := strings.ToLower(line)
+		switch {
+		case strings.HasPrefix(lower, "serial=") || strings.HasPrefix(lower, "serial:"):
+			s, ok := normalSerial(line[len("serial="):])
+			if !ok {
+				return nil, fmt.Errorf("line %d: %q: a serial number is hex digits", n, line)
+			}
+			d.serials[s] = true
+		case strings.HasPrefix(lower, "user:"):
+			if line[len("user:"):] == "" {
+				return nil, fmt.Errorf("line %d: %q: no identity", n, line)
+			}
+			d.identities[line[len("user:"):]] = true
+		default:
+			if s, ok := normalSerial(line); ok && len(s) >= 16 {
+				d.serials[s] = true
+			} else {
+				d.identities[line] = true
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// normalSerial writes a hex serial as certgen.SerialHex does: upper case,
+// no colons, no leading zeros.
+func normalSerial(s string) (string, bool) {
+	s = strings.ToUpper(strings.ReplaceAll(s, ":", ""))
+	if s == "" || strings.Trim(s, "0123456789ABCDEF") != "" {
+		return "", false
+	}
+	s = strings.TrimLeft(s, "0")
+	if s == "" {
+		s = "00"
+	}
+	if len(s)%2 == 1 { // SerialHex writes whole bytes
+		s = "0" + s
+	}
+	return s, true
+}
+
+// check returns an error wrapping errPermissionDenied when cert is denied,
+// naming why.
+func (d *DenyList) check(cert *x509.Certificate) error {
+	if d == nil {
+		return nil
+	}
+	serial := certgen.SerialHex(cert.SerialNumber)
+	switch {
+	case d.serials[serial]:
+		return errorf(errPermissionDenied, "client certificate of %q (serial %s) is revoked: its serial is on the server's deny list", cert.Subject.CommonName, serial)
+	case d.identities[cert.Subject.CommonName]:
+		return errorf(errPermissionDenied, "client certificate of %q (serial %s) is revoked: the identity %q is on the server's deny list", cert.Subject.CommonName, serial, cert.Subject.CommonName)
+	}
+	return nil
+}
