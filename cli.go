@@ -12,8 +12,8 @@ import (
 	"github.com/drrev/telehandler/client"
 )
 
-// version is the binary's version; release builds set it with
-// -ldflags "-X main.version=...".
+// version is the binary's version: make build and make release set it to
+// git describe --always --dirty with -ldflags "-X main.version=...".
 var version = "dev"
 
 // run runs the command line args (args[0] is the program) and returns the
@@ -35,16 +35,20 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 Quick start (as root, in a checkout: sudo make run), or by hand:
   telehandler certgen --out certs --user alice --user admin:admin
   sudo telehandler serve --ca certs/ca.crt --cert certs/server.crt --key certs/server.key --state-dir /tmp/th
-  export TELEHANDLER_CA=certs/ca.crt TELEHANDLER_CERT=certs/alice.crt TELEHANDLER_KEY=certs/alice.key
+  telehandler context add --ca certs/ca.crt --cert certs/alice.crt --key certs/alice.key local
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
   telehandler watch $JOB; echo $?
   telehandler status $JOB
   telehandler list
 
-Every flag can also be set with the TELEHANDLER_* environment variable shown
-in the command's --help.`,
+The connection flags (--addr, --ca, --cert, --key, --context, --timeout) go
+before or after the command; each also comes from its TELEHANDLER_* variable,
+then from the context (telehandler context --help). Every other flag can be
+set with the TELEHANDLER_* variable shown in the command's --help.
+telehandler help COMMAND explains a command with examples.`,
 		Writer:    stdout,
 		ErrWriter: stderr,
+		Flags:     client.ConnFlags(),
 		Commands: []*cli.Command{
 			serveCommand(),
 			client.StartCommand(),
@@ -52,10 +56,14 @@ in the command's --help.`,
 			client.StatusCommand(),
 			client.StopCommand(),
 			client.ListCommand(),
+			client.ContextCommand(),
 			certgenCommand(),
+			completionCommand(),
 			{
-				Name:  "version",
-				Usage: "print the version",
+				Name:        "version",
+				Usage:       "print the version",
+				ArgsUsage:   " ",
+				Description: "Prints the version make build stamped from git (dev when built otherwise).\n\nExample:\n  telehandler version",
 				Action: func(c *cli.Context) error {
 					_, err := fmt.Fprintf(c.App.Writer, "telehandler %s\n", version)
 					return err
@@ -64,7 +72,8 @@ in the command's --help.`,
 		},
 		// Flag values such as --env A=x,y keep their commas.
 		DisableSliceFlagSeparator: true,
-		HideHelpCommand:           true,
+		// telehandler completion bash|zsh asks the binary for the words.
+		EnableBashCompletion: true,
 		// Errors are printed once, by exitStatus; urfave must not exit.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
@@ -28,31 +30,134 @@ const DefaultAddr = "127.0.0.1:7443"
 // defaultPort is added to an --addr without one.
 const defaultPort = "7443"
 
-// connFlags are the connection flags every client command takes.
-func connFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{
-			Name:    "addr",
-			Usage:   "server address HOST:PORT; HOST must be a name in the server's certificate",
-			Value:   DefaultAddr,
-			EnvVars: []string{"TELEHANDLER_ADDR"},
-		},
-		&cli.StringFlag{
-			Name:    "ca",
-			Usage:   "CA certificate (PEM) that signed the server's certificate",
-			EnvVars: []string{"TELEHANDLER_CA"},
-		},
-		&cli.StringFlag{
-			Name:    "cert",
-			Usage:   "your client certificate (PEM), made by telehandler certgen --user NAME",
-			EnvVars: []string{"TELEHANDLER_CERT"},
-		},
-		&cli.StringFlag{
-			Name:    "key",
-			Usage:   "the private key (PEM) of --cert",
-			EnvVars: []string{"TELEHANDLER_KEY"},
-		},
+// DefaultTimeout bounds connecting to the server when --timeout is not
+// given.
+const DefaultTimeout = 10 * time.Second
+
+// connSetting is one connection setting: its flag, its environment
+// variable, and its key in a context of the configuration file.
+type connSetting struct {
+	flag, env, usage string
+}
+
+// connSettings are resolved by resolveConn: a flag (before or after the
+// command) beats the environment variable, which beats the context, which
+// beats the default.
+var connSettings = []connSetting{
+	{"addr", "TELEHANDLER_ADDR", "server address HOST:PORT; HOST must be a name in the server's certificate (default " + DefaultAddr + ")"},
+	{"ca", "TELEHANDLER_CA", "CA certificate (PEM) that signed the server's certificate"},
+	{"cert", "TELEHANDLER_CERT", "your client certificate (PEM), made by telehandler certgen --user NAME"},
+	{"key", "TELEHANDLER_KEY", "the private key (PEM) of --cert"},
+}
+
+// ConnFlags are the connection flags, accepted before the command
+// (telehandler --addr HOST list) and after it (telehandler list --addr
+// HOST). Their environment variables are read by resolveConn, not by the
+// flags, so that a flag on either side beats them.
+func ConnFlags() []cli.Flag {
+	var flags []cli.Flag
+	for _, s := range connSettings {
+		flags = append(flags, &cli.StringFlag{Name: s.flag, Usage: s.usage + " (or " + s.env + ")"})
 	}
+	return append(flags,
+		&cli.StringFlag{
+			Name:  "context",
+			Usage: "named context of the configuration file to use (or TELEHANDLER_CONTEXT; default: its current one; see telehandler context)",
+		},
+		&cli.DurationFlag{
+			Name:        "timeout",
+			Usage:       "most time connecting to the server may take (or TELEHANDLER_TIMEOUT)",
+			DefaultText: DefaultTimeout.String(),
+		},
+	)
+}
+
+// connFlags are the connection flags every client command takes.
+func connFlags() []cli.Flag { return ConnFlags() }
+
+// connParams are the resolved connection settings and where each came
+// from, for messages and telehandler context show.
+type connParams struct {
+	values  map[string]string // by flag name
+	sources map[string]string // "--addr", "TELEHANDLER_ADDR", "context prod", "default"
+	context string            // the context used, if any
+	timeout time.Duration
+}
+
+// flagValue returns the value of a flag given on the command line, before
+// or after the command, the one nearest the command winning.
+func flagValue(c *cli.Context, name string) (string, bool) {
+	for _, ctx := range c.Lineage() {
+		if slices.Contains(ctx.LocalFlagNames(), name) {
+			return ctx.String(name), true
+		}
+	}
+	return "", false
+}
+
+// resolveConn resolves the connection settings of c (see connSettings).
+func resolveConn(c *cli.Context) (*connParams, error) {
+	p := &connParams{values: map[string]string{}, sources: map[string]string{}, timeout: DefaultTimeout}
+	if v, ok := flagValue(c, "timeout"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--timeout %q: want a positive duration such as 10s", v)
+		}
+		p.timeout = d
+	} else if v := os.Getenv("TELEHANDLER_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("TELEHANDLER_TIMEOUT %q: want a positive duration such as 10s", v)
+		}
+		p.timeout = d
+	}
+
+	ctxName, ctxSource := "", ""
+	if v, ok := flagValue(c, "context"); ok {
+		ctxName, ctxSource = v, "--context"
+	} else if v := os.Getenv("TELEHANDLER_CONTEXT"); v != "" {
+		ctxName, ctxSource = v, "TELEHANDLER_CONTEXT"
+	}
+	var ctx *Context
+	needContext := ctxName != ""
+	for _, s := range connSettings {
+		if _, ok := flagValue(c, s.flag); !ok && os.Getenv(s.env) == "" {
+			needContext = true
+		}
+	}
+	if needContext { // the file is read only when it can matter
+		path, err := ConfigPath()
+		if err != nil && ctxName != "" {
+			return nil, err
+		}
+		if err == nil {
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				return nil, err
+			}
+			if ctxName == "" {
+				ctxName, ctxSource = cfg.Current, "current context of "+path
+			}
+			if ctxName != "" {
+				if ctx = cfg.find(ctxName); ctx == nil {
+					return nil, fmt.Errorf("%s names context %q, which %s does not have (telehandler context list shows them)", ctxSource, ctxName, path)
+				}
+				p.context = ctxName
+			}
+		}
+	}
+	for _, s := range connSettings {
+		if v, ok := flagValue(c, s.flag); ok {
+			p.values[s.flag], p.sources[s.flag] = v, "--"+s.flag
+		} else if v := os.Getenv(s.env); v != "" {
+			p.values[s.flag], p.sources[s.flag] = v, s.env
+		} else if ctx != nil && *ctx.field(s.flag) != "" {
+			p.values[s.flag], p.sources[s.flag] = *ctx.field(s.flag), "context "+ctx.Name
+		} else if s.flag == "addr" {
+			p.values[s.flag], p.sources[s.flag] = DefaultAddr, "default"
+		}
+	}
+	return p, nil
 }
 
 // Conn is a connection to a Telehandler server.
@@ -60,7 +165,9 @@ type Conn struct {
 	pb.ForemanClient
 	// Addr is the address dialled, for messages.
 	Addr string
-	cc   *grpc.ClientConn
+	// Timeout bounds connecting (--timeout), for messages.
+	Timeout time.Duration
+	cc      *grpc.ClientConn
 }
 
 // Close closes the connection.
@@ -88,12 +195,38 @@ func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 	if err != nil {
 		return nil, fmt.Errorf("load client certificate (--cert %s, --key %s): %w", certFile, keyFile, err)
 	}
+	if err := checkClientCert(certFile, cert.Leaf, time.Now()); err != nil {
+		return nil, err
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		RootCAs:      pool,
 		ServerName:   serverName,
 		Certificates: []tls.Certificate{cert},
 	}, nil
+}
+
+// checkClientCert says, before any connection, what the server would
+// refuse in a way the client cannot see clearly (TLS 1.3 reports a refused
+// client certificate only as a broken connection): a certificate that may
+// not authenticate a client, or one that expired.
+func checkClientCert(file string, leaf *x509.Certificate, now time.Time) error {
+	if leaf == nil {
+		return nil
+	}
+	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		if slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+			return fmt.Errorf("--cert %s is a server certificate (%q): it may only authenticate a server, and the server refuses it from a client\nhint: use a client certificate, made by telehandler certgen --user NAME (NAME.crt and NAME.key)", file, leaf.Subject.CommonName)
+		}
+		return fmt.Errorf("--cert %s may not authenticate a TLS client (no clientAuth usage)\nhint: use a client certificate made by telehandler certgen --user NAME", file)
+	}
+	if now.After(leaf.NotAfter) {
+		return fmt.Errorf("--cert %s (%q) expired on %s\nhint: renew it: telehandler certgen --out DIR --renew %s (with the deployment's CA)", file, leaf.Subject.CommonName, leaf.NotAfter.Format(time.RFC3339), leaf.Subject.CommonName)
+	}
+	if now.Before(leaf.NotBefore) {
+		return fmt.Errorf("--cert %s (%q) is not valid before %s: is this machine's clock right?", file, leaf.Subject.CommonName, leaf.NotBefore.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // hostPort returns addr with the default port added when it has none, and
@@ -119,23 +252,36 @@ func hostPort(addr string) (string, string, error) {
 	return net.JoinHostPort(host, port), host, nil
 }
 
-// Dial connects to the server named by the connection flags of c. The
-// connection itself is made lazily, by the first call.
+// Dial connects to the server named by the connection settings of c
+// (flags, TELEHANDLER_* variables, the context; see resolveConn). The
+// connection itself is made lazily, by the first call, and may take at
+// most the --timeout.
 func Dial(c *cli.Context) (*Conn, error) {
-	addr, host, err := hostPort(c.String("addr"))
+	p, err := resolveConn(c)
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := TLSConfig(c.String("ca"), c.String("cert"), c.String("key"), host)
+	addr, host, err := hostPort(p.values["addr"])
 	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := TLSConfig(p.values["ca"], p.values["cert"], p.values["key"], host)
+	if err != nil {
+		if p.context != "" {
+			err = fmt.Errorf("%w\n(context %s is in use)", err, p.context)
+		}
 		return nil, err
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// The TCP connection and the TLS handshake together: a server that
+		// accepts but never answers costs at most this (gRPC's own default
+		// is 20 s).
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: p.timeout}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	return &Conn{ForemanClient: pb.NewForemanClient(cc), Addr: addr, cc: cc}, nil
+	return &Conn{ForemanClient: pb.NewForemanClient(cc), Addr: addr, Timeout: p.timeout, cc: cc}, nil
 }
