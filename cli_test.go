@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runApp runs the CLI in-process and returns its exit status and output.
@@ -29,11 +30,63 @@ func TestHelp(t *testing.T) {
 	if code, out, _ := runApp(t, "--help"); code != 0 || !strings.Contains(out, "start") {
 		t.Errorf("--help: %d %s", code, out)
 	}
+	// help and help CMD, as git and docker users type them.
+	if code, out, _ := runApp(t, "help"); code != 0 || !strings.Contains(out, "context") {
+		t.Errorf("help: %d %s", code, out)
+	}
+	if code, out, _ := runApp(t, "help", "certgen"); code != 0 || !strings.Contains(out, "--renew") {
+		t.Errorf("help certgen: %d %s", code, out)
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	if code, out, _ := runApp(t, "--version"); code != 0 || out != "telehandler version "+version+"\n" {
+		t.Errorf("--version: %d %q", code, out)
+	}
+	if code, out, _ := runApp(t, "version"); code != 0 || out != "telehandler "+version+"\n" {
+		t.Errorf("version: %d %q", code, out)
+	}
+	for sh, want := range map[string]string{"bash": "complete -o bashdefault -o default -F _telehandler telehandler", "zsh": "compdef _telehandler telehandler"} {
+		if code, out, _ := runApp(t, "completion", sh); code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "--generate-bash-completion") {
+			t.Errorf("completion %s: %d\n%s", sh, code, out)
+		}
+	}
+	// What the scripts ask for: the commands, then a command's flags.
+	// urfave/cli reads the word being completed from os.Args.
+	args := os.Args
+	t.Cleanup(func() { os.Args = args })
+	os.Args = []string{"telehandler", "--generate-bash-completion"}
+	if code, out, _ := runApp(t, "--generate-bash-completion"); code != 0 || !strings.Contains(out, "\nstart\n") || !strings.Contains(out, "\ncontext\n") {
+		t.Errorf("command completion: %d %q", code, out)
+	}
+	os.Args = []string{"telehandler", "stop", "-", "--generate-bash-completion"}
+	if code, out, _ := runApp(t, "stop", "-", "--generate-bash-completion"); code != 0 || !strings.Contains(out, "--grace") {
+		t.Errorf("flag completion of stop: %d %q", code, out)
+	}
+}
+
+func TestParseLongDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"168h": 168 * time.Hour, "30d": 30 * 24 * time.Hour, "10y": 3650 * 24 * time.Hour, "90m": 90 * time.Minute} {
+		if got, err := parseLongDuration(in); err != nil || got != want {
+			t.Errorf("parseLongDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "y", "-1d", "0d", "0s", "1.5y", "soon", "99999999999y"} {
+		if got, err := parseLongDuration(in); err == nil {
+			t.Errorf("parseLongDuration(%q) = %v, want an error", in, got)
+		}
+	}
+	for d, want := range map[time.Duration]string{7 * 24 * time.Hour: "7d", 3650 * 24 * time.Hour: "10y", 90 * time.Minute: "1h30m0s"} {
+		if got := formatLongDuration(d); got != want {
+			t.Errorf("formatLongDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
 }
 
 // TestUsageErrors checks command line mistakes: one "telehandler: ..."
 // message on stderr naming the fix, exit 1, nothing on stdout.
 func TestUsageErrors(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("TELEHANDLER_CA", "")
 	t.Setenv("TELEHANDLER_CERT", "")
 	t.Setenv("TELEHANDLER_KEY", "")
@@ -47,6 +100,10 @@ func TestUsageErrors(t *testing.T) {
 		`-o "yaml"`:                     {"list", "-o", "yaml"},
 		"no CA certificate: set --ca":   {"list"},
 		"--env \"=x\"":                  {"start", "--env", "=x", "--", "true"},
+		// -e and --env mixed parse (and then need a certificate).
+		"no CA certificate: set --ca or TELEHANDLER_CA": {"start", "--env", "A=1", "-e", "B=2", "--", "true"},
+		"completion \"fish\"":                           {"completion", "fish"},
+		"--validity":                                    {"certgen", "--out", "x", "--validity", "soon"},
 	}
 	for want, args := range cases {
 		code, out, errOut := runApp(t, args...)

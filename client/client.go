@@ -167,7 +167,10 @@ type Conn struct {
 	Addr string
 	// Timeout bounds connecting (--timeout), for messages.
 	Timeout time.Duration
-	cc      *grpc.ClientConn
+	// addrSource and certSource say where --addr and --cert came from
+	// ("--addr", "TELEHANDLER_ADDR", "context prod", "default"), for hints.
+	addrSource, certSource string
+	cc                     *grpc.ClientConn
 }
 
 // Close closes the connection.
@@ -283,5 +286,6 @@ func Dial(c *cli.Context) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	return &Conn{ForemanClient: pb.NewForemanClient(cc), Addr: addr, Timeout: p.timeout, cc: cc}, nil
+	return &Conn{ForemanClient: pb.NewForemanClient(cc), Addr: addr, Timeout: p.timeout,
+		addrSource: p.sources["addr"], certSource: p.sources["cert"], cc: cc}, nil
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 )
 
 // ExitError ends a command with a given exit status. An empty Msg prints
@@ -36,6 +39,9 @@ func (c *Conn) explain(err error) error {
 		msg, hint = c.connectionHint(msg)
 	case codes.PermissionDenied:
 		hint = "the server accepts certificates with a role: make one with telehandler certgen --user NAME[:user|admin]"
+		if reasonOf(err) == pb.ErrorReason_ERROR_REASON_CERTIFICATE_REVOKED {
+			hint = "the server's operator revoked this certificate (--cert, " + c.certSource + "); ask for a new one (telehandler certgen --renew NAME with the deployment's CA)"
+		}
 	case codes.Unauthenticated:
 		hint = "present a client certificate with --cert and --key (TELEHANDLER_CERT, TELEHANDLER_KEY)"
 	case codes.NotFound:
@@ -63,13 +69,43 @@ func (c *Conn) connectionHint(msg string) (string, string) {
 		return m, "the host of --addr must be a name in the server's certificate (localhost, 127.0.0.1, ::1 or a telehandler certgen --host)"
 	case strings.Contains(msg, "certificate has expired"), strings.Contains(msg, "not yet valid"):
 		return m, "a certificate has expired or is not valid yet; make new ones with telehandler certgen"
-	case strings.Contains(msg, "remote error: tls:"):
-		return m, "the server refused your client certificate (--cert, TELEHANDLER_CERT): it must be signed by the server's CA, unexpired, and made by telehandler certgen --user NAME"
+	case strings.Contains(msg, "remote error: tls:"), strings.Contains(msg, "broken pipe"), strings.Contains(msg, "connection reset by peer"):
+		// TLS 1.3: the server checks the client certificate after the
+		// client finished its handshake, so its refusal arrives as an
+		// alert or a closed connection on the first write.
+		return m, "the server refused your client certificate (--cert, " + c.certSource + "): it must be signed by the server's CA (not another deployment's), unexpired, and made by telehandler certgen --user NAME; the server's log says which"
 	case strings.Contains(msg, "shutting down"):
 		return m, "the server is shutting down"
+	case strings.Contains(msg, "connection refused"):
+		return m, fmt.Sprintf("nothing listens at %s: is the server running, and is --addr (%s) right?", c.Addr, c.addrSource)
+	case strings.Contains(msg, "handshake") && strings.Contains(msg, "deadline exceeded"):
+		return m, fmt.Sprintf("%s accepted the connection but did not complete a TLS handshake within --timeout %v: is it a Telehandler server (serve), and is --addr (%s) right? A loaded server may need a longer --timeout", c.Addr, c.Timeout, c.addrSource)
+	case strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "deadline exceeded"):
+		return m, fmt.Sprintf("no answer from %s within --timeout %v: check --addr (%s) and any firewall between", c.Addr, c.Timeout, c.addrSource)
+	case strings.Contains(msg, "no such host"):
+		return m, fmt.Sprintf("the host of --addr (%s) has no address here", c.addrSource)
 	}
-	return m, fmt.Sprintf("is the server running at %s? (--addr, TELEHANDLER_ADDR)", c.Addr)
+	return m, fmt.Sprintf("is the server running at %s? (--addr, from %s)", c.Addr, c.addrSource)
 }
+
+// reasonOf returns the ErrorInfo reason the server attached to a status
+// error (see the API's ErrorReason), or UNSPECIFIED.
+func reasonOf(err error) pb.ErrorReason {
+	st, ok := status.FromError(err)
+	if !ok {
+		return pb.ErrorReason_ERROR_REASON_UNSPECIFIED
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
+			return pb.ErrorReason(pb.ErrorReason_value[info.GetReason()])
+		}
+	}
+	return pb.ErrorReason_ERROR_REASON_UNSPECIFIED
+}
+
+// errorDomain is the ErrorInfo domain of the server's errors: the API's
+// proto package.
+var errorDomain = string(pb.File_telehandler_foreman_v1alpha1_foreman_proto.Package())
 
 // isCanceled reports whether err is the end of the caller's own context.
 func isCanceled(ctx context.Context, err error) bool {

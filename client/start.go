@@ -26,11 +26,11 @@ func StartCommand() *cli.Command {
 			Usage:   "absolute working directory of the job (default /)",
 			EnvVars: []string{"TELEHANDLER_DIR"},
 		},
-		&cli.StringSliceFlag{
+		&oneNameFlag{&cli.StringSliceFlag{
 			Name:    "env",
 			Aliases: []string{"e"},
-			Usage:   "environment variable KEY=VALUE of the job, or KEY to pass yours on (repeatable; default a minimal PATH and HOME)",
-		},
+			Usage:   "environment variable KEY=VALUE of the job, or KEY to pass yours on (repeatable, -e and --env mixed; default a minimal PATH and HOME)",
+		}},
 	)
 	flags = append(flags, LimitFlags("", "%s (default: the server's)", nil, nil)...)
 	return &cli.Command{
@@ -39,7 +39,9 @@ func StartCommand() *cli.Command {
 		ArgsUsage: "-- COMMAND [ARGS...]",
 		Description: `Starts COMMAND (looked up in PATH) on the server, in its own namespaces and
 cgroup, and prints the job's name (jobs/ID) alone on stdout once the command
-runs. A command that cannot start (missing binary, bad --dir) is an error.
+runs. A command that cannot start (missing binary, bad --dir) is an error;
+with --watch, a command that does not exist exits 127 and one that cannot be
+executed 126, as with ssh and docker run.
 Put -- before the command so that its own flags are not taken for start's.
 
 Limits not given take the server's defaults (10% of one CPU, 512 MiB of
@@ -83,7 +85,18 @@ func runStart(c *cli.Context) error {
 		Limits:     limits,
 	})
 	if err != nil {
-		return conn.explain(err)
+		explained := conn.explain(err)
+		if c.Bool("watch") {
+			// As ssh and docker run do for a command that is not there
+			// (127) or cannot be run (126).
+			switch reasonOf(err) {
+			case pb.ErrorReason_ERROR_REASON_COMMAND_NOT_FOUND:
+				return &ExitError{Code: 127, Msg: explained.Error()}
+			case pb.ErrorReason_ERROR_REASON_COMMAND_NOT_EXECUTABLE:
+				return &ExitError{Code: 126, Msg: explained.Error()}
+			}
+		}
+		return explained
 	}
 	name := resp.GetJob().GetName()
 	if !c.Bool("watch") {
@@ -92,6 +105,15 @@ func runStart(c *cli.Context) error {
 	}
 	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
 }
+
+// oneNameFlag is a repeatable flag whose long and short names may be mixed
+// (--env A=1 -e B=2): urfave/cli refuses "two forms of the same flag" for
+// aliases, although both names fill one list, in order. Reporting one
+// name to that check (Names) keeps both registered (Apply) and listed in
+// --help (String).
+type oneNameFlag struct{ *cli.StringSliceFlag }
+
+func (f *oneNameFlag) Names() []string { return []string{f.Name} }
 
 // envArgs checks --env values: KEY=VALUE is kept, a bare KEY takes the
 // value from this process's environment (as docker run -e does).

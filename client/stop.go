@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
@@ -20,7 +22,8 @@ func StopCommand() *cli.Command {
 		Description: `Kills every process of the job (daemons it forked included), waits until they
 are gone and prints the job's final state. With --grace, the processes get
 SIGTERM first and SIGKILL only if the job still runs after that long.
-Stopping a job that already ended is an error that says so. JOB is jobs/ID or ID.
+Stopping a job that already ended prints how it ended and exits 0, as docker
+stop does. JOB is jobs/ID or ID.
 
 Examples:
   JOB=$(telehandler start -- sleep 1000)
@@ -62,13 +65,35 @@ func runStop(c *cli.Context) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(c.Context, grace+time.Minute)
 	defer cancel()
-	resp, err := conn.StopJob(ctx, req)
+	job, already, err := stopJob(ctx, conn, req)
 	if err != nil {
 		return conn.explain(err)
 	}
 	if format == "json" {
-		return printJSON(c.App.Writer, resp.GetJob())
+		return printJSON(c.App.Writer, job)
 	}
-	_, err = fmt.Fprintf(c.App.Writer, "%s: %s\n", resp.GetJob().GetName(), describeState(resp.GetJob().GetStatus()))
+	note := ""
+	if already {
+		note = " (had already ended)"
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%s: %s%s\n", job.GetName(), describeState(job.GetStatus()), note)
 	return err
+}
+
+// stopJob stops the job and returns its final state. A job that had
+// already ended (FailedPrecondition) is not an error: its status is
+// returned, and already is set.
+func stopJob(ctx context.Context, conn *Conn, req *pb.StopJobRequest) (job *pb.Job, already bool, err error) {
+	resp, err := conn.StopJob(ctx, req)
+	if err == nil {
+		return resp.GetJob(), false, nil
+	}
+	if status.Code(err) != codes.FailedPrecondition {
+		return nil, false, err
+	}
+	st, serr := conn.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: req.GetName()})
+	if serr != nil || st.GetJob().GetStatus().GetState() == pb.State_STATE_RUNNING {
+		return nil, false, err // not the "already ended" case: the first error says why
+	}
+	return st.GetJob(), true, nil
 }

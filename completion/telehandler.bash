@@ -3,6 +3,7 @@ _telehandler() {
   local cur="${COMP_WORDS[COMP_CWORD]}"
   local words=("${COMP_WORDS[@]:0:COMP_CWORD}")
   local w opts
+  COMPREPLY=()
   # After "--" come a job's command and arguments: complete files, run nothing.
   for w in "${words[@]:1}"; do
     [[ "$w" == "--" ]] && return 1

@@ -10,9 +10,9 @@ _telehandler() {
     return
   fi
   if [[ "$cur" == -* ]]; then
-    opts=("${(@f)$(SHELL=zsh ${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion 2>/dev/null)}")
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion 2>/dev/null)}")
   else
-    opts=("${(@f)$(SHELL=zsh ${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
   fi
   if [[ "${opts[1]}" != "" ]]; then
     _describe 'values' opts

@@ -200,7 +200,7 @@ func freeAddr(t *testing.T) string {
 
 // startServer runs serve in the background until the test ends and waits
 // until it logged that it serves.
-func startServer(t *testing.T, bin, dir, addr string) *server {
+func startServer(t *testing.T, bin, dir, addr string, extra ...string) *server {
 	t.Helper()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -209,6 +209,7 @@ func startServer(t *testing.T, bin, dir, addr string) *server {
 	s.cmd = exec.Command(bin, "serve", "--listen", addr, "--state-dir", filepath.Join(dir, "state"),
 		"--ca", filepath.Join(certs, "ca.crt"), "--cert", filepath.Join(certs, "server.crt"), "--key", filepath.Join(certs, "server.key"),
 		"--cgroup-parent", s.parent)
+	s.cmd.Args = append(s.cmd.Args, extra...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +406,7 @@ func TestEndToEnd(t *testing.T) {
 		if r.stdout != "" || !strings.HasPrefix(r.stderr, "telehandler: ") || !strings.Contains(r.stderr, "/no/such/binary") {
 			t.Errorf("start of a missing binary: %v", r)
 		}
-		r = alice.run("start", "--watch", "--", "/no/such/binary").want(t, "start --watch of a missing binary", 1)
+		r = alice.run("start", "--watch", "--", "/no/such/binary").want(t, "start --watch of a missing binary", 127)
 		if r.stdout != "" || !strings.Contains(r.stderr, "/no/such/binary") {
 			t.Errorf("start --watch of a missing binary: %v", r)
 		}
@@ -476,7 +477,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("cgroup of %s left after stop", id)
 		}
 		alice.run("watch", job).want(t, "watch of a stopped job", 128+9)
-		if r := alice.run("stop", job).want(t, "stop of an ended job", 1); !strings.Contains(r.stderr, "not running") {
+		if r := alice.run("stop", job).want(t, "stop of an ended job", 0); r.stdout != job+": FAILED (killed by SIGKILL, stopped) (had already ended)\n" {
 			t.Errorf("stop of an ended job: %v", r)
 		}
 

@@ -19,6 +19,12 @@ var (
 	// missing or not executable, the working directory is bad, or the
 	// credentials could not be applied. The job never ran.
 	ErrExec = errors.New("cannot start command")
+	// ErrCommandNotFound and ErrNotExecutable come with ErrExec when the
+	// command itself is the problem: no such file (in the job's PATH), or
+	// a file execve refuses (permission, format). Shells exit 127 and 126
+	// for these.
+	ErrCommandNotFound = errors.New("command not found")
+	ErrNotExecutable   = errors.New("command not executable")
 	// ErrShim means the shim failed to set up the sandbox (namespaces,
 	// mounts, cgroup join) before it could try the user's command.
 	ErrShim = errors.New("sandbox setup failed")

@@ -342,13 +342,14 @@ func TestStartErrors(t *testing.T) {
 		name string
 		spec Spec
 		want string // in the error message
+		kind error  // ErrCommandNotFound, ErrNotExecutable or nil
 	}{
-		{"missing binary", Spec{Path: "telehandler-no-such-binary"}, `exec "telehandler-no-such-binary": executable file not found in $PATH`},
-		{"missing path", Spec{Path: "/nonexistent/bin/x"}, "/nonexistent/bin/x"},
-		{"not executable", Spec{Path: plain}, "permission denied"},
-		{"not a program", Spec{Path: garbage}, "exec format error"},
-		{"missing dir", Spec{Path: "/bin/sh", Args: []string{"-c", "true"}, Dir: "/nonexistent-dir"}, "/nonexistent-dir"},
-		{"dir is a file", Spec{Path: "/bin/sh", Args: []string{"-c", "true"}, Dir: plain}, "not a directory"},
+		{"missing binary", Spec{Path: "telehandler-no-such-binary"}, `exec "telehandler-no-such-binary": executable file not found in $PATH`, ErrCommandNotFound},
+		{"missing path", Spec{Path: "/nonexistent/bin/x"}, "/nonexistent/bin/x", ErrCommandNotFound},
+		{"not executable", Spec{Path: plain}, "permission denied", ErrNotExecutable},
+		{"not a program", Spec{Path: garbage}, "exec format error", ErrNotExecutable},
+		{"missing dir", Spec{Path: "/bin/sh", Args: []string{"-c", "true"}, Dir: "/nonexistent-dir"}, "/nonexistent-dir", nil},
+		{"dir is a file", Spec{Path: "/bin/sh", Args: []string{"-c", "true"}, Dir: plain}, "not a directory", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j, err := ts.tryStart(t, DefaultLimits(), tc.spec)
@@ -360,6 +361,11 @@ func TestStartErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			for _, kind := range []error{ErrCommandNotFound, ErrNotExecutable} {
+				if errors.Is(err, kind) != (kind == tc.kind) {
+					t.Errorf("error %q: errors.Is(%v) = %v", err, kind, !(kind == tc.kind))
+				}
 			}
 			if ts.rec.pathsOf(j.name) == nil {
 				t.Fatal("no cgroup was created: the check below would be vacuous")

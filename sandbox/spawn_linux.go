@@ -296,6 +296,34 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 	return nil, removeOnError(cg, err)
 }
 
+// execFailure is the ErrExec error of a command that could not start; a
+// failure of execve or of the PATH lookup also wraps ErrCommandNotFound or
+// ErrNotExecutable. The message is the shim's.
+func execFailure(ce childError) error {
+	err := fmt.Errorf("%w: %s", ErrExec, ce.Message)
+	if ce.Stage != "exec" && ce.Stage != "look up command" {
+		return err
+	}
+	switch unix.Errno(ce.Errno) {
+	case 0:
+		return err
+	case unix.ENOENT, unix.ENOTDIR:
+		return &detailedExecError{err: err, kind: ErrCommandNotFound}
+	default:
+		return &detailedExecError{err: err, kind: ErrNotExecutable}
+	}
+}
+
+// detailedExecError is an ErrExec error that is also one of
+// ErrCommandNotFound and ErrNotExecutable.
+type detailedExecError struct {
+	err  error
+	kind error
+}
+
+func (e *detailedExecError) Error() string   { return e.err.Error() }
+func (e *detailedExecError) Unwrap() []error { return []error{e.err, e.kind} }
+
 // tasksPather is a v1 cgroup whose tasks files the shim's thread writes
 // itself into (cgroupV1.tasksPaths).
 type tasksPather interface {
@@ -307,7 +335,7 @@ func shimFailure(report []byte, writeErr, readErr, waitErr error, ps *os.Process
 	var ce childError
 	if len(report) > 0 && json.Unmarshal(report, &ce) == nil {
 		if ce.Kind == kindExec {
-			return fmt.Errorf("%w: %s", ErrExec, ce.Message)
+			return execFailure(ce)
 		}
 		return fmt.Errorf("%w: %s: %s", ErrShim, ce.Stage, ce.Message)
 	}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/sandbox"
@@ -23,6 +26,9 @@ var (
 	// errPermissionDenied: the certificate is valid but gives no usable
 	// identity or role.
 	errPermissionDenied = errors.New("permission denied")
+	// errRevoked: the certificate verifies but the deny list refuses it
+	// (always with errPermissionDenied).
+	errRevoked = errors.New("certificate revoked")
 	// errTooManyJobs: the server already runs its maximum number of jobs.
 	errTooManyJobs = errors.New("too many running jobs")
 )
@@ -84,6 +90,7 @@ func toStatus(err error) error {
 	}
 	msg := err.Error()
 	var code codes.Code
+	reason := pb.ErrorReason_ERROR_REASON_UNSPECIFIED
 	switch {
 	case errors.Is(err, jobrunner.ErrJobNotFound):
 		code = codes.NotFound
@@ -100,6 +107,9 @@ func toStatus(err error) error {
 		code = codes.Unauthenticated
 	case errors.Is(err, errPermissionDenied):
 		code = codes.PermissionDenied
+		if errors.Is(err, errRevoked) {
+			reason = pb.ErrorReason_ERROR_REASON_CERTIFICATE_REVOKED
+		}
 	case errors.Is(err, errTooManyJobs):
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):
@@ -110,6 +120,12 @@ func toStatus(err error) error {
 		}
 	case errors.Is(err, sandbox.ErrExec):
 		code = codes.FailedPrecondition
+		switch {
+		case errors.Is(err, sandbox.ErrCommandNotFound):
+			reason = pb.ErrorReason_ERROR_REASON_COMMAND_NOT_FOUND
+		case errors.Is(err, sandbox.ErrNotExecutable):
+			reason = pb.ErrorReason_ERROR_REASON_COMMAND_NOT_EXECUTABLE
+		}
 	case errors.Is(err, jobrunner.ErrInvalidOffset):
 		code = codes.OutOfRange
 	case errors.Is(err, jobrunner.ErrShuttingDown):
@@ -121,5 +137,18 @@ func toStatus(err error) error {
 	default: // sandbox.ErrShim, sandbox.ErrNoController, corrupt logs, I/O...
 		code = codes.Internal
 	}
-	return status.Error(code, msg)
+	st := status.New(code, msg)
+	if reason != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		// The cause for clients that act on it (start --watch exits 127
+		// or 126, as a shell does), as AIP-193's ErrorInfo.
+		if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason.String(), Domain: errorDomain}); err == nil {
+			st = withInfo
+		}
+	}
+	return st.Err()
 }
+
+// errorDomain is the domain of the ErrorInfo details of the server's
+// errors (the API's proto package); their reasons are the API's
+// ErrorReason names.
+var errorDomain = string(pb.File_telehandler_foreman_v1alpha1_foreman_proto.Package())

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -167,7 +168,10 @@ func normalSerial(s string) (string, bool) {
 	return s, true
 }
 
-// check returns an error wrapping errPermissionDenied when cert is denied,
+// errRevokedCert is errRevoked and errPermissionDenied at once.
+var errRevokedCert = errors.Join(errPermissionDenied, errRevoked)
+
+// check returns an error wrapping errPermissionDenied and errRevoked when cert is denied,
 // naming why.
 func (d *DenyList) check(cert *x509.Certificate) error {
 	if d == nil {
@@ -176,9 +180,9 @@ func (d *DenyList) check(cert *x509.Certificate) error {
 	serial := certgen.SerialHex(cert.SerialNumber)
 	switch {
 	case d.serials[serial]:
-		return errorf(errPermissionDenied, "client certificate of %q (serial %s) is revoked: its serial is on the server's deny list", cert.Subject.CommonName, serial)
+		return errorf(errRevokedCert, "client certificate of %q (serial %s) is revoked: its serial is on the server's deny list", cert.Subject.CommonName, serial)
 	case d.identities[cert.Subject.CommonName]:
-		return errorf(errPermissionDenied, "client certificate of %q (serial %s) is revoked: the identity %q is on the server's deny list", cert.Subject.CommonName, serial, cert.Subject.CommonName)
+		return errorf(errRevokedCert, "client certificate of %q (serial %s) is revoked: the identity %q is on the server's deny list", cert.Subject.CommonName, serial, cert.Subject.CommonName)
 	}
 	return nil
 }

@@ -130,6 +130,68 @@ func (Stream) EnumDescriptor() ([]byte, []int) {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{1}
 }
 
+// ErrorReason is the reason of the google.rpc.ErrorInfo detail (domain
+// "telehandler.foreman.v1alpha1") that some errors carry, for clients that
+// act on the cause rather than on the message. ErrorInfo.reason is the
+// value's name.
+type ErrorReason int32
+
+const (
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// StartJob, FAILED_PRECONDITION: the command does not exist, in the
+	// job's PATH or at its path (a shell exits 127).
+	ErrorReason_ERROR_REASON_COMMAND_NOT_FOUND ErrorReason = 1
+	// StartJob, FAILED_PRECONDITION: the command exists but cannot be
+	// executed: permission, format (a shell exits 126).
+	ErrorReason_ERROR_REASON_COMMAND_NOT_EXECUTABLE ErrorReason = 2
+	// PERMISSION_DENIED: the client certificate verifies, but the server's
+	// deny list refuses it (its serial or its identity).
+	ErrorReason_ERROR_REASON_CERTIFICATE_REVOKED ErrorReason = 3
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_COMMAND_NOT_FOUND",
+		2: "ERROR_REASON_COMMAND_NOT_EXECUTABLE",
+		3: "ERROR_REASON_CERTIFICATE_REVOKED",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":            0,
+		"ERROR_REASON_COMMAND_NOT_FOUND":      1,
+		"ERROR_REASON_COMMAND_NOT_EXECUTABLE": 2,
+		"ERROR_REASON_CERTIFICATE_REVOKED":    3,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{2}
+}
+
 // Limits are per-job resource limits. A zero field means "the server's
 // default".
 type Limits struct {
@@ -1125,7 +1187,12 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
-	"\rSTREAM_STDERR\x10\x022\xbd\x04\n" +
+	"\rSTREAM_STDERR\x10\x02*\x9e\x01\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eERROR_REASON_COMMAND_NOT_FOUND\x10\x01\x12'\n" +
+	"#ERROR_REASON_COMMAND_NOT_EXECUTABLE\x10\x02\x12$\n" +
+	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\xbd\x04\n" +
 	"\aForeman\x12i\n" +
 	"\bStartJob\x12-.telehandler.foreman.v1alpha1.StartJobRequest\x1a..telehandler.foreman.v1alpha1.StartJobResponse\x12f\n" +
 	"\aStopJob\x12,.telehandler.foreman.v1alpha1.StopJobRequest\x1a-.telehandler.foreman.v1alpha1.StopJobResponse\x12u\n" +
@@ -1145,53 +1212,54 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP() []byte {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescData
 }
 
-var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(State)(0),                     // 0: telehandler.foreman.v1alpha1.State
 	(Stream)(0),                    // 1: telehandler.foreman.v1alpha1.Stream
-	(*Limits)(nil),                 // 2: telehandler.foreman.v1alpha1.Limits
-	(*Stats)(nil),                  // 3: telehandler.foreman.v1alpha1.Stats
-	(*Job)(nil),                    // 4: telehandler.foreman.v1alpha1.Job
-	(*JobStatus)(nil),              // 5: telehandler.foreman.v1alpha1.JobStatus
-	(*StartJobRequest)(nil),        // 6: telehandler.foreman.v1alpha1.StartJobRequest
-	(*StartJobResponse)(nil),       // 7: telehandler.foreman.v1alpha1.StartJobResponse
-	(*StopJobRequest)(nil),         // 8: telehandler.foreman.v1alpha1.StopJobRequest
-	(*StopJobResponse)(nil),        // 9: telehandler.foreman.v1alpha1.StopJobResponse
-	(*GetJobStatusRequest)(nil),    // 10: telehandler.foreman.v1alpha1.GetJobStatusRequest
-	(*GetJobStatusResponse)(nil),   // 11: telehandler.foreman.v1alpha1.GetJobStatusResponse
-	(*WatchJobOutputRequest)(nil),  // 12: telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	(*WatchJobOutputResponse)(nil), // 13: telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	(*ListJobsRequest)(nil),        // 14: telehandler.foreman.v1alpha1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 15: telehandler.foreman.v1alpha1.ListJobsResponse
-	(*durationpb.Duration)(nil),    // 16: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
+	(ErrorReason)(0),               // 2: telehandler.foreman.v1alpha1.ErrorReason
+	(*Limits)(nil),                 // 3: telehandler.foreman.v1alpha1.Limits
+	(*Stats)(nil),                  // 4: telehandler.foreman.v1alpha1.Stats
+	(*Job)(nil),                    // 5: telehandler.foreman.v1alpha1.Job
+	(*JobStatus)(nil),              // 6: telehandler.foreman.v1alpha1.JobStatus
+	(*StartJobRequest)(nil),        // 7: telehandler.foreman.v1alpha1.StartJobRequest
+	(*StartJobResponse)(nil),       // 8: telehandler.foreman.v1alpha1.StartJobResponse
+	(*StopJobRequest)(nil),         // 9: telehandler.foreman.v1alpha1.StopJobRequest
+	(*StopJobResponse)(nil),        // 10: telehandler.foreman.v1alpha1.StopJobResponse
+	(*GetJobStatusRequest)(nil),    // 11: telehandler.foreman.v1alpha1.GetJobStatusRequest
+	(*GetJobStatusResponse)(nil),   // 12: telehandler.foreman.v1alpha1.GetJobStatusResponse
+	(*WatchJobOutputRequest)(nil),  // 13: telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	(*WatchJobOutputResponse)(nil), // 14: telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	(*ListJobsRequest)(nil),        // 15: telehandler.foreman.v1alpha1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 16: telehandler.foreman.v1alpha1.ListJobsResponse
+	(*durationpb.Duration)(nil),    // 17: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
 }
 var file_telehandler_foreman_v1alpha1_foreman_proto_depIdxs = []int32{
-	16, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
-	2,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	5,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
+	17, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
+	3,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
+	6,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
 	0,  // 3: telehandler.foreman.v1alpha1.JobStatus.state:type_name -> telehandler.foreman.v1alpha1.State
-	17, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	17, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
-	2,  // 7: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	4,  // 8: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	16, // 9: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
-	4,  // 10: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	4,  // 11: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	18, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	18, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
+	4,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
+	3,  // 7: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
+	5,  // 8: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	17, // 9: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
+	5,  // 10: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	5,  // 11: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
 	1,  // 12: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
-	4,  // 13: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
-	6,  // 14: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
-	8,  // 15: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
-	10, // 16: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
-	12, // 17: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	14, // 18: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
-	7,  // 19: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
-	9,  // 20: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
-	11, // 21: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
-	13, // 22: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	15, // 23: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
+	5,  // 13: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
+	7,  // 14: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
+	9,  // 15: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
+	11, // 16: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
+	13, // 17: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	15, // 18: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
+	8,  // 19: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
+	10, // 20: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
+	12, // 21: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
+	14, // 22: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	16, // 23: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
 	19, // [19:24] is the sub-list for method output_type
 	14, // [14:19] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -1209,7 +1277,7 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc), len(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
