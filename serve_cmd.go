@@ -20,16 +20,16 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/drrev/telehandler/client"
 	"github.com/drrev/telehandler/jobrunner"
+	"github.com/drrev/telehandler/limits"
 	"github.com/drrev/telehandler/sandbox"
 	"github.com/drrev/telehandler/server"
 )
 
 // serveCommand is `telehandler serve`: the worker daemon.
 func serveCommand() *cli.Command {
-	def := server.LimitsToProto(sandbox.DefaultLimits())
-	max := server.LimitsToProto(server.DefaultMaxLimits())
+	def := limitValues(sandbox.DefaultLimits())
+	max := limitValues(server.DefaultMaxLimits())
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: server.DefaultListen, EnvVars: []string{"TELEHANDLER_LISTEN"},
 			Usage: "TCP address to listen on"},
@@ -60,8 +60,8 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: server.DefaultShutdownTimeout, EnvVars: []string{"TELEHANDLER_SHUTDOWN_TIMEOUT"},
 			Usage: "how long stopping the jobs may take on SIGINT/SIGTERM"},
 	}
-	flags = append(flags, client.LimitFlags("default-", "default for jobs that do not ask: %s", def, client.FormatLimit)...)
-	flags = append(flags, client.LimitFlags("max-", "most a job may ask for: %s", max, client.FormatLimit)...)
+	flags = append(flags, limits.Flags("default-", "default for jobs that do not ask: %s", &def)...)
+	flags = append(flags, limits.Flags("max-", "most a job may ask for: %s", &max)...)
 	return &cli.Command{
 		Name:      "serve",
 		Usage:     "run the server: start jobs for clients with a certificate of the CA (as root, on Linux)",
@@ -117,7 +117,7 @@ func runServe(c *cli.Context) error {
 	if !validCgroupParent(parent) {
 		return fmt.Errorf("--cgroup-parent %q: must be one name of letters, digits, '.', '_' or '-' starting with \"telehandler\" (everything inside it is killed at start)", parent)
 	}
-	outputCap, err := client.ParseBytes(c.String("output-cap"))
+	outputCap, err := limits.ParseBytes(c.String("output-cap"))
 	if err != nil {
 		return fmt.Errorf("--output-cap: %w", err)
 	}
@@ -125,11 +125,11 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--run-as: %w", err)
 	}
-	defaults, err := client.ParseLimitFlags(c, "default-")
+	defaults, err := limits.FromFlags(c, "default-")
 	if err != nil {
 		return err
 	}
-	maxima, err := client.ParseLimitFlags(c, "max-")
+	maxima, err := limits.FromFlags(c, "max-")
 	if err != nil {
 		return err
 	}
@@ -188,8 +188,8 @@ func runServe(c *cli.Context) error {
 		KeyFile:         c.String("key"),
 		DenyListFile:    c.String("deny-list"),
 		Runner:          runner,
-		DefaultLimits:   server.LimitsFromProto(defaults),
-		MaxLimits:       server.LimitsFromProto(maxima),
+		DefaultLimits:   sandboxLimits(defaults),
+		MaxLimits:       sandboxLimits(maxima),
 		MaxJobs:         c.Int("max-jobs"),
 		RunAsUID:        uid,
 		RunAsGID:        gid,
@@ -222,6 +222,18 @@ func runServe(c *cli.Context) error {
 	stop()
 	<-reloaded
 	return err
+}
+
+// limitValues and sandboxLimits convert between the limit flags' values
+// and the sandbox's limits (zero = not set).
+func limitValues(l sandbox.Limits) limits.Values {
+	return limits.Values{CPUMilli: l.CPUMilli, MemoryBytes: l.MemoryBytes, Pids: l.Pids,
+		IOReadBPS: l.IOReadBPS, IOWriteBPS: l.IOWriteBPS, IOReadIOPS: l.IOReadIOPS, IOWriteIOPS: l.IOWriteIOPS}
+}
+
+func sandboxLimits(v limits.Values) sandbox.Limits {
+	return sandbox.Limits{CPUMilli: v.CPUMilli, MemoryBytes: v.MemoryBytes, Pids: v.Pids,
+		IOReadBPS: v.IOReadBPS, IOWriteBPS: v.IOWriteBPS, IOReadIOPS: v.IOReadIOPS, IOWriteIOPS: v.IOWriteIOPS}
 }
 
 // servePprof serves the runtime profiles (net/http/pprof) on addr until

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/limits"
 )
 
 // outputFlag is -o text|json.
@@ -158,12 +159,12 @@ func printJob(w io.Writer, j *pb.Job) error {
 	}
 	l := j.GetLimits()
 	line("limits", "cpu %s, memory %s, pids %d, io read %s/s %d IOPS, io write %s/s %d IOPS",
-		FormatCPU(l.GetCpuMilli()), FormatBytes(l.GetMemoryBytes()), l.GetPids(),
-		FormatBytes(l.GetIoReadBps()), l.GetIoReadIops(), FormatBytes(l.GetIoWriteBps()), l.GetIoWriteIops())
+		limits.FormatCPU(l.GetCpuMilli()), limits.FormatBytes(l.GetMemoryBytes()), l.GetPids(),
+		limits.FormatBytes(l.GetIoReadBps()), l.GetIoReadIops(), limits.FormatBytes(l.GetIoWriteBps()), l.GetIoWriteIops())
 	s := st.GetStats()
 	line("usage", "cpu %v, memory %s (peak %s), io read %s, io write %s, oom kills %d",
-		s.GetCpuUsage().AsDuration().Round(time.Millisecond), FormatBytes(s.GetMemoryCurrentBytes()),
-		FormatBytes(s.GetMemoryPeakBytes()), FormatBytes(s.GetIoReadBytes()), FormatBytes(s.GetIoWriteBytes()), s.GetOomKills())
+		s.GetCpuUsage().AsDuration().Round(time.Millisecond), limits.FormatBytes(s.GetMemoryCurrentBytes()),
+		limits.FormatBytes(s.GetMemoryPeakBytes()), limits.FormatBytes(s.GetIoReadBytes()), limits.FormatBytes(s.GetIoWriteBytes()), s.GetOomKills())
 	out := fmt.Sprintf("%d bytes", st.GetOutputBytes())
 	if st.GetOutputTruncated() {
 		out += " (truncated: the job wrote more than the server's cap)"

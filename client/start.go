@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/limits"
 )
 
 // StartCommand is `telehandler start [flags] -- CMD [ARGS...]`.
@@ -32,7 +33,7 @@ func StartCommand() *cli.Command {
 			Usage:   "environment variable KEY=VALUE of the job, or KEY to pass yours on (repeatable, -e and --env mixed; default a minimal PATH and HOME)",
 		}},
 	)
-	flags = append(flags, LimitFlags("", "%s (default: the server's)", nil, nil)...)
+	flags = append(flags, limits.Flags("", "%s (default: the server's)", nil)...)
 	return &cli.Command{
 		Name:      "start",
 		Usage:     "start a job and print its name",
@@ -61,7 +62,7 @@ func runStart(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("missing COMMAND: telehandler start [flags] -- COMMAND [ARGS...]")
 	}
-	limits, err := ParseLimitFlags(c, "")
+	lim, err := limits.FromFlags(c, "")
 	if err != nil {
 		return err
 	}
@@ -82,7 +83,7 @@ func runStart(c *cli.Context) error {
 		Args:       c.Args().Tail(),
 		WorkingDir: c.String("dir"),
 		Env:        env,
-		Limits:     limits,
+		Limits:     limitsToProto(lim),
 	})
 	if err != nil {
 		explained := conn.explain(err)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/limits"
 )
 
 // WatchCommand is `telehandler watch JOB`.
@@ -113,7 +114,7 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", name, offset, total)
 	}
 	if st.GetOomKilled() {
-		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", name, FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
+		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", name, limits.FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
 	}
 	if code := jobExitCode(st); code != 0 {
 		return &ExitError{Code: code}

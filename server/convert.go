@@ -36,7 +36,7 @@ func jobToProto(st jobrunner.Status) *pb.Job {
 		Command:    st.Command,
 		Args:       st.Args,
 		WorkingDir: st.Dir,
-		Limits:     LimitsToProto(st.Limits),
+		Limits:     limitsToProto(st.Limits),
 		Status:     js,
 	}
 }
@@ -63,8 +63,8 @@ func streamToProto(s jobrunner.Stream) pb.Stream {
 	return pb.Stream_STREAM_UNSPECIFIED
 }
 
-// LimitsToProto converts sandbox limits to the API's (zero = no limit).
-func LimitsToProto(l sandbox.Limits) *pb.Limits {
+// limitsToProto converts sandbox limits to the API's (zero = no limit).
+func limitsToProto(l sandbox.Limits) *pb.Limits {
 	return &pb.Limits{
 		CpuMilli:    l.CPUMilli,
 		MemoryBytes: l.MemoryBytes,
@@ -76,9 +76,9 @@ func LimitsToProto(l sandbox.Limits) *pb.Limits {
 	}
 }
 
-// LimitsFromProto converts the API's limits to the sandbox's; nil is all
+// limitsFromProto converts the API's limits to the sandbox's; nil is all
 // zero.
-func LimitsFromProto(l *pb.Limits) sandbox.Limits {
+func limitsFromProto(l *pb.Limits) sandbox.Limits {
 	return sandbox.Limits{
 		CPUMilli:    l.GetCpuMilli(),
 		MemoryBytes: l.GetMemoryBytes(),

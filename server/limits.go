@@ -3,8 +3,10 @@ package server
 import (
 	"fmt"
 	"runtime"
+	"strconv"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/limits"
 	"github.com/drrev/telehandler/sandbox"
 )
 
@@ -18,13 +20,13 @@ type limitField struct {
 // fieldsOf lists the fields of l in a fixed order.
 func fieldsOf(l *sandbox.Limits) []limitField {
 	return []limitField{
-		{"cpu_milli", &l.CPUMilli, formatCPU},
-		{"memory_bytes", &l.MemoryBytes, formatBytes},
-		{"io_read_bps", &l.IOReadBPS, formatRate},
-		{"io_write_bps", &l.IOWriteBPS, formatRate},
-		{"io_read_iops", &l.IOReadIOPS, formatCount},
-		{"io_write_iops", &l.IOWriteIOPS, formatCount},
-		{"pids", &l.Pids, formatCount},
+		{"cpu_milli", &l.CPUMilli, limits.FormatCPU},
+		{"memory_bytes", &l.MemoryBytes, limits.FormatBytes},
+		{"io_read_bps", &l.IOReadBPS, limits.FormatRate},
+		{"io_write_bps", &l.IOWriteBPS, limits.FormatRate},
+		{"io_read_iops", &l.IOReadIOPS, limits.FormatCount},
+		{"io_write_iops", &l.IOWriteIOPS, limits.FormatCount},
+		{"pids", &l.Pids, limits.FormatCount},
 	}
 }
 
@@ -61,7 +63,7 @@ func checkLimits(l, max sandbox.Limits) error {
 	for i := range lf {
 		if v, m := *lf[i].value, *mf[i].value; v > m {
 			return fmt.Errorf("limits.%s %s is above the server's maximum %s",
-				lf[i].name, lf[i].format(v), lf[i].format(m))
+				lf[i].name, lf[i].show(v), lf[i].show(m))
 		}
 	}
 	return nil
@@ -71,7 +73,7 @@ func checkLimits(l, max sandbox.Limits) error {
 // the server's defaults, no field may exceed the server's maxima, and the
 // result must be limits the kernel accepts.
 func resolveLimits(req *pb.Limits, def, max sandbox.Limits) (sandbox.Limits, error) {
-	l := fillLimits(LimitsFromProto(req), def)
+	l := fillLimits(limitsFromProto(req), def)
 	if err := checkLimits(l, max); err != nil {
 		return sandbox.Limits{}, errorf(errInvalidArgument, "%v", err)
 	}
@@ -81,24 +83,12 @@ func resolveLimits(req *pb.Limits, def, max sandbox.Limits) (sandbox.Limits, err
 	return l, nil
 }
 
-func formatCPU(milli uint64) string {
-	return fmt.Sprintf("%d (%.3g CPUs)", milli, float64(milli)/1000)
-}
-
-func formatCount(n uint64) string { return fmt.Sprint(n) }
-
-func formatRate(n uint64) string { return formatBytes(n) + "/s" }
-
-// formatBytes writes n in bytes and, when large, in IEC units.
-func formatBytes(n uint64) string {
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
+// show writes a value of the field as the API has it and, when that
+// differs, as people write it: "4000 (4 CPUs)", "1024".
+func (f limitField) show(v uint64) string {
+	raw, human := strconv.FormatUint(v, 10), f.format(v)
+	if raw == human {
+		return raw
 	}
-	v, u := float64(n)/1024, 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	return fmt.Sprintf("%d (%.4g %s)", n, v, units[u])
+	return raw + " (" + human + ")"
 }

@@ -93,7 +93,7 @@ func TestBadStartRequests(t *testing.T) {
 		{"env with empty key", &pb.StartJobRequest{Command: "true", Env: []string{"=x"}}, codes.InvalidArgument, "KEY=VALUE"},
 		{"relative working dir", &pb.StartJobRequest{Command: "true", WorkingDir: "tmp"}, codes.InvalidArgument, "not an absolute path"},
 		{"CPU above maximum", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{CpuMilli: 4000}}, codes.InvalidArgument, "limits.cpu_milli 4000 (4 CPUs) is above the server's maximum 2000 (2 CPUs)"},
-		{"absurd memory", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{MemoryBytes: 1 << 62}}, codes.InvalidArgument, "limits.memory_bytes 4611686018427387904 (4 EiB) is above the server's maximum 1073741824 (1 GiB)"},
+		{"absurd memory", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{MemoryBytes: 1 << 62}}, codes.InvalidArgument, "limits.memory_bytes 4611686018427387904 (4EiB) is above the server's maximum 1073741824 (1GiB)"},
 		{"absurd pids", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{Pids: ^uint64(0)}}, codes.InvalidArgument, "limits.pids"},
 		{"limits the kernel refuses", &pb.StartJobRequest{Command: "true", Limits: &pb.Limits{CpuMilli: 1}}, codes.InvalidArgument, "CPU"},
 		{"missing binary", &pb.StartJobRequest{Command: "missing"}, codes.FailedPrecondition, "no such file"},
@@ -145,7 +145,7 @@ func TestLimits(t *testing.T) {
 	if req.Limits != want {
 		t.Errorf("runner got limits %+v, want %+v", req.Limits, want)
 	}
-	if got := LimitsFromProto(resp.GetJob().GetLimits()); got != want {
+	if got := limitsFromProto(resp.GetJob().GetLimits()); got != want {
 		t.Errorf("response limits %+v, want %+v", got, want)
 	}
 	if req.UID == nil || *req.UID != uid || req.GID == nil || *req.GID != gid {

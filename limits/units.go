@@ -1,4 +1,4 @@
-package client
+package limits
 
 import (
 	"errors"
@@ -119,10 +119,18 @@ func FormatBytes(n uint64) string {
 	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + units[u]
 }
 
-// FormatCPU writes a quota in thousandths of a CPU as CPUs: "0.1 CPU".
+// FormatCPU writes a quota in thousandths of a CPU as CPUs: "0.1 CPU",
+// "1 CPU", "2.5 CPUs".
 func FormatCPU(milli uint64) string {
-	return strconv.FormatFloat(float64(milli)/1000, 'f', -1, 64) + " CPU"
+	unit := " CPU"
+	if milli > 1000 {
+		unit = " CPUs"
+	}
+	return strconv.FormatFloat(float64(milli)/1000, 'f', -1, 64) + unit
 }
+
+// FormatRate writes a rate in bytes per second: "100MiB/s".
+func FormatRate(n uint64) string { return FormatBytes(n) + "/s" }
 
 // FormatCount writes a whole number.
 func FormatCount(n uint64) string { return strconv.FormatUint(n, 10) }
