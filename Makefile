@@ -14,13 +14,56 @@ export CGO_ENABLED := 0
 # tests and scripts run (e2e's go build, scripts/test-cgroupv2.sh).
 export GOFLAGS := $(strip $(filter-out -tags=urfave_cli_no_docs,$(shell $(GO) env GOFLAGS)) -tags=urfave_cli_no_docs)
 
-.PHONY: help build test test-unit test-cgroupv2 test-e2e vet fmt proto lint-proto run bench bench-smoke clean
+.PHONY: help build test test-unit test-cgroupv2 test-e2e vet fmt proto lint-proto run bench bench-smoke clean install release check-unit
+
+# The version telehandler --version prints: git describe of the checkout.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## build the static ./telehandler binary
-	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) .
+build: ## build the static ./telehandler binary, its version stamped from git
+	$(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) .
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc] [UNITDIR=/etc/systemd/system]
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+BINDIR := $(PREFIX)/bin
+install: ## install the binary, shell completion, the systemd unit of serve and its default settings (as root)
+	@# sudo's secure_path often lacks Go's directory (see run).
+	$(MAKE) --no-print-directory build GO=$(RUN_GO)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/telehandler
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	$(abspath $(BIN)) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/telehandler
+	$(abspath $(BIN)) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_telehandler
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/telehandler.service > $(DESTDIR)$(UNITDIR)/telehandler.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/telehandler.service
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/telehandler
+	install -d -m 0700 $(DESTDIR)$(SYSCONFDIR)/telehandler/certs
+	@# Settings an operator may have edited are never overwritten.
+	@for f in serve.env deny-list; do \
+		if [ -e $(DESTDIR)$(SYSCONFDIR)/telehandler/$$f ]; then echo "kept $(DESTDIR)$(SYSCONFDIR)/telehandler/$$f"; \
+		else sed -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/$$f > $(DESTDIR)$(SYSCONFDIR)/telehandler/$$f && chmod 0644 $(DESTDIR)$(SYSCONFDIR)/telehandler/$$f && echo "wrote $(DESTDIR)$(SYSCONFDIR)/telehandler/$$f"; fi; \
+	done
+	@echo "installed telehandler $(VERSION) into $(DESTDIR)$(BINDIR); then:"
+	@echo "  sudo telehandler certgen --out $(SYSCONFDIR)/telehandler/certs --host \$$(hostname -f) --user admin:admin"
+	@echo "  sudo systemctl daemon-reload && sudo systemctl enable --now telehandler"
+
+check-unit: ## systemd-analyze verify the unit make install writes (installs systemd's tools if missing)
+	@command -v systemd-analyze >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q systemd; }
+	CGO_ENABLED=1 $(GO) test -count=1 -run TestSystemdUnit .
+
+# Static binaries for other hosts, with SHA-256 sums, into dist/.
+RELEASE_ARCHS ?= amd64 arm64
+release: ## build static linux/amd64 and linux/arm64 binaries and their SHA256SUMS into dist/
+	rm -rf dist && mkdir -p dist
+	for arch in $(RELEASE_ARCHS); do \
+		GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o dist/telehandler-$(VERSION)-linux-$$arch . || exit 1; \
+	done
+	cd dist && sha256sum telehandler-* > SHA256SUMS && cat SHA256SUMS
 
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
@@ -65,6 +108,7 @@ test-e2e: ## the end-to-end test alone: builds telehandler, runs certgen, serve 
 
 clean: ## remove build outputs
 	rm -f $(BIN) *.test
+	rm -rf dist
 
 PROTO_TOOLS := $(CURDIR)/.cache/bin
 BUF := $(CURDIR)/.cache/npm/node_modules/.bin/buf

@@ -77,15 +77,15 @@ func (c *Conn) connectionHint(msg string) (string, string) {
 	case strings.Contains(msg, "shutting down"):
 		return m, "the server is shutting down"
 	case strings.Contains(msg, "connection refused"):
-		return m, fmt.Sprintf("nothing listens at %s: is the server running, and is --addr (%s) right?", c.Addr, c.addrSource)
+		return m, fmt.Sprintf("nothing listens at %s: is the server running there? (the address is from %s)", c.Addr, c.addrSource)
 	case strings.Contains(msg, "handshake") && strings.Contains(msg, "deadline exceeded"):
-		return m, fmt.Sprintf("%s accepted the connection but did not complete a TLS handshake within --timeout %v: is it a Telehandler server (serve), and is --addr (%s) right? A loaded server may need a longer --timeout", c.Addr, c.Timeout, c.addrSource)
+		return m, fmt.Sprintf("%s accepted the connection but did not complete a TLS handshake within --timeout %v: is it a Telehandler server (the address is from %s)? A loaded server may need a longer --timeout", c.Addr, c.Timeout, c.addrSource)
 	case strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "deadline exceeded"):
-		return m, fmt.Sprintf("no answer from %s within --timeout %v: check --addr (%s) and any firewall between", c.Addr, c.Timeout, c.addrSource)
+		return m, fmt.Sprintf("no answer from %s within --timeout %v: check the address (from %s) and any firewall between", c.Addr, c.Timeout, c.addrSource)
 	case strings.Contains(msg, "no such host"):
-		return m, fmt.Sprintf("the host of --addr (%s) has no address here", c.addrSource)
+		return m, fmt.Sprintf("the host of the address (from %s) does not resolve here", c.addrSource)
 	}
-	return m, fmt.Sprintf("is the server running at %s? (--addr, from %s)", c.Addr, c.addrSource)
+	return m, fmt.Sprintf("is the server running at %s? (the address is from %s)", c.Addr, c.addrSource)
 }
 
 // reasonOf returns the ErrorInfo reason the server attached to a status
