@@ -54,7 +54,7 @@ install: ## install the binary, shell completion, the systemd unit of serve and 
 
 check-unit: ## systemd-analyze verify the unit make install writes (installs systemd's tools if missing)
 	@command -v systemd-analyze >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q systemd; }
-	CGO_ENABLED=1 $(GO) test -count=1 -run TestSystemdUnit .
+	CGO_ENABLED=1 $(GO) test -count=1 -run TestInstall .
 
 # Static binaries for other hosts, with SHA-256 sums, into dist/.
 RELEASE_ARCHS ?= amd64 arm64

@@ -5,15 +5,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-// TestSystemdUnit runs make install into a temporary DESTDIR, checks what
-// it wrote, that a second install keeps edited settings, and (with
-// systemd-analyze, which make check-unit installs) that systemd accepts
-// the unit without a single warning.
-func TestSystemdUnit(t *testing.T) {
+// TestInstall runs make install into a temporary DESTDIR, checks what it
+// wrote, that a second install keeps edited settings, that the installed
+// bash completion completes (and runs nothing after "--"), and (with
+// systemd-analyze, which make check-unit installs) that systemd accepts the
+// unit without a single warning.
+func TestInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary through make install")
 	}
@@ -75,6 +77,8 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("make install overwrote serve.env: %q", got)
 	}
 
+	testBashCompletion(t, dest)
+
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze is not installed (make check-unit installs it): the unit's syntax is not verified")
@@ -90,5 +94,52 @@ func TestSystemdUnit(t *testing.T) {
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, stderr.String())
+	}
+}
+
+// testBashCompletion sources the installed bash completion and completes
+// words the way bash does, through a telehandler on PATH that logs each
+// run: after "--" comes a job's command line, which must not be run.
+func testBashCompletion(t *testing.T, dest string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Log("bash is not installed: completion not checked")
+		return
+	}
+	bin := t.TempDir()
+	runs := filepath.Join(bin, "runs")
+	wrapper := "#!/bin/sh\necho \"$*\" >> " + runs + "\nexec " + filepath.Join(dest, "usr/local/bin/telehandler") + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "telehandler"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(words ...string) string {
+		t.Helper()
+		script := "source " + filepath.Join(dest, "usr/local/share/bash-completion/completions/telehandler") + "\n" +
+			"COMP_WORDS=(" + strings.Join(words, " ") + "); COMP_CWORD=" + strconv.Itoa(len(words)-1) + "\n" +
+			"_telehandler; echo \"${COMPREPLY[*]}\""
+		cmd := exec.Command(bash, "--norc", "--noprofile", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("complete %v: %v\n%s", words, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := complete("telehandler", "st"); got != "start status stop" {
+		t.Errorf("telehandler st<Tab>: %q", got)
+	}
+	if got := complete("telehandler", "stop", "--gr"); got != "--grace" {
+		t.Errorf("telehandler stop --gr<Tab>: %q", got)
+	}
+	if got := complete("telehandler", "context", "u"); got != "use" {
+		t.Errorf("telehandler context u<Tab>: %q", got)
+	}
+	before, _ := os.ReadFile(runs)
+	if got := complete("telehandler", "start", "--", "touch", "x"); got != "" {
+		t.Errorf("completion after --: %q", got)
+	}
+	if after, _ := os.ReadFile(runs); string(after) != string(before) {
+		t.Errorf("completion after -- ran telehandler: %q", strings.TrimPrefix(string(after), string(before)))
 	}
 }

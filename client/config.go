@@ -219,6 +219,5 @@ func validContextName(name string) bool {
 	return true
 }
 
-// values whitespace and newlines are not allowed in: the format is one
-// line per key.
+// validValue reports whether v fits the format, one line per key.
 func validValue(v string) bool { return !strings.ContainsAny(v, "\n\r") }
