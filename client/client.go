@@ -72,7 +72,8 @@ func ConnFlags() []cli.Flag {
 	)
 }
 
-// connFlags are the connection flags every client command takes.
+// connFlags are the connection flags every client command takes after its
+// name.
 func connFlags() []cli.Flag { return ConnFlags() }
 
 // connParams are the resolved connection settings and where each came
@@ -85,43 +86,41 @@ type connParams struct {
 }
 
 // flagValue returns the value of a flag given on the command line, before
-// or after the command, the one nearest the command winning.
-func flagValue(c *cli.Context, name string) (string, bool) {
+// or after the command, the one nearest the command winning, and "--name".
+func flagValue(c *cli.Context, name string) (string, string, bool) {
 	for _, ctx := range c.Lineage() {
 		if slices.Contains(ctx.LocalFlagNames(), name) {
-			return ctx.String(name), true
+			return ctx.String(name), "--" + name, true
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 // resolveConn resolves the connection settings of c (see connSettings).
 func resolveConn(c *cli.Context) (*connParams, error) {
 	p := &connParams{values: map[string]string{}, sources: map[string]string{}, timeout: DefaultTimeout}
-	if v, ok := flagValue(c, "timeout"); ok {
-		d, err := time.ParseDuration(v)
+	timeout, from, ok := flagValue(c, "timeout")
+	if !ok {
+		timeout, from = os.Getenv("TELEHANDLER_TIMEOUT"), "TELEHANDLER_TIMEOUT"
+	}
+	if timeout != "" {
+		d, err := time.ParseDuration(timeout)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("--timeout %q: want a positive duration such as 10s", v)
-		}
-		p.timeout = d
-	} else if v := os.Getenv("TELEHANDLER_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("TELEHANDLER_TIMEOUT %q: want a positive duration such as 10s", v)
+			return nil, fmt.Errorf("%s %q: want a positive duration such as 10s", from, timeout)
 		}
 		p.timeout = d
 	}
 
 	ctxName, ctxSource := "", ""
-	if v, ok := flagValue(c, "context"); ok {
-		ctxName, ctxSource = v, "--context"
+	if v, from, ok := flagValue(c, "context"); ok {
+		ctxName, ctxSource = v, from
 	} else if v := os.Getenv("TELEHANDLER_CONTEXT"); v != "" {
 		ctxName, ctxSource = v, "TELEHANDLER_CONTEXT"
 	}
 	var ctx *Context
 	needContext := ctxName != ""
 	for _, s := range connSettings {
-		if _, ok := flagValue(c, s.flag); !ok && os.Getenv(s.env) == "" {
+		if _, _, ok := flagValue(c, s.flag); !ok && os.Getenv(s.env) == "" {
 			needContext = true
 		}
 	}
@@ -147,8 +146,8 @@ func resolveConn(c *cli.Context) (*connParams, error) {
 		}
 	}
 	for _, s := range connSettings {
-		if v, ok := flagValue(c, s.flag); ok {
-			p.values[s.flag], p.sources[s.flag] = v, "--"+s.flag
+		if v, from, ok := flagValue(c, s.flag); ok {
+			p.values[s.flag], p.sources[s.flag] = v, from
 		} else if v := os.Getenv(s.env); v != "" {
 			p.values[s.flag], p.sources[s.flag] = v, s.env
 		} else if ctx != nil && *ctx.field(s.flag) != "" {

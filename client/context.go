@@ -124,7 +124,7 @@ func runContextAdd(c *cli.Context) error {
 	}
 	ctx := Context{Name: name}
 	for _, s := range connSettings {
-		v, ok := flagValue(c, s.flag)
+		v, _, ok := flagValue(c, s.flag)
 		if !ok {
 			v = os.Getenv(s.env)
 		}
