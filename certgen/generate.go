@@ -224,7 +224,7 @@ func plan(opts Options) (*genPlan, error) {
 			if keyOK {
 				have, missing = caKey, caCrt
 			}
-			return nil, fmt.Errorf("%s %w, but %s is missing: restore it, or make a new CA with --force (every certificate must then be issued again)", have, ErrExists, missing)
+			return nil, fmt.Errorf("%s %w, but %s is missing: sign with the CA where its key is (--ca-dir DIR), restore the file, or make a new CA with --force (every certificate must then be issued again)", have, ErrExists, missing)
 		default:
 			newCA = true
 		}

@@ -74,11 +74,17 @@ func (s *Server) Reload() error {
 		return err
 	}
 	s.tls.Store(st)
-	s.log.Info("reloaded certificates and deny list",
+	s.logState("reloaded certificates and deny list", st)
+	return nil
+}
+
+// logState logs what a state holds: the server certificate's serial and
+// end, and the size of the deny list.
+func (s *Server) logState(msg string, st *tlsState) {
+	s.log.Info(msg,
 		"server_cert_serial", certgen.SerialHex(st.serverCert.SerialNumber),
 		"server_cert_expires", st.serverCert.NotAfter.Format(time.RFC3339),
 		"deny_list", s.files.deny, "denied_serials", len(st.deny.serials), "denied_identities", len(st.deny.identities))
-	return nil
 }
 
 // DenyList is the set of client certificates refused although they verify:

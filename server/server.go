@@ -98,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.tls.Store(st)
+	s.logState("loaded certificates and deny list", st)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(dynamicTLS(&s.tls))),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
