@@ -52,6 +52,7 @@ in the command's --help.`,
 			client.StatusCommand(),
 			client.StopCommand(),
 			client.ListCommand(),
+			client.RmCommand(),
 			certgenCommand(),
 			{
 				Name:  "version",
