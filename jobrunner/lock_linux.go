@@ -4,22 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 )
 
-// lockFileName is the Runner's lock in the state directory: one Runner
-// (one server) per directory, since each removes at start the files of
-// jobs it does not know.
-const lockFileName = "telehandler.lock"
-
-// lockStateDir takes an exclusive flock on dir's lock file, or fails with
-// ErrStateDirInUse. The lock dies with the process; the returned function
-// releases it earlier (once; later calls do nothing).
+// lockStateDir takes an exclusive flock on the state directory itself
+// (one Runner, one server, per directory: each removes at start the files
+// of jobs it does not know), or fails with ErrStateDirInUse. The lock dies
+// with the process; the returned function releases it earlier (once;
+// later calls do nothing).
 func lockStateDir(dir string) (func(), error) {
-	path := filepath.Join(dir, lockFileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("lock state directory: %w", err)
 	}

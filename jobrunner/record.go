@@ -19,8 +19,8 @@ import (
 //	ID.json      its record (record), written when it starts and when it ends
 //	ID.json.tmp  a record being written; renamed over ID.json once synced
 //
-// The Runner's lock file (lockFileName) lives there too. At start, files
-// that match these names but belong to no loaded record are removed;
+// The directory itself is the Runner's lock (lockStateDir). At start,
+// files that match these names but belong to no loaded record are removed;
 // anything else in the directory is left alone.
 const (
 	logSuffix    = ".log"
