@@ -49,6 +49,8 @@ func serveCommand() *cli.Command {
 			Usage: "how long an ended job (status and output) is kept: a Go duration (90m, 36h) or days (7d)"},
 		&cli.StringFlag{Name: "retain-bytes", Value: "10GiB", EnvVars: []string{"TELEHANDLER_RETAIN_BYTES"},
 			Usage: "most output kept on disk for all jobs; past it the jobs that ended first are removed (running jobs never are)"},
+		&cli.IntFlag{Name: "retain-jobs", Value: jobrunner.DefaultRetainJobs, EnvVars: []string{"TELEHANDLER_RETAIN_JOBS"},
+			Usage: "most ended jobs kept; past it the jobs that ended first are removed"},
 		&cli.StringFlag{Name: "run-as", Value: "65534:65534", EnvVars: []string{"TELEHANDLER_RUN_AS"},
 			Usage: "user jobs run as: UID:GID, UID, NAME[:GROUP], or root"},
 		&cli.IntFlag{Name: "max-jobs", Value: server.DefaultMaxJobs, EnvVars: []string{"TELEHANDLER_MAX_JOBS"},
@@ -80,8 +82,9 @@ with the limits the client asked for (within the --max-* limits) or the
 --default-* limits. Their output and a record of each are kept under
 --state-dir, so that status and output outlive a restart; a job that ran
 when the server died comes back FAILED ("the server stopped while it ran").
-Ended jobs are removed after --retain, or sooner, the oldest first, once
-their output passes --retain-bytes (telehandler rm removes one at once).
+Ended jobs are removed after --retain, or sooner, the first to end first,
+once their output passes --retain-bytes or their number --retain-jobs
+(telehandler rm removes one at once).
 
 At start, cgroups a crashed earlier run left under --cgroup-parent are
 killed and removed. SIGINT or SIGTERM stops accepting calls, stops every
@@ -128,6 +131,9 @@ func runServe(c *cli.Context) error {
 	retainBytes, err := client.ParseBytes(c.String("retain-bytes"))
 	if err != nil || retainBytes == 0 {
 		return fmt.Errorf("--retain-bytes %q: want a size above 0 such as 500MiB or 10GiB", c.String("retain-bytes"))
+	}
+	if c.Int("retain-jobs") <= 0 {
+		return fmt.Errorf("--retain-jobs %d: must be more than 0", c.Int("retain-jobs"))
 	}
 	uid, gid, err := parseRunAs(c.String("run-as"))
 	if err != nil {
@@ -182,6 +188,7 @@ func runServe(c *cli.Context) error {
 		Sandbox:     sb,
 		Retain:      retain,
 		RetainBytes: int64(min(retainBytes, 1<<62)),
+		RetainJobs:  c.Int("retain-jobs"),
 		Logger:      logger,
 	})
 	if err != nil {

@@ -354,7 +354,7 @@ func TestRetention(t *testing.T) {
 	kept(d2, h1)
 
 	// Bytes: a new job's log passes the budget; the oldest ended goes.
-	big := leaveJob(t, dir, 5, "COMPLETED", now, kib, kib)
+	big := leaveJob(t, dir, 5, "COMPLETED", clock(), kib, kib)
 	j, err := r.loadJob(big.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -389,6 +389,25 @@ func TestRetention(t *testing.T) {
 	if !exists(filepath.Join(dir, run.ID+logSuffix)) {
 		t.Error("running job's log removed")
 	}
+
+	// By count: of three ended jobs, with room for two, the first to end
+	// goes.
+	a := leaveJob(t, dir, 7, "COMPLETED", clock().Add(-3*time.Minute))
+	b := leaveJob(t, dir, 8, "COMPLETED", clock().Add(-2*time.Minute))
+	c := leaveJob(t, dir, 9, "COMPLETED", clock().Add(-time.Minute))
+	r.retainJobs = 2
+	r.mu.Lock()
+	for _, rec := range []record{b, a, c} {
+		j, err := r.loadJob(rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.addLocked(j)
+	}
+	r.mu.Unlock()
+	r.sweep()
+	gone(a)
+	kept(b, c)
 }
 
 // TestRemove proves Remove of an ended job forgets it and deletes its

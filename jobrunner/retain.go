@@ -64,8 +64,8 @@ func (r *Runner) remove(j *job) bool {
 
 // sweep applies retention: it removes the ended jobs that ended more than
 // retain ago, then, while the logs of all jobs take more than retainBytes
-// on disk, the ended jobs that ended first. Running jobs are never removed
-// (their bytes still count).
+// on disk or more than retainJobs jobs have ended, the ended jobs that
+// ended first. Running jobs are never removed (their bytes still count).
 func (r *Runner) sweep() {
 	now := r.now()
 	type candidate struct {
@@ -99,9 +99,9 @@ func (r *Runner) sweep() {
 		return cmp.Or(a.ended.Compare(b.ended), cmp.Compare(a.j.id, b.j.id))
 	})
 	removed, freed := 0, int64(0)
-	for _, c := range ended {
+	for i, c := range ended {
 		expired := now.Sub(c.ended) > r.retain
-		if !expired && total <= r.retainBytes {
+		if !expired && total <= r.retainBytes && len(ended)-i <= r.retainJobs {
 			break // the rest ended later and fit
 		}
 		if r.remove(c.j) {
@@ -112,7 +112,7 @@ func (r *Runner) sweep() {
 	}
 	if removed > 0 {
 		r.log.Info("retention removed ended jobs", "jobs", removed, "bytes", freed,
-			"retain", r.retain.String(), "retain_bytes", r.retainBytes)
+			"retain", r.retain.String(), "retain_bytes", r.retainBytes, "retain_jobs", r.retainJobs)
 	}
 }
 

@@ -48,6 +48,10 @@ type Config struct {
 	// jobs that ended first are removed (running jobs are never removed);
 	// 0 = DefaultRetainBytes (10 GiB).
 	RetainBytes int64
+	// RetainJobs is the most ended jobs kept (each holds its status and
+	// up to MaxKeptCommandLine of command line in memory): past it the
+	// jobs that ended first are removed; 0 = DefaultRetainJobs (10,000).
+	RetainJobs int
 	// Logger receives the records that could not be loaded or written and
 	// the retention's removals; nil = discard.
 	Logger *slog.Logger
@@ -57,6 +61,7 @@ type Config struct {
 const (
 	DefaultRetain            = 7 * 24 * time.Hour
 	DefaultRetainBytes int64 = 10 << 30
+	DefaultRetainJobs        = 10_000
 	// sweepInterval is how often retention runs besides after each job's
 	// end.
 	sweepInterval = time.Minute
@@ -70,6 +75,7 @@ type Runner struct {
 	now         func() time.Time
 	retain      time.Duration
 	retainBytes int64
+	retainJobs  int
 	log         *slog.Logger
 	// unlock releases the state directory's lock (Shutdown calls it).
 	unlock func()
@@ -116,8 +122,11 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Retain < 0 || cfg.RetainBytes < 0 {
-		return nil, fmt.Errorf("jobrunner: retention %v, %d bytes is negative", cfg.Retain, cfg.RetainBytes)
+	if cfg.Retain < 0 || cfg.RetainBytes < 0 || cfg.RetainJobs < 0 {
+		return nil, fmt.Errorf("jobrunner: retention %v, %d bytes, %d jobs is negative", cfg.Retain, cfg.RetainBytes, cfg.RetainJobs)
+	}
+	if cfg.RetainJobs == 0 {
+		cfg.RetainJobs = DefaultRetainJobs
 	}
 	if cfg.Retain == 0 {
 		cfg.Retain = DefaultRetain
@@ -158,6 +167,7 @@ func New(cfg Config) (*Runner, error) {
 		now:         cfg.Now,
 		retain:      cfg.Retain,
 		retainBytes: cfg.RetainBytes,
+		retainJobs:  cfg.RetainJobs,
 		log:         cfg.Logger,
 		unlock:      unlock,
 		stopSweep:   make(chan struct{}),
