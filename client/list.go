@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -144,11 +145,18 @@ func formatAge(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// clipText shortens s to n runes with an ellipsis.
+// clipText shortens s to n runes with an ellipsis. It reads no further
+// than it keeps: list clips 10,000 command lines of up to 4 KiB each.
 func clipText(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
+	runes := 0
+	for i := range s {
+		if runes == n-1 {
+			if _, size := utf8.DecodeRuneInString(s[i:]); i+size == len(s) {
+				return s // exactly n runes
+			}
+			return s[:i] + "…"
+		}
+		runes++
 	}
-	return string(r[:n-1]) + "…"
+	return s
 }

@@ -115,3 +115,22 @@ func TestDescribeServerLost(t *testing.T) {
 		t.Errorf("describeState = %q", got)
 	}
 }
+
+// TestClipText proves clipText keeps n runes at most, the last one an
+// ellipsis when cut, as converting the whole string to runes would.
+func TestClipText(t *testing.T) {
+	want := func(s string, n int) string {
+		r := []rune(s)
+		if len(r) <= n {
+			return s
+		}
+		return string(r[:n-1]) + "…"
+	}
+	for _, s := range []string{"", "a", "abc", "abcd", "abcde", "héllo wörld", "ééééé", "日本語のテキスト"} {
+		for n := 1; n <= 6; n++ {
+			if got := clipText(s, n); got != want(s, n) {
+				t.Errorf("clipText(%q, %d) = %q, want %q", s, n, got, want(s, n))
+			}
+		}
+	}
+}
