@@ -84,7 +84,7 @@ type Runner struct {
 	stopSweep, sweepDone chan struct{}
 	shutdownOnce         sync.Once
 
-	// mu guards jobs, running and shuttingDown, and orders starting.Add
+	// mu guards jobs, order, running and shuttingDown, and orders starting.Add
 	// against Shutdown's starting.Wait.
 	mu   sync.Mutex
 	jobs map[string]*job
@@ -489,7 +489,9 @@ func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChun
 // of them ended and every goroutine of the Runner returned, or until ctx
 // ends. Its error also names every job whose cleanup failed (killing what
 // the command left behind, the final accounting, or removing its cgroup).
-// Finished jobs stay visible (Status, List, Watch keep working).
+// Finished jobs stay visible (Status, List, Watch keep working). The
+// periodic retention stops at once; the state directory's lock is released
+// once every job ended and its record is written.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	r.shuttingDown = true
