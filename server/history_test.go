@@ -200,6 +200,23 @@ func TestListJobsPaging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A token is a position, not a permission: alice paging with the
+	// admin's token, or a forged one, still sees her own jobs only.
+	forged := encodeToken(pageToken{Started: time.Now().Add(time.Hour).UnixNano(), ID: "zzz"})
+	for _, tok := range []string{first.GetNextPageToken(), forged} {
+		resp, err := alice.ListJobs(ctx, &pb.ListJobsRequest{PageToken: tok})
+		if err != nil {
+			t.Fatalf("alice with another's token: %v", err)
+		}
+		if len(resp.GetJobs()) == 0 {
+			t.Error("alice with another's token: no jobs")
+		}
+		for _, j := range resp.GetJobs() {
+			if j.GetOwner() != "alice" {
+				t.Fatalf("alice with another's token sees %s's job %s", j.GetOwner(), j.GetName())
+			}
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		req  *pb.ListJobsRequest
