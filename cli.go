@@ -57,6 +57,7 @@ telehandler help COMMAND explains a command with examples.`,
 			client.StopCommand(),
 			client.ListCommand(),
 			client.ContextCommand(),
+			client.RmCommand(),
 			certgenCommand(),
 			completionCommand(),
 			{

@@ -47,6 +47,12 @@ func serveCommand() *cli.Command {
 			Usage: "name of the parent cgroup of the jobs' cgroups, under each hierarchy; must start with \"telehandler\" (everything in it is killed at start)"},
 		&cli.StringFlag{Name: "output-cap", Value: "1GiB", EnvVars: []string{"TELEHANDLER_OUTPUT_CAP"},
 			Usage: "most output kept per job; past it output is dropped and status says truncated"},
+		&cli.StringFlag{Name: "retain", Value: "7d", EnvVars: []string{"TELEHANDLER_RETAIN"},
+			Usage: "how long an ended job (status and output) is kept: a Go duration (90m, 36h) or days (7d)"},
+		&cli.StringFlag{Name: "retain-bytes", Value: "10GiB", EnvVars: []string{"TELEHANDLER_RETAIN_BYTES"},
+			Usage: "most output kept on disk for all jobs; past it the jobs that ended first are removed (running jobs never are)"},
+		&cli.IntFlag{Name: "retain-jobs", Value: jobrunner.DefaultRetainJobs, EnvVars: []string{"TELEHANDLER_RETAIN_JOBS"},
+			Usage: "most ended jobs kept; past it the jobs that ended first are removed"},
 		&cli.StringFlag{Name: "run-as", Value: "65534:65534", EnvVars: []string{"TELEHANDLER_RUN_AS"},
 			Usage: "user jobs run as: UID:GID, UID, NAME[:GROUP], or root"},
 		&cli.IntFlag{Name: "max-jobs", Value: server.DefaultMaxJobs, EnvVars: []string{"TELEHANDLER_MAX_JOBS"},
@@ -75,7 +81,12 @@ Jobs run in their own PID, mount, network and UTS namespaces, as --run-as
 (nobody by default), under a seccomp filter modelled on Docker's default
 profile (--seccomp=off removes it), each in a cgroup under --cgroup-parent
 with the limits the client asked for (within the --max-* limits) or the
---default-* limits. Their output is kept under --state-dir.
+--default-* limits. Their output and a record of each are kept under
+--state-dir, so that status and output outlive a restart; a job that ran
+when the server died comes back FAILED ("the server stopped while it ran").
+Ended jobs are removed after --retain, or sooner, the first to end first,
+once their output passes --retain-bytes or their number --retain-jobs
+(telehandler rm removes one at once).
 
 SIGHUP reloads --ca, --cert, --key and --deny-list: renew the server's
 certificate with certgen --renew server, or shut out a leaked client
@@ -120,6 +131,17 @@ func runServe(c *cli.Context) error {
 	outputCap, err := limits.ParseBytes(c.String("output-cap"))
 	if err != nil {
 		return fmt.Errorf("--output-cap: %w", err)
+	}
+	retain, err := parseRetain(c.String("retain"))
+	if err != nil {
+		return fmt.Errorf("--retain: %w", err)
+	}
+	retainBytes, err := limits.ParseBytes(c.String("retain-bytes"))
+	if err != nil || retainBytes == 0 {
+		return fmt.Errorf("--retain-bytes %q: want a size above 0 such as 500MiB or 10GiB", c.String("retain-bytes"))
+	}
+	if c.Int("retain-jobs") <= 0 {
+		return fmt.Errorf("--retain-jobs %d: must be more than 0", c.Int("retain-jobs"))
 	}
 	uid, gid, err := parseRunAs(c.String("run-as"))
 	if err != nil {
@@ -169,9 +191,13 @@ func runServe(c *cli.Context) error {
 		logger.Warn("SECCOMP FILTER OFF (--seccomp=off): jobs can create user namespaces, mount file systems and reach keyrings, bpf, io_uring and perf events, the kernel surface of most container escapes; run without --seccomp=off unless a job needs one of these")
 	}
 	runner, err := jobrunner.New(jobrunner.Config{
-		StateDir:  c.String("state-dir"),
-		OutputCap: int64(min(outputCap, 1<<62)),
-		Sandbox:   sb,
+		StateDir:    c.String("state-dir"),
+		OutputCap:   int64(min(outputCap, 1<<62)),
+		Sandbox:     sb,
+		Retain:      retain,
+		RetainBytes: int64(min(retainBytes, 1<<62)),
+		RetainJobs:  c.Int("retain-jobs"),
+		Logger:      logger,
 	})
 	if err != nil {
 		return fmt.Errorf("job runner: %w", err)
@@ -281,6 +307,28 @@ func checkCertFiles(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// parseRetain reads --retain: a Go duration, or a whole number of days
+// ("7d"); it must be positive.
+func parseRetain(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		if err != nil {
+			return 0, fmt.Errorf("%q: want a duration such as 36h or a number of days such as 7d", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q: want a duration such as 36h or a number of days such as 7d", s)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be more than 0", s)
+	}
+	return d, nil
 }
 
 // validCgroupParent accepts one path element starting with "telehandler",

@@ -87,6 +87,9 @@ func describeState(st *pb.JobStatus) string {
 	case st.GetState() == pb.State_STATE_FAILED:
 		why = append(why, fmt.Sprintf("exit code %d", st.GetExitCode()))
 	}
+	if st.GetEndReason() == pb.EndReason_END_REASON_SERVER_LOST {
+		why = []string{"the server stopped while it ran"}
+	}
 	if st.GetStopped() {
 		why = append(why, "stopped")
 	}
@@ -145,7 +148,11 @@ func printJob(w io.Writer, j *pb.Job) error {
 	}
 	line("name", "%s", j.GetName())
 	line("owner", "%s", j.GetOwner())
-	line("command", "%s", shellQuote(j.GetCommand(), j.GetArgs()))
+	cmdline := shellQuote(j.GetCommand(), j.GetArgs())
+	if st.GetCommandTruncated() {
+		cmdline += " (cut: the server keeps 4 KiB of a command line; the job ran with all of it)"
+	}
+	line("command", "%s", cmdline)
 	if j.GetWorkingDir() != "" {
 		line("dir", "%s", j.GetWorkingDir())
 	}

@@ -22,6 +22,10 @@ func StartCommand() *cli.Command {
 			Aliases: []string{"w"},
 			Usage:   "stream the job's output and exit with its exit code, like telehandler watch",
 		},
+		&cli.BoolFlag{
+			Name:  "rm",
+			Usage: "with --watch: remove the job (status and output) once it ended and its whole output was written here",
+		},
 		&cli.StringFlag{
 			Name:    "dir",
 			Usage:   "absolute working directory of the job (default /)",
@@ -45,6 +49,11 @@ with --watch, a command that does not exist exits 127 and one that cannot be
 executed 126, as with ssh and docker run.
 Put -- before the command so that its own flags are not taken for start's.
 
+With --watch --rm the job is removed from the server once it ended and its
+whole output reached this terminal, as docker run --rm does; if watching stops
+early (Ctrl-C, a lost connection) the job is kept. --rm needs --watch: a job
+nobody watched would be removed before anyone saw its output.
+
 Limits not given take the server's defaults (10% of one CPU, 512 MiB of
 memory, 100 MiB/s and 1000 IOPS of disk IO per direction, 1024 processes)
 and may not exceed the server's maxima.
@@ -52,7 +61,8 @@ and may not exceed the server's maxima.
 Examples:
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
   telehandler start --watch --cpu 50% --memory 64MiB -- sh -c 'echo hello from $(hostname)'
-  telehandler start --env GREETING=hi --dir /tmp -- sh -c 'pwd; echo $GREETING'`,
+  telehandler start --env GREETING=hi --dir /tmp -- sh -c 'pwd; echo $GREETING'
+  telehandler start --watch --rm -- make test`,
 		Flags:  flags,
 		Action: runStart,
 	}
@@ -61,6 +71,9 @@ Examples:
 func runStart(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("missing COMMAND: telehandler start [flags] -- COMMAND [ARGS...]")
+	}
+	if c.Bool("rm") && !c.Bool("watch") {
+		return errors.New("--rm needs --watch: the job is removed once its output was delivered to the watcher (without --watch, remove it later with telehandler rm JOB)")
 	}
 	lim, err := limits.FromFlags(c, "")
 	if err != nil {
@@ -104,7 +117,24 @@ func runStart(c *cli.Context) error {
 		_, err := fmt.Fprintln(c.App.Writer, name)
 		return err
 	}
-	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
+	err = watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
+	if c.Bool("rm") && delivered(err) {
+		rctx, cancel := context.WithTimeout(c.Context, time.Minute)
+		defer cancel()
+		if _, rerr := conn.DeleteJob(rctx, &pb.DeleteJobRequest{Name: name}); rerr != nil {
+			fmt.Fprintf(c.App.ErrWriter, "telehandler: --rm: %s was not removed: %s\n", name,
+				strings.ReplaceAll(conn.explain(rerr).Error(), "\n", "\ntelehandler: "))
+		}
+	}
+	return err
+}
+
+// delivered reports whether watchJob's result means the job ended and
+// its whole output was written: success, or the job's own non-zero exit
+// status (an ExitError without a message of its own).
+func delivered(err error) bool {
+	var ee *ExitError
+	return err == nil || (errors.As(err, &ee) && ee.Msg == "")
 }
 
 // oneNameFlag is a repeatable flag whose long and short names may be mixed

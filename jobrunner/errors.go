@@ -12,6 +12,11 @@ var (
 	ErrJobNotFound = errors.New("job not found")
 	// ErrNotRunning means the job has already ended (Stop of an ended job).
 	ErrNotRunning = errors.New("job is not running")
+	// ErrRunning means the job still runs (Remove without force).
+	ErrRunning = errors.New("job is running")
+	// ErrStateDirInUse means another Runner (another server) uses the
+	// state directory.
+	ErrStateDirInUse = errors.New("state directory is in use")
 	// ErrInvalidRequest means a StartRequest was rejected before anything
 	// ran: empty command, NUL bytes, an environment entry without '=', or
 	// invalid limits (then sandbox.ErrInvalidLimits is wrapped as well).

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/drrev/telehandler/sandbox"
 )
@@ -38,6 +39,34 @@ func (s State) String() string {
 	}
 }
 
+// EndReason says why a job ended when its own exit status is not the whole
+// story. The zero value, ReasonNone, is a job that runs or ended on its own.
+type EndReason int
+
+// The reasons a job ended.
+const (
+	ReasonNone EndReason = iota
+	// ReasonStopped: Stop ended the job (Status.Stopped is set too).
+	ReasonStopped
+	// ReasonServerLost: the server stopped while the job ran (a crash, kill
+	// -9, a reboot) and the job died with it; a restarted Runner found its
+	// record still RUNNING. Its output up to then is kept.
+	ReasonServerLost
+)
+
+func (r EndReason) String() string {
+	switch r {
+	case ReasonNone:
+		return ""
+	case ReasonStopped:
+		return "stopped"
+	case ReasonServerLost:
+		return "server_lost"
+	default:
+		return fmt.Sprintf("EndReason(%d)", int(r))
+	}
+}
+
 // Status is a snapshot of a job. It shares nothing with the job: callers
 // may keep and change it.
 type Status struct {
@@ -46,10 +75,14 @@ type Status struct {
 	// Owner is who started the job, as the caller named them.
 	Owner string
 	// Command, Args and Dir are as requested (the environment is not
-	// reported: it may hold secrets).
+	// reported: it may hold secrets), except that a command line longer
+	// than MaxKeptCommandLine is cut (CommandTruncated).
 	Command string
 	Args    []string
 	Dir     string
+	// CommandTruncated says Command and Args were cut to keep them; the
+	// job ran with its full command line.
+	CommandTruncated bool
 	// Limits are the job's cgroup limits (zero field = no limit).
 	Limits sandbox.Limits
 	State  State
@@ -60,6 +93,8 @@ type Status struct {
 	Signal int
 	// Stopped is true once Stop was called on the running job.
 	Stopped bool
+	// Reason says why the job ended beyond its exit status.
+	Reason EndReason
 	// OOMKilled is true when the kernel's OOM killer killed a process of
 	// the job.
 	OOMKilled bool
@@ -86,10 +121,15 @@ type job struct {
 	command string
 	args    []string
 	dir     string
+	cmdCut  bool // command and args were cut (Status.CommandTruncated)
 	limits  sandbox.Limits
 	started time.Time
-	proc    *sandbox.Process
-	log     *OutputLog
+	// proc is nil for a job loaded from the record of an earlier run.
+	proc *sandbox.Process
+	// lost is set on a job loaded from an earlier run that was still
+	// running when that run ended (ReasonServerLost).
+	lost bool
+	log  *OutputLog
 	// done is closed by the job's supervisor once the terminal status is
 	// recorded and the output log finished.
 	done chan struct{}
@@ -119,9 +159,17 @@ func (j *job) status() Status {
 		Limits:   j.limits,
 		Started:  j.started,
 		ExitCode: -1,
+
+		CommandTruncated: j.cmdCut,
 	}
 	j.mu.Lock()
 	st.Stopped = j.stopped
+	switch {
+	case j.lost:
+		st.Reason = ReasonServerLost
+	case j.stopped:
+		st.Reason = ReasonStopped
+	}
 	ended, exit, endedAt := j.ended, j.exit, j.endedAt
 	j.mu.Unlock()
 
@@ -136,14 +184,70 @@ func (j *job) status() Status {
 		st.OOMKilled = exit.OOMKilled
 		st.Stats = exit.Stats
 		st.Ended = endedAt
-		st.State = StateFailed
-		if exit.ExitCode == 0 && exit.Signal == 0 && !exit.OOMKilled && !st.Stopped {
-			st.State = StateCompleted
-		}
+		st.State = endState(exit, st.Stopped, j.lost)
 	}
 	st.OutputBytes = j.log.Size()
 	st.OutputTruncated = j.log.Truncated()
 	return st
+}
+
+// MaxKeptCommandLine is the most bytes of a job's command line (command,
+// and each argument with a separator) kept for its status, list and
+// record; the job itself runs with all of it.
+const MaxKeptCommandLine = 4 << 10
+
+// cutMarker ends the last word of a command line that was cut.
+const cutMarker = "..."
+
+// cutCommandLine returns cmd and args within MaxKeptCommandLine bytes: the
+// words that fit, the first one that does not cut short and ending in
+// cutMarker, and true when anything was cut. Words are cut at a UTF-8
+// character boundary.
+func cutCommandLine(cmd string, args []string) (string, []string, bool) {
+	total := len(cmd)
+	for _, a := range args {
+		total += 1 + len(a)
+	}
+	if total <= MaxKeptCommandLine {
+		return cmd, slices.Clone(args), false
+	}
+	budget := MaxKeptCommandLine - len(cutMarker)
+	if len(cmd) >= budget {
+		return cutUTF8(cmd, budget) + cutMarker, nil, true
+	}
+	budget -= len(cmd)
+	var kept []string
+	for _, a := range args {
+		if 1+len(a) <= budget {
+			kept = append(kept, a)
+			budget -= 1 + len(a)
+			continue
+		}
+		kept = append(kept, cutUTF8(a, max(budget-1, 0))+cutMarker)
+		break
+	}
+	return cmd, kept, true
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that does not
+// split a UTF-8 character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// endState is the state of a job that ended: COMPLETED for exit 0 without
+// an OOM kill, a stop or the server's loss; FAILED otherwise.
+func endState(exit sandbox.ExitState, stopped, lost bool) State {
+	if exit.ExitCode == 0 && exit.Signal == 0 && !exit.OOMKilled && !stopped && !lost {
+		return StateCompleted
+	}
+	return StateFailed
 }
 
 // StartRequest is what to run. Zero fields: no arguments, the minimal

@@ -15,6 +15,8 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,21 +38,59 @@ type Config struct {
 	// Sandbox starts the jobs; nil = sandbox.New(sandbox.Config{}) (this
 	// binary as the shim, the host's cgroups under "telehandler").
 	Sandbox *sandbox.Sandbox
-	// Now is the clock for start and end times; nil = time.Now.
+	// Now is the clock for start and end times and for retention; nil =
+	// time.Now.
 	Now func() time.Time
+	// Retain is how long an ended job (status, record and output) is kept
+	// after it ended; 0 = DefaultRetain (7 days).
+	Retain time.Duration
+	// RetainBytes is the most output log bytes kept on disk: past it the
+	// jobs that ended first are removed (running jobs are never removed);
+	// 0 = DefaultRetainBytes (10 GiB).
+	RetainBytes int64
+	// RetainJobs is the most ended jobs kept (each holds its status and
+	// up to MaxKeptCommandLine of command line in memory): past it the
+	// jobs that ended first are removed; 0 = DefaultRetainJobs (10,000).
+	RetainJobs int
+	// Logger receives the records that could not be loaded or written and
+	// the retention's removals; nil = discard.
+	Logger *slog.Logger
 }
+
+// Defaults of Config.
+const (
+	DefaultRetain            = 7 * 24 * time.Hour
+	DefaultRetainBytes int64 = 10 << 30
+	DefaultRetainJobs        = 10_000
+	// sweepInterval is how often retention runs besides after each job's
+	// end.
+	sweepInterval = time.Minute
+)
 
 // Runner runs jobs. All methods are safe for concurrent use.
 type Runner struct {
-	stateDir  string
-	outputCap int64
-	sandbox   *sandbox.Sandbox
-	now       func() time.Time
+	stateDir    string
+	outputCap   int64
+	sandbox     *sandbox.Sandbox
+	now         func() time.Time
+	retain      time.Duration
+	retainBytes int64
+	retainJobs  int
+	log         *slog.Logger
+	// unlock releases the state directory's lock (Shutdown calls it).
+	unlock func()
+	// stopSweep ends the retention loop; sweepDone is closed when it has
+	// returned.
+	stopSweep, sweepDone chan struct{}
+	shutdownOnce         sync.Once
 
-	// mu guards jobs, running and shuttingDown, and orders starting.Add
+	// mu guards jobs, order, running and shuttingDown, and orders starting.Add
 	// against Shutdown's starting.Wait.
 	mu   sync.Mutex
 	jobs map[string]*job
+	// order holds the jobs of jobs by start time then id, oldest first
+	// (addLocked, deleteLocked): ListPage walks it.
+	order []*job
 	// running counts the jobs in jobs that have not ended (job.ended not
 	// set yet); supervise decrements it when it sets ended.
 	running      int
@@ -64,8 +104,11 @@ type Runner struct {
 	goroutines sync.WaitGroup
 }
 
-// New returns a Runner for cfg. It creates the state directory and removes
-// the cgroups (and kills the processes) a crashed earlier run left behind.
+// New returns a Runner for cfg. It creates and locks the state directory,
+// removes the cgroups (and kills the processes) a crashed earlier run left
+// behind, and loads the jobs of earlier runs from their records (see
+// loadRecords), then applies retention and keeps applying it every minute
+// until Shutdown.
 func New(cfg Config) (*Runner, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("jobrunner: no state directory")
@@ -79,9 +122,34 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Retain < 0 || cfg.RetainBytes < 0 || cfg.RetainJobs < 0 {
+		return nil, fmt.Errorf("jobrunner: retention %v, %d bytes, %d jobs is negative", cfg.Retain, cfg.RetainBytes, cfg.RetainJobs)
+	}
+	if cfg.RetainJobs == 0 {
+		cfg.RetainJobs = DefaultRetainJobs
+	}
+	if cfg.Retain == 0 {
+		cfg.Retain = DefaultRetain
+	}
+	if cfg.RetainBytes == 0 {
+		cfg.RetainBytes = DefaultRetainBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobrunner: create state directory: %w", err)
 	}
+	unlock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("jobrunner: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
 	if cfg.Sandbox == nil {
 		sb, err := sandbox.New(sandbox.Config{})
 		if err != nil {
@@ -92,13 +160,27 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Sandbox.Cgroups().Cleanup(); err != nil {
 		return nil, fmt.Errorf("jobrunner: clean up after an earlier run: %w", err)
 	}
-	return &Runner{
-		stateDir:  cfg.StateDir,
-		outputCap: cfg.OutputCap,
-		sandbox:   cfg.Sandbox,
-		now:       cfg.Now,
-		jobs:      make(map[string]*job),
-	}, nil
+	r := &Runner{
+		stateDir:    cfg.StateDir,
+		outputCap:   cfg.OutputCap,
+		sandbox:     cfg.Sandbox,
+		now:         cfg.Now,
+		retain:      cfg.Retain,
+		retainBytes: cfg.RetainBytes,
+		retainJobs:  cfg.RetainJobs,
+		log:         cfg.Logger,
+		unlock:      unlock,
+		stopSweep:   make(chan struct{}),
+		sweepDone:   make(chan struct{}),
+		jobs:        make(map[string]*job),
+	}
+	if err := r.loadRecords(); err != nil {
+		return nil, fmt.Errorf("jobrunner: %w", err)
+	}
+	r.sweep()
+	go r.sweepLoop()
+	ok = true
+	return r, nil
 }
 
 // newID returns 128 random bits as 26 lowercase base32 characters.
@@ -172,20 +254,24 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (Status, error) {
 		return Status{}, fmt.Errorf("start job: %w", err)
 	}
 
+	command, args, cut := cutCommandLine(req.Command, req.Args)
 	j := &job{
 		id:      id,
 		owner:   req.Owner,
-		command: req.Command,
-		args:    slices.Clone(req.Args),
+		command: command,
+		args:    args,
 		dir:     req.Dir,
+		cmdCut:  cut,
 		limits:  req.Limits,
 		started: started,
 		proc:    proc,
 		log:     log,
 		done:    make(chan struct{}),
 	}
+	// Before the job can end: the record of its end replaces this one.
+	r.writeRecord(j)
 	r.mu.Lock()
-	r.jobs[id] = j
+	r.addLocked(j)
 	r.running++
 	r.mu.Unlock()
 
@@ -257,7 +343,10 @@ func (r *Runner) supervise(j *job, drains *sync.WaitGroup) {
 	r.running--
 	r.mu.Unlock()
 	j.log.Finish()
+	// The final record is on disk before anyone learns the job ended.
+	r.writeRecord(j)
 	close(j.done)
+	r.sweep()
 }
 
 // lookup returns the job with id, or an error wrapping ErrJobNotFound.
@@ -388,18 +477,29 @@ func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChun
 	if err != nil {
 		return err
 	}
-	return j.log.WatchChunks(ctx, from, maxChunk, fn)
+	err = j.log.WatchChunks(ctx, from, maxChunk, fn)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Removed (rm, retention) between the lookup and the open.
+		return fmt.Errorf("%w: %q", ErrJobNotFound, id)
+	}
+	return err
 }
 
 // Shutdown refuses new jobs, kills every running job, and waits until all
 // of them ended and every goroutine of the Runner returned, or until ctx
 // ends. Its error also names every job whose cleanup failed (killing what
 // the command left behind, the final accounting, or removing its cgroup).
-// Finished jobs stay visible (Status, List, Watch keep working).
+// Finished jobs stay visible (Status, List, Watch keep working). The
+// periodic retention stops at once; the state directory's lock is released
+// once every job ended and its record is written.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	r.shuttingDown = true
 	r.mu.Unlock()
+	r.shutdownOnce.Do(func() {
+		close(r.stopSweep)
+		<-r.sweepDone
+	})
 	r.starting.Wait() // Starts in flight register their job or fail
 
 	r.mu.Lock()
@@ -434,9 +534,14 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	// left processes or its cgroup on the host: say so rather than report
 	// a clean shutdown.
 	for _, j := range jobs {
+		if j.proc == nil {
+			continue // loaded from an earlier run
+		}
 		if err := j.proc.CleanupErr(); err != nil {
 			errs = append(errs, fmt.Errorf("job %q: %w", j.id, err))
 		}
 	}
+	// Every record is written: another server may use the directory.
+	r.unlock()
 	return errors.Join(errs...)
 }

@@ -12,14 +12,16 @@ import (
 // jobToProto converts the runner's view of a job to the API's.
 func jobToProto(st jobrunner.Status) *pb.Job {
 	js := &pb.JobStatus{
-		State:           stateToProto(st.State),
-		ExitCode:        int32(st.ExitCode),
-		Signal:          int32(st.Signal),
-		Stopped:         st.Stopped,
-		OomKilled:       st.OOMKilled,
-		Stats:           statsToProto(st.Stats),
-		OutputBytes:     st.OutputBytes,
-		OutputTruncated: st.OutputTruncated,
+		State:            stateToProto(st.State),
+		ExitCode:         int32(st.ExitCode),
+		Signal:           int32(st.Signal),
+		Stopped:          st.Stopped,
+		OomKilled:        st.OOMKilled,
+		Stats:            statsToProto(st.Stats),
+		OutputBytes:      st.OutputBytes,
+		OutputTruncated:  st.OutputTruncated,
+		EndReason:        endReasonToProto(st.Reason),
+		CommandTruncated: st.CommandTruncated,
 	}
 	if st.State == jobrunner.StateRunning {
 		js.ExitCode = -1 // the API's "no exit status yet"
@@ -51,6 +53,30 @@ func stateToProto(s jobrunner.State) pb.State {
 		return pb.State_STATE_FAILED
 	}
 	return pb.State_STATE_UNSPECIFIED
+}
+
+func stateFromProto(s pb.State) (jobrunner.State, bool) {
+	switch s {
+	case pb.State_STATE_UNSPECIFIED:
+		return 0, true
+	case pb.State_STATE_RUNNING:
+		return jobrunner.StateRunning, true
+	case pb.State_STATE_COMPLETED:
+		return jobrunner.StateCompleted, true
+	case pb.State_STATE_FAILED:
+		return jobrunner.StateFailed, true
+	}
+	return 0, false
+}
+
+func endReasonToProto(r jobrunner.EndReason) pb.EndReason {
+	switch r {
+	case jobrunner.ReasonStopped:
+		return pb.EndReason_END_REASON_STOPPED
+	case jobrunner.ReasonServerLost:
+		return pb.EndReason_END_REASON_SERVER_LOST
+	}
+	return pb.EndReason_END_REASON_UNSPECIFIED
 }
 
 func streamToProto(s jobrunner.Stream) pb.Stream {

@@ -118,6 +118,12 @@ func toStatus(err error) error {
 		if errors.As(err, &je) {
 			msg = fmt.Sprintf("job %s is not running: it already ended", je.name)
 		}
+	case errors.Is(err, jobrunner.ErrRunning):
+		code = codes.FailedPrecondition
+		var je *jobError
+		if errors.As(err, &je) {
+			msg = fmt.Sprintf("job %s is running: stop it first, or remove it with force (telehandler rm --force)", je.name)
+		}
 	case errors.Is(err, sandbox.ErrExec):
 		code = codes.FailedPrecondition
 		switch {

@@ -217,20 +217,6 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	return jobErr(req.GetName(), err)
 }
 
-func (f *foreman) ListJobs(ctx context.Context, _ *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
-	who, err := caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListJobsResponse{}
-	for _, st := range f.runner.List() { // oldest first
-		if who.canSee(st.Owner) {
-			resp.Jobs = append(resp.Jobs, jobToProto(st))
-		}
-	}
-	return resp, nil
-}
-
 // validateStart checks a StartJobRequest's fields before anything runs.
 func validateStart(req *pb.StartJobRequest) error {
 	if req.GetCommand() == "" {

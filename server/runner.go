@@ -16,6 +16,12 @@ type JobRunner interface {
 	Status(id string) (jobrunner.Status, error)
 	// List returns every job's status, oldest first (ties by id).
 	List() []jobrunner.Status
+	// ListPage returns one page of the jobs a query selects, newest first,
+	// and whether more follow.
+	ListPage(q jobrunner.ListQuery) ([]jobrunner.Status, bool)
+	// Remove removes an ended job (status and output); a running one only
+	// with force, which stops it first (else jobrunner.ErrRunning).
+	Remove(ctx context.Context, id string, force bool) error
 	// Running is the number of jobs still running, counted without reading
 	// any job's cgroup (StartJob calls it every time).
 	Running() int

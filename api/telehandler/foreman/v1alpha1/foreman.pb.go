@@ -80,6 +80,60 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{0}
 }
 
+// EndReason says why a job ended when its own exit is not the whole story.
+type EndReason int32
+
+const (
+	// The job runs, or it ended on its own (exit or signal).
+	EndReason_END_REASON_UNSPECIFIED EndReason = 0
+	// StopJob (or DeleteJob with force) ended it.
+	EndReason_END_REASON_STOPPED EndReason = 1
+	// The server stopped while the job ran (a crash, kill -9, a reboot): the
+	// job died with it. Its output up to then is kept.
+	EndReason_END_REASON_SERVER_LOST EndReason = 2
+)
+
+// Enum value maps for EndReason.
+var (
+	EndReason_name = map[int32]string{
+		0: "END_REASON_UNSPECIFIED",
+		1: "END_REASON_STOPPED",
+		2: "END_REASON_SERVER_LOST",
+	}
+	EndReason_value = map[string]int32{
+		"END_REASON_UNSPECIFIED": 0,
+		"END_REASON_STOPPED":     1,
+		"END_REASON_SERVER_LOST": 2,
+	}
+)
+
+func (x EndReason) Enum() *EndReason {
+	p := new(EndReason)
+	*p = x
+	return p
+}
+
+func (x EndReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1].Descriptor()
+}
+
+func (EndReason) Type() protoreflect.EnumType {
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1]
+}
+
+func (x EndReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndReason.Descriptor instead.
+func (EndReason) EnumDescriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{1}
+}
+
 // Stream is where a piece of output came from.
 type Stream int32
 
@@ -114,11 +168,11 @@ func (x Stream) String() string {
 }
 
 func (Stream) Descriptor() protoreflect.EnumDescriptor {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1].Descriptor()
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2].Descriptor()
 }
 
 func (Stream) Type() protoreflect.EnumType {
-	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1]
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2]
 }
 
 func (x Stream) Number() protoreflect.EnumNumber {
@@ -127,7 +181,7 @@ func (x Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Stream.Descriptor instead.
 func (Stream) EnumDescriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{1}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{2}
 }
 
 // ErrorReason is the reason of the google.rpc.ErrorInfo detail (domain
@@ -176,11 +230,11 @@ func (x ErrorReason) String() string {
 }
 
 func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2].Descriptor()
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[3].Descriptor()
 }
 
 func (ErrorReason) Type() protoreflect.EnumType {
-	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2]
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[3]
 }
 
 func (x ErrorReason) Number() protoreflect.EnumNumber {
@@ -189,7 +243,7 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{2}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{3}
 }
 
 // Limits are per-job resource limits. A zero field means "the server's
@@ -494,8 +548,15 @@ type JobStatus struct {
 	// True when the output exceeded the server's per-job cap and the rest was
 	// dropped.
 	OutputTruncated bool `protobuf:"varint,10,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Why the job ended, beyond its exit status; unspecified while it runs
+	// and when it ended on its own.
+	EndReason EndReason `protobuf:"varint,11,opt,name=end_reason,json=endReason,proto3,enum=telehandler.foreman.v1alpha1.EndReason" json:"end_reason,omitempty"`
+	// True when the job's command line (command and args) is longer than the
+	// server keeps for status and list: args were cut, the last one ending in
+	// "...". The job ran with its full command line.
+	CommandTruncated bool `protobuf:"varint,12,opt,name=command_truncated,json=commandTruncated,proto3" json:"command_truncated,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *JobStatus) Reset() {
@@ -594,6 +655,20 @@ func (x *JobStatus) GetOutputBytes() int64 {
 func (x *JobStatus) GetOutputTruncated() bool {
 	if x != nil {
 		return x.OutputTruncated
+	}
+	return false
+}
+
+func (x *JobStatus) GetEndReason() EndReason {
+	if x != nil {
+		return x.EndReason
+	}
+	return EndReason_END_REASON_UNSPECIFIED
+}
+
+func (x *JobStatus) GetCommandTruncated() bool {
+	if x != nil {
+		return x.CommandTruncated
 	}
 	return false
 }
@@ -1026,8 +1101,22 @@ func (x *WatchJobOutputResponse) GetData() []byte {
 	return nil
 }
 
+// ListJobsRequest pages through the jobs the caller may see, newest first
+// (Google AIP-158).
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most jobs in one response: 0 means 100, more than 1000 means 1000. A
+	// response may hold fewer (it also stays under 1 MiB) and still have a
+	// next_page_token.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous response, with the same filters; empty
+	// for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only jobs in this state (unspecified = every state).
+	State State `protobuf:"varint,3,opt,name=state,proto3,enum=telehandler.foreman.v1alpha1.State" json:"state,omitempty"`
+	// Only jobs of this owner (empty = every job the caller may see). A user
+	// who names another owner gets no jobs.
+	Owner         string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1062,9 +1151,39 @@ func (*ListJobsRequest) Descriptor() ([]byte, []int) {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{12}
 }
 
+func (x *ListJobsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetState() State {
+	if x != nil {
+		return x.State
+	}
+	return State_STATE_UNSPECIFIED
+}
+
+func (x *ListJobsRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1106,6 +1225,104 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 	return nil
 }
 
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type DeleteJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "jobs/{id}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Stop the job first if it still runs (else a running job is
+	// FailedPrecondition).
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobRequest) Reset() {
+	*x = DeleteJobRequest{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobRequest) ProtoMessage() {}
+
+func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
+func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteJobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteJobRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type DeleteJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobResponse) Reset() {
+	*x = DeleteJobResponse{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobResponse) ProtoMessage() {}
+
+func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
+func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{15}
+}
+
 var File_telehandler_foreman_v1alpha1_foreman_proto protoreflect.FileDescriptor
 
 const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
@@ -1136,7 +1353,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\x12<\n" +
 	"\x06limits\x18\x06 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\x12?\n" +
-	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\"\xaf\x03\n" +
+	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\"\xa4\x04\n" +
 	"\tJobStatus\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.telehandler.foreman.v1alpha1.StateR\x05state\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x16\n" +
@@ -1150,7 +1367,10 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x05stats\x18\b \x01(\v2#.telehandler.foreman.v1alpha1.StatsR\x05stats\x12!\n" +
 	"\foutput_bytes\x18\t \x01(\x03R\voutputBytes\x12)\n" +
 	"\x10output_truncated\x18\n" +
-	" \x01(\bR\x0foutputTruncated\"\xb0\x01\n" +
+	" \x01(\bR\x0foutputTruncated\x12F\n" +
+	"\n" +
+	"end_reason\x18\v \x01(\x0e2'.telehandler.foreman.v1alpha1.EndReasonR\tendReason\x12+\n" +
+	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\"\xb0\x01\n" +
 	"\x0fStartJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
@@ -1175,15 +1395,29 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x16WatchJobOutputResponse\x12<\n" +
 	"\x06stream\x18\x01 \x01(\x0e2$.telehandler.foreman.v1alpha1.StreamR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\x11\n" +
-	"\x0fListJobsRequest\"I\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x9e\x01\n" +
+	"\x0fListJobsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x129\n" +
+	"\x05state\x18\x03 \x01(\x0e2#.telehandler.foreman.v1alpha1.StateR\x05state\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\"q\n" +
 	"\x10ListJobsResponse\x125\n" +
-	"\x04jobs\x18\x01 \x03(\v2!.telehandler.foreman.v1alpha1.JobR\x04jobs*X\n" +
+	"\x04jobs\x18\x01 \x03(\v2!.telehandler.foreman.v1alpha1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"<\n" +
+	"\x10DeleteJobRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x13\n" +
+	"\x11DeleteJobResponse*X\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_COMPLETED\x10\x02\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x03*F\n" +
+	"\fSTATE_FAILED\x10\x03*[\n" +
+	"\tEndReason\x12\x1a\n" +
+	"\x16END_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12END_REASON_STOPPED\x10\x01\x12\x1a\n" +
+	"\x16END_REASON_SERVER_LOST\x10\x02*F\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
@@ -1192,13 +1426,14 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eERROR_REASON_COMMAND_NOT_FOUND\x10\x01\x12'\n" +
 	"#ERROR_REASON_COMMAND_NOT_EXECUTABLE\x10\x02\x12$\n" +
-	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\xbd\x04\n" +
+	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\xab\x05\n" +
 	"\aForeman\x12i\n" +
 	"\bStartJob\x12-.telehandler.foreman.v1alpha1.StartJobRequest\x1a..telehandler.foreman.v1alpha1.StartJobResponse\x12f\n" +
 	"\aStopJob\x12,.telehandler.foreman.v1alpha1.StopJobRequest\x1a-.telehandler.foreman.v1alpha1.StopJobResponse\x12u\n" +
 	"\fGetJobStatus\x121.telehandler.foreman.v1alpha1.GetJobStatusRequest\x1a2.telehandler.foreman.v1alpha1.GetJobStatusResponse\x12}\n" +
 	"\x0eWatchJobOutput\x123.telehandler.foreman.v1alpha1.WatchJobOutputRequest\x1a4.telehandler.foreman.v1alpha1.WatchJobOutputResponse0\x01\x12i\n" +
-	"\bListJobs\x12-.telehandler.foreman.v1alpha1.ListJobsRequest\x1a..telehandler.foreman.v1alpha1.ListJobsResponseBOZMgithub.com/drrev/telehandler/api/telehandler/foreman/v1alpha1;foremanv1alpha1b\x06proto3"
+	"\bListJobs\x12-.telehandler.foreman.v1alpha1.ListJobsRequest\x1a..telehandler.foreman.v1alpha1.ListJobsResponse\x12l\n" +
+	"\tDeleteJob\x12..telehandler.foreman.v1alpha1.DeleteJobRequest\x1a/.telehandler.foreman.v1alpha1.DeleteJobResponseBOZMgithub.com/drrev/telehandler/api/telehandler/foreman/v1alpha1;foremanv1alpha1b\x06proto3"
 
 var (
 	file_telehandler_foreman_v1alpha1_foreman_proto_rawDescOnce sync.Once
@@ -1212,59 +1447,66 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP() []byte {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescData
 }
 
-var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(State)(0),                     // 0: telehandler.foreman.v1alpha1.State
-	(Stream)(0),                    // 1: telehandler.foreman.v1alpha1.Stream
-	(ErrorReason)(0),               // 2: telehandler.foreman.v1alpha1.ErrorReason
-	(*Limits)(nil),                 // 3: telehandler.foreman.v1alpha1.Limits
-	(*Stats)(nil),                  // 4: telehandler.foreman.v1alpha1.Stats
-	(*Job)(nil),                    // 5: telehandler.foreman.v1alpha1.Job
-	(*JobStatus)(nil),              // 6: telehandler.foreman.v1alpha1.JobStatus
-	(*StartJobRequest)(nil),        // 7: telehandler.foreman.v1alpha1.StartJobRequest
-	(*StartJobResponse)(nil),       // 8: telehandler.foreman.v1alpha1.StartJobResponse
-	(*StopJobRequest)(nil),         // 9: telehandler.foreman.v1alpha1.StopJobRequest
-	(*StopJobResponse)(nil),        // 10: telehandler.foreman.v1alpha1.StopJobResponse
-	(*GetJobStatusRequest)(nil),    // 11: telehandler.foreman.v1alpha1.GetJobStatusRequest
-	(*GetJobStatusResponse)(nil),   // 12: telehandler.foreman.v1alpha1.GetJobStatusResponse
-	(*WatchJobOutputRequest)(nil),  // 13: telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	(*WatchJobOutputResponse)(nil), // 14: telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	(*ListJobsRequest)(nil),        // 15: telehandler.foreman.v1alpha1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 16: telehandler.foreman.v1alpha1.ListJobsResponse
-	(*durationpb.Duration)(nil),    // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
+	(EndReason)(0),                 // 1: telehandler.foreman.v1alpha1.EndReason
+	(Stream)(0),                    // 2: telehandler.foreman.v1alpha1.Stream
+	(ErrorReason)(0),               // 3: telehandler.foreman.v1alpha1.ErrorReason
+	(*Limits)(nil),                 // 4: telehandler.foreman.v1alpha1.Limits
+	(*Stats)(nil),                  // 5: telehandler.foreman.v1alpha1.Stats
+	(*Job)(nil),                    // 6: telehandler.foreman.v1alpha1.Job
+	(*JobStatus)(nil),              // 7: telehandler.foreman.v1alpha1.JobStatus
+	(*StartJobRequest)(nil),        // 8: telehandler.foreman.v1alpha1.StartJobRequest
+	(*StartJobResponse)(nil),       // 9: telehandler.foreman.v1alpha1.StartJobResponse
+	(*StopJobRequest)(nil),         // 10: telehandler.foreman.v1alpha1.StopJobRequest
+	(*StopJobResponse)(nil),        // 11: telehandler.foreman.v1alpha1.StopJobResponse
+	(*GetJobStatusRequest)(nil),    // 12: telehandler.foreman.v1alpha1.GetJobStatusRequest
+	(*GetJobStatusResponse)(nil),   // 13: telehandler.foreman.v1alpha1.GetJobStatusResponse
+	(*WatchJobOutputRequest)(nil),  // 14: telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	(*WatchJobOutputResponse)(nil), // 15: telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	(*ListJobsRequest)(nil),        // 16: telehandler.foreman.v1alpha1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 17: telehandler.foreman.v1alpha1.ListJobsResponse
+	(*DeleteJobRequest)(nil),       // 18: telehandler.foreman.v1alpha1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),      // 19: telehandler.foreman.v1alpha1.DeleteJobResponse
+	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
 }
 var file_telehandler_foreman_v1alpha1_foreman_proto_depIdxs = []int32{
-	17, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
-	3,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	6,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
+	20, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
+	4,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
+	7,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
 	0,  // 3: telehandler.foreman.v1alpha1.JobStatus.state:type_name -> telehandler.foreman.v1alpha1.State
-	18, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	18, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
-	3,  // 7: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	5,  // 8: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	17, // 9: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
-	5,  // 10: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	5,  // 11: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	1,  // 12: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
-	5,  // 13: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
-	7,  // 14: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
-	9,  // 15: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
-	11, // 16: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
-	13, // 17: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	15, // 18: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
-	8,  // 19: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
-	10, // 20: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
-	12, // 21: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
-	14, // 22: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	16, // 23: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	21, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
+	5,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
+	1,  // 7: telehandler.foreman.v1alpha1.JobStatus.end_reason:type_name -> telehandler.foreman.v1alpha1.EndReason
+	4,  // 8: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
+	6,  // 9: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	20, // 10: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
+	6,  // 11: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	6,  // 12: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	2,  // 13: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
+	0,  // 14: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
+	6,  // 15: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
+	8,  // 16: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
+	10, // 17: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
+	12, // 18: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
+	14, // 19: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	16, // 20: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
+	18, // 21: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
+	9,  // 22: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
+	11, // 23: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
+	13, // 24: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
+	15, // 25: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	17, // 26: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
+	19, // 27: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_telehandler_foreman_v1alpha1_foreman_proto_init() }
@@ -1277,8 +1519,8 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc), len(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   14,
+			NumEnums:      4,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	Foreman_GetJobStatus_FullMethodName   = "/telehandler.foreman.v1alpha1.Foreman/GetJobStatus"
 	Foreman_WatchJobOutput_FullMethodName = "/telehandler.foreman.v1alpha1.Foreman/WatchJobOutput"
 	Foreman_ListJobs_FullMethodName       = "/telehandler.foreman.v1alpha1.Foreman/ListJobs"
+	Foreman_DeleteJob_FullMethodName      = "/telehandler.foreman.v1alpha1.Foreman/DeleteJob"
 )
 
 // ForemanClient is the client API for Foreman service.
@@ -46,6 +47,9 @@ type ForemanClient interface {
 	WatchJobOutput(ctx context.Context, in *WatchJobOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobOutputResponse], error)
 	// ListJobs lists the jobs the caller may see.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// DeleteJob removes an ended job: its status and its output. A running
+	// job is FailedPrecondition unless force is set, which stops it first.
+	DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error)
 }
 
 type foremanClient struct {
@@ -115,6 +119,16 @@ func (c *foremanClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts 
 	return out, nil
 }
 
+func (c *foremanClient) DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteJobResponse)
+	err := c.cc.Invoke(ctx, Foreman_DeleteJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ForemanServer is the server API for Foreman service.
 // All implementations must embed UnimplementedForemanServer
 // for forward compatibility.
@@ -135,6 +149,9 @@ type ForemanServer interface {
 	WatchJobOutput(*WatchJobOutputRequest, grpc.ServerStreamingServer[WatchJobOutputResponse]) error
 	// ListJobs lists the jobs the caller may see.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// DeleteJob removes an ended job: its status and its output. A running
+	// job is FailedPrecondition unless force is set, which stops it first.
+	DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error)
 	mustEmbedUnimplementedForemanServer()
 }
 
@@ -159,6 +176,9 @@ func (UnimplementedForemanServer) WatchJobOutput(*WatchJobOutputRequest, grpc.Se
 }
 func (UnimplementedForemanServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedForemanServer) DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteJob not implemented")
 }
 func (UnimplementedForemanServer) mustEmbedUnimplementedForemanServer() {}
 func (UnimplementedForemanServer) testEmbeddedByValue()                 {}
@@ -264,6 +284,24 @@ func _Foreman_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Foreman_DeleteJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ForemanServer).DeleteJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Foreman_DeleteJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ForemanServer).DeleteJob(ctx, req.(*DeleteJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Foreman_ServiceDesc is the grpc.ServiceDesc for Foreman service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +324,10 @@ var Foreman_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _Foreman_ListJobs_Handler,
+		},
+		{
+			MethodName: "DeleteJob",
+			Handler:    _Foreman_DeleteJob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,81 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+)
+
+// RmCommand is `telehandler rm [--force] JOB...`.
+func RmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "remove ended jobs: their status and their output",
+		ArgsUsage: "JOB...",
+		Description: `Removes each JOB (jobs/ID or ID) from the server: its status and its output
+are gone for good, and its name is printed. A job that still runs is refused
+unless --force, which stops it first. You may remove your own jobs; an admin
+may remove any. The server also removes ended jobs by itself after a while
+(serve --retain, --retain-bytes).
+
+Examples:
+  telehandler rm jobs/3f5x...
+  telehandler rm --force $JOB                        # stop it, then remove it
+  telehandler rm $(telehandler list -q --state completed)`,
+		Flags: append(connFlags(),
+			&cli.BoolFlag{
+				Name:    "force",
+				Aliases: []string{"f"},
+				Usage:   "stop a running job first instead of refusing it",
+			},
+		),
+		Action: runRm,
+	}
+}
+
+func runRm(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New("missing JOB: telehandler rm JOB... (telehandler list -q shows the names)")
+	}
+	var names []string
+	for _, arg := range c.Args().Slice() {
+		if arg == "" {
+			return errors.New("empty JOB")
+		}
+		if !strings.HasPrefix(arg, "jobs/") {
+			arg = "jobs/" + arg
+		}
+		names = append(names, arg)
+	}
+	conn, err := Dial(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// Each removal of a running job may wait for the job to stop.
+	failed := 0
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+		_, err := conn.DeleteJob(ctx, &pb.DeleteJobRequest{Name: name, Force: c.Bool("force")})
+		cancel()
+		if err != nil {
+			failed++
+			for _, line := range strings.Split(conn.explain(err).Error(), "\n") {
+				fmt.Fprintf(c.App.ErrWriter, "telehandler: %s\n", line)
+			}
+			continue
+		}
+		fmt.Fprintln(c.App.Writer, name)
+	}
+	if failed > 0 {
+		// Each failure was printed; the exit status says some failed.
+		return &ExitError{Code: 1}
+	}
+	return nil
+}

@@ -1,0 +1,294 @@
+package jobrunner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// A job's files in the state directory, named by its id (newID: 26
+// lowercase base32 characters):
+//
+//	ID.log       its output log (OutputLog)
+//	ID.json      its record (record), written when it starts and when it ends
+//	ID.json.tmp  a record being written; renamed over ID.json once synced
+//
+// The directory itself is the Runner's lock (lockStateDir). At start,
+// files that match these names but belong to no loaded record are removed;
+// anything else in the directory is left alone.
+const (
+	logSuffix    = ".log"
+	recordSuffix = ".json"
+	tmpSuffix    = ".tmp"
+)
+
+// stateFileRE matches the names of the files a job has in the state
+// directory; group 1 is the job's id.
+var stateFileRE = regexp.MustCompile(`^([a-z2-7]{26})(\.log|\.json|\.json\.tmp)$`)
+
+// recordVersion is the version of the record format written. A record of a
+// later version (a newer server wrote it) is neither loaded nor removed.
+const recordVersion = 1
+
+// record is what the state directory keeps of a job, as JSON: everything
+// its status shows except the live statistics of a running job.
+type record struct {
+	Version          int            `json:"version"`
+	ID               string         `json:"id"`
+	Owner            string         `json:"owner"`
+	Command          string         `json:"command"`
+	Args             []string       `json:"args,omitempty"`
+	CommandTruncated bool           `json:"command_truncated,omitempty"`
+	Dir              string         `json:"dir,omitempty"`
+	Limits           sandbox.Limits `json:"limits"`
+	State            string         `json:"state"` // State.String()
+	Started          time.Time      `json:"started"`
+	Ended            time.Time      `json:"ended,omitzero"`
+	ExitCode         int            `json:"exit_code"`
+	Signal           int            `json:"signal,omitempty"`
+	Stopped          bool           `json:"stopped,omitempty"`
+	OOMKilled        bool           `json:"oom_killed,omitempty"`
+	Reason           string         `json:"reason,omitempty"` // EndReason.String()
+	Stats            sandbox.Stats  `json:"stats"`
+	OutputBytes      int64          `json:"output_bytes"`
+	OutputTruncated  bool           `json:"output_truncated,omitempty"`
+}
+
+func recordOf(st Status) record {
+	return record{
+		Version:          recordVersion,
+		ID:               st.ID,
+		Owner:            st.Owner,
+		Command:          st.Command,
+		Args:             st.Args,
+		CommandTruncated: st.CommandTruncated,
+		Dir:              st.Dir,
+		Limits:           st.Limits,
+		State:            st.State.String(),
+		Started:          st.Started,
+		Ended:            st.Ended,
+		ExitCode:         st.ExitCode,
+		Signal:           st.Signal,
+		Stopped:          st.Stopped,
+		OOMKilled:        st.OOMKilled,
+		Reason:           st.Reason.String(),
+		Stats:            st.Stats,
+		OutputBytes:      st.OutputBytes,
+		OutputTruncated:  st.OutputTruncated,
+	}
+}
+
+// errNewerRecord marks a record written by a later version.
+var errNewerRecord = errors.New("record of a later version")
+
+// check validates a decoded record that claims to be job id's.
+func (rec *record) check(id string) error {
+	switch {
+	case rec.Version > recordVersion:
+		return fmt.Errorf("%w %d (this server reads %d)", errNewerRecord, rec.Version, recordVersion)
+	case rec.Version < 1:
+		return fmt.Errorf("version %d", rec.Version)
+	case rec.ID != id:
+		return fmt.Errorf("holds job %q", rec.ID)
+	case rec.Command == "":
+		return errors.New("no command")
+	case rec.Started.IsZero():
+		return errors.New("no start time")
+	case rec.OutputBytes < 0:
+		return errors.New("negative output size")
+	}
+	switch rec.State {
+	case StateRunning.String():
+	case StateCompleted.String(), StateFailed.String():
+		if rec.Ended.IsZero() {
+			return errors.New("ended job without an end time")
+		}
+	default:
+		return fmt.Errorf("unknown state %q", rec.State)
+	}
+	switch rec.Reason {
+	case ReasonNone.String(), ReasonStopped.String(), ReasonServerLost.String():
+	default:
+		return fmt.Errorf("unknown end reason %q", rec.Reason)
+	}
+	return nil
+}
+
+func (r *Runner) recordPath(id string) string { return filepath.Join(r.stateDir, id+recordSuffix) }
+func (r *Runner) logPath(id string) string    { return filepath.Join(r.stateDir, id+logSuffix) }
+
+// writeRecord writes the job's current status as its record, atomically:
+// a temporary file, synced, renamed over the record, and the directory
+// synced. A failure is logged, not returned: the job runs on, and its
+// status stays right in memory; only a restart would lose it.
+func (r *Runner) writeRecord(j *job) {
+	st := j.status()
+	st.Stats = sandbox.Stats{}
+	if !st.Running() {
+		j.mu.Lock()
+		st.Stats = j.exit.Stats
+		j.mu.Unlock()
+	}
+	data, err := json.Marshal(recordOf(st))
+	if err == nil {
+		err = writeFileAtomic(r.recordPath(j.id), data)
+	}
+	if err != nil {
+		r.log.Error("cannot write job record: the job is lost if the server restarts", "job", j.id, "error", err.Error())
+	}
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old file or the new one, whole.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename or removal in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// loadRecords loads the jobs of earlier runs from the state directory.
+// Ended jobs come back as they ended, their output watchable. A job whose
+// record still says RUNNING died with the server that ran it (every job
+// does): it comes back FAILED with ReasonServerLost and the output it
+// wrote until then, ended when its log was last written, and its record is
+// rewritten so. A record that cannot be read, or whose log is gone, is
+// logged and skipped; then its files, like every file of ours that belongs
+// to no loaded record, are removed. Only an unreadable directory is an
+// error.
+func (r *Runner) loadRecords() error {
+	entries, err := os.ReadDir(r.stateDir)
+	if err != nil {
+		return fmt.Errorf("read state directory: %w", err)
+	}
+	keep := make(map[string]bool) // ids whose files stay
+	for _, e := range entries {
+		m := stateFileRE.FindStringSubmatch(e.Name())
+		if m == nil || m[2] != recordSuffix || !e.Type().IsRegular() {
+			continue
+		}
+		id := m[1]
+		j, err := r.loadJob(id)
+		if errors.Is(err, errNewerRecord) {
+			r.log.Warn("job record of a newer telehandler: kept, not loaded", "job", id, "error", err.Error())
+			keep[id] = true
+			continue
+		}
+		if err != nil {
+			r.log.Warn("skipping unreadable job record; its files are removed", "job", id, "error", err.Error())
+			continue
+		}
+		keep[id] = true
+		r.addLocked(j)
+	}
+	removed := 0
+	for _, e := range entries {
+		m := stateFileRE.FindStringSubmatch(e.Name())
+		if m == nil || keep[m[1]] || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(r.stateDir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("cannot remove a file that belongs to no job", "file", e.Name(), "error", err.Error())
+			continue
+		}
+		removed++
+	}
+	if len(r.jobs) > 0 || removed > 0 {
+		r.log.Info("loaded the jobs of earlier runs", "jobs", len(r.jobs), "files_removed", removed)
+	}
+	return nil
+}
+
+// loadJob reads job id's record and opens its log.
+func (r *Runner) loadJob(id string) (*job, error) {
+	data, err := os.ReadFile(r.recordPath(id))
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := rec.check(id); err != nil {
+		return nil, err
+	}
+	log, mtime, err := openFinishedLog(r.logPath(id), r.outputCap)
+	if err != nil {
+		return nil, err
+	}
+	if log.Size() < rec.OutputBytes || rec.OutputTruncated {
+		log.truncated = true
+	}
+	command, args, cut := cutCommandLine(rec.Command, rec.Args)
+	j := &job{
+		id:      id,
+		owner:   rec.Owner,
+		command: command,
+		args:    args,
+		dir:     rec.Dir,
+		cmdCut:  cut || rec.CommandTruncated,
+		limits:  rec.Limits,
+		started: rec.Started,
+		log:     log,
+		done:    make(chan struct{}),
+		exited:  true,
+		ended:   true,
+		stopped: rec.Stopped,
+		lost:    rec.Reason == ReasonServerLost.String(),
+		exit: sandbox.ExitState{
+			ExitCode:  rec.ExitCode,
+			Signal:    rec.Signal,
+			OOMKilled: rec.OOMKilled,
+			Stats:     rec.Stats,
+		},
+		endedAt: rec.Ended,
+	}
+	close(j.done)
+	if rec.State == StateRunning.String() {
+		j.lost = true
+		j.exit.ExitCode, j.exit.Signal = -1, 0
+		j.endedAt = mtime
+		if j.endedAt.Before(j.started) {
+			j.endedAt = j.started
+		}
+		r.log.Warn("job was running when the server stopped: it is FAILED", "job", id, "owner", j.owner,
+			"output_bytes", log.Size())
+		r.writeRecord(j)
+	}
+	return j, nil
+}
