@@ -23,8 +23,12 @@ var (
 	// errPermissionDenied: the certificate is valid but gives no usable
 	// identity or role.
 	errPermissionDenied = errors.New("permission denied")
-	// errTooManyJobs: the server already runs its maximum number of jobs.
+	// errTooManyJobs: the caller's share of the running-jobs cap is full
+	// (the message says which share; jobrunner.ErrTooManyJobs is the
+	// runner's own refusal).
 	errTooManyJobs = errors.New("too many running jobs")
+	// errTooManyWatchers: the caller has its most watch streams open.
+	errTooManyWatchers = errors.New("too many watch streams")
 )
 
 // detailError is a sentinel with a message for the client: Error is the
@@ -72,7 +76,8 @@ func notFoundMessage(name string) string { return fmt.Sprintf("job %s not found"
 // formed, but the host is not in the state it needs (the gRPC guide's
 // "should not retry until the system state has been explicitly fixed").
 // Limits above the server's maxima are InvalidArgument (the client can ask
-// for less); ResourceExhausted is kept for the server's running-jobs cap.
+// for less); ResourceExhausted is kept for the shares of the server a
+// caller may hold (running jobs, watch streams).
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -100,7 +105,9 @@ func toStatus(err error) error {
 		code = codes.Unauthenticated
 	case errors.Is(err, errPermissionDenied):
 		code = codes.PermissionDenied
-	case errors.Is(err, errTooManyJobs):
+	case errors.Is(err, errTooManyJobs),
+		errors.Is(err, jobrunner.ErrTooManyJobs),
+		errors.Is(err, errTooManyWatchers):
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition
