@@ -119,6 +119,10 @@ func hostPort(addr string) (string, string, error) {
 	return net.JoinHostPort(host, port), host, nil
 }
 
+// maxHeaderListSize is the most header bytes the client accepts in one
+// answer.
+const maxHeaderListSize = 64 << 10
+
 // Dial connects to the server named by the connection flags of c. The
 // connection itself is made lazily, by the first call.
 func Dial(c *cli.Context) (*Conn, error) {
@@ -133,6 +137,10 @@ func Dial(c *cli.Context) (*Conn, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// A server's answers carry a few hundred bytes of headers and
+		// trailers (the error message included); refuse megabytes of them
+		// (grpc-go's default allows 16 MiB) from a server that is not ours.
+		grpc.WithMaxHeaderListSize(maxHeaderListSize),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
