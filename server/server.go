@@ -45,8 +45,10 @@ const (
 	// DefaultMaxConns: connections open at once, TLS handshakes included.
 	DefaultMaxConns = 1024
 	// DefaultMaxConnsPerIP: of them from one source address (one IPv6
-	// /64): 16 sources are needed to fill DefaultMaxConns.
-	DefaultMaxConnsPerIP = 64
+	// /64), authenticated or not: 8 sources are needed to fill
+	// DefaultMaxConns, and one machine may still open a hundred `watch`
+	// connections (make bench does).
+	DefaultMaxConnsPerIP = 128
 	// DefaultMaxStreamsPerConn: concurrent calls on one connection, the
 	// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS the RFC recommends at least.
 	DefaultMaxStreamsPerConn = 100
