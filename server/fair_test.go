@@ -70,7 +70,7 @@ func TestPerUserJobCap(t *testing.T) {
 	}
 	_, err = start(carol) // 4 run: the users' share of 5 is full
 	st = wantCode(t, "carol's job with 4 of 5 running", err, codes.ResourceExhausted)
-	for _, want := range []string{"users already run 4 jobs", "--max-jobs 5 keeps 1 for admins", "carol runs 0"} {
+	for _, want := range []string{"the server already runs 4 jobs", "--max-jobs 5 keeps 1 for admins", "carol runs 0"} {
 		if !strings.Contains(st.Message(), want) {
 			t.Errorf("carol's refusal %q does not say %q", st.Message(), want)
 		}

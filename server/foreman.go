@@ -150,7 +150,7 @@ func (f *foreman) tooManyJobs(who Identity, qe *jobrunner.QuotaError) error {
 	case who.isAdmin():
 		return errorf(errTooManyJobs, "the server already runs its maximum of %d jobs (serve --max-jobs); stop some or try later", qe.Limit)
 	}
-	return errorf(errTooManyJobs, "users already run %d jobs, the most they may run at once (serve --max-jobs %d keeps %d for admins); %s runs %d of them; try later",
+	return errorf(errTooManyJobs, "the server already runs %d jobs, the most it runs while users start jobs (serve --max-jobs %d keeps %d for admins); %s runs %d of them; try later",
 		qe.Total, f.maxJobs, f.adminReserved, who.Name, qe.Owned)
 }
 
