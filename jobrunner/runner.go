@@ -118,7 +118,7 @@ func newID() (string, error) {
 // is kept. Invalid requests wrap ErrInvalidRequest; after Shutdown, Start
 // fails with ErrShuttingDown; when req.Quota has no room, with a
 // *QuotaError (ErrTooManyJobs).
-func (r *Runner) Start(ctx context.Context, req StartRequest) (st Status, err error) {
+func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err error) {
 	if err := req.validate(); err != nil {
 		return Status{}, err
 	}

@@ -23,10 +23,6 @@ var (
 	// errPermissionDenied: the certificate is valid but gives no usable
 	// identity or role.
 	errPermissionDenied = errors.New("permission denied")
-	// errTooManyJobs: the caller's share of the running-jobs cap is full
-	// (the message says which share; jobrunner.ErrTooManyJobs is the
-	// runner's own refusal).
-	errTooManyJobs = errors.New("too many running jobs")
 	// errTooManyWatchers: the caller has its most watch streams open.
 	errTooManyWatchers = errors.New("too many watch streams")
 )
@@ -105,8 +101,7 @@ func toStatus(err error) error {
 		code = codes.Unauthenticated
 	case errors.Is(err, errPermissionDenied):
 		code = codes.PermissionDenied
-	case errors.Is(err, errTooManyJobs),
-		errors.Is(err, jobrunner.ErrTooManyJobs),
+	case errors.Is(err, jobrunner.ErrTooManyJobs),
 		errors.Is(err, errTooManyWatchers):
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):

@@ -141,16 +141,17 @@ func (f *foreman) quota(who Identity) jobrunner.Quota {
 }
 
 // tooManyJobs says which share of the cap refused who's job, with the
-// counts and the serve flag behind it.
+// counts and the serve flag behind it (the runner's error knows neither
+// roles nor flags).
 func (f *foreman) tooManyJobs(who Identity, qe *jobrunner.QuotaError) error {
 	switch {
 	case qe.PerOwner:
-		return errorf(errTooManyJobs, "%s already runs %d jobs, the most one user may run at once (serve --max-jobs-per-user %d); stop one or try later",
+		return errorf(jobrunner.ErrTooManyJobs, "%s already runs %d jobs, the most one user may run at once (serve --max-jobs-per-user %d); stop one or try later",
 			who.Name, qe.Owned, qe.Limit)
 	case who.isAdmin():
-		return errorf(errTooManyJobs, "the server already runs its maximum of %d jobs (serve --max-jobs); stop some or try later", qe.Limit)
+		return errorf(jobrunner.ErrTooManyJobs, "the server already runs its maximum of %d jobs (serve --max-jobs); stop some or try later", qe.Limit)
 	}
-	return errorf(errTooManyJobs, "the server already runs %d jobs, the most it runs while users start jobs (serve --max-jobs %d keeps %d for admins); %s runs %d of them; try later",
+	return errorf(jobrunner.ErrTooManyJobs, "the server already runs %d jobs, the most it runs while users start jobs (serve --max-jobs %d keeps %d for admins); %s runs %d of them; try later",
 		qe.Total, f.maxJobs, f.adminReserved, who.Name, qe.Owned)
 }
 

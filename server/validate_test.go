@@ -283,7 +283,7 @@ func TestToStatus(t *testing.T) {
 		{errorf(errInvalidArgument, "bad"), codes.InvalidArgument},
 		{errorf(errUnauthenticated, "who"), codes.Unauthenticated},
 		{errorf(errPermissionDenied, "no"), codes.PermissionDenied},
-		{errorf(errTooManyJobs, "full"), codes.ResourceExhausted},
+		{errorf(jobrunner.ErrTooManyJobs, "full"), codes.ResourceExhausted},
 		{&jobrunner.QuotaError{Limit: 1}, codes.ResourceExhausted},
 		{errorf(errTooManyWatchers, "many"), codes.ResourceExhausted},
 		{jobErr("jobs/a", fmt.Errorf("a: %w", jobrunner.ErrJobNotFound)), codes.NotFound},
