@@ -102,6 +102,12 @@ At start, cgroups a crashed earlier run left under --cgroup-parent are
 killed and removed. SIGINT or SIGTERM stops accepting calls, stops every
 job, removes its cgroup, and exits 0. serve must run as root on Linux.
 
+Fair shares: one user runs at most --max-jobs-per-user jobs, and users leave
+--admin-reserved-jobs of --max-jobs to admins. Each client is bounded in
+connections (--max-conns, --max-conns-per-ip), the time to complete TLS
+(--handshake-timeout), calls per connection, watch streams and header bytes.
+--max-pids and --max-memory are lowered at start to what the host has.
+
 Each flag can be set from the environment variable in brackets; the server's
 certificate files use TELEHANDLER_SERVER_CA/CERT/KEY, so that the client's
 TELEHANDLER_CA/CERT/KEY in the same shell do not leak into it.
