@@ -66,6 +66,29 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: server.DefaultShutdownTimeout, EnvVars: []string{"TELEHANDLER_SHUTDOWN_TIMEOUT"},
 			Usage: "how long stopping the jobs may take on SIGINT/SIGTERM"},
 	}
+	// Fair shares: per user and per client (SECURITY.md, "Fair shares").
+	flags = append(flags,
+		&cli.IntFlag{Name: "max-jobs-per-user", EnvVars: []string{"TELEHANDLER_MAX_JOBS_PER_USER"},
+			DefaultText: "a quarter of --max-jobs, rounded up",
+			Usage:       "most jobs one user may run at once (admins have no per-user cap)"},
+		&cli.IntFlag{Name: "admin-reserved-jobs", EnvVars: []string{"TELEHANDLER_ADMIN_RESERVED_JOBS"},
+			DefaultText: "a twentieth of --max-jobs, at least 1",
+			Usage:       "job slots of --max-jobs that only admins may take, so users never lock them out (0 = none)"},
+		&cli.IntFlag{Name: "max-conns", Value: server.DefaultMaxConns, EnvVars: []string{"TELEHANDLER_MAX_CONNS"},
+			Usage: "most connections open at once, TLS handshakes included (at most half of ulimit -n); more wait to be accepted"},
+		&cli.IntFlag{Name: "max-conns-per-ip", Value: server.DefaultMaxConnsPerIP, EnvVars: []string{"TELEHANDLER_MAX_CONNS_PER_IP"},
+			Usage: "most of them from one IP address (IPv6: one /64); more are closed at once. Clients behind one NAT share it"},
+		&cli.IntFlag{Name: "max-streams-per-conn", Value: server.DefaultMaxStreamsPerConn, EnvVars: []string{"TELEHANDLER_MAX_STREAMS_PER_CONN"},
+			Usage: "most concurrent calls on one connection"},
+		&cli.IntFlag{Name: "max-watchers-per-user", Value: server.DefaultMaxWatchersPerUser, EnvVars: []string{"TELEHANDLER_MAX_WATCHERS_PER_USER"},
+			Usage: "most output streams (watch) one identity may have open at once, over all its connections"},
+		&cli.StringFlag{Name: "max-header-size", Value: "16KiB", EnvVars: []string{"TELEHANDLER_MAX_HEADER_SIZE"},
+			Usage: "most header (metadata) bytes of one call"},
+		&cli.DurationFlag{Name: "handshake-timeout", Value: server.DefaultHandshakeTimeout, EnvVars: []string{"TELEHANDLER_HANDSHAKE_TIMEOUT"},
+			Usage: "a connection that has not completed TLS within it is closed"},
+		&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, EnvVars: []string{"TELEHANDLER_IDLE_TIMEOUT"},
+			Usage: "a connection without a call for that long is closed (clients reconnect)"},
+	)
 	flags = append(flags, limits.Flags("default-", "default for jobs that do not ask: %s", &def)...)
 	flags = append(flags, limits.Flags("max-", "most a job may ask for: %s", &max)...)
 	return &cli.Command{
@@ -97,6 +120,12 @@ does not load is logged and the previous configuration kept.
 At start, cgroups a crashed earlier run left under --cgroup-parent are
 killed and removed. SIGINT or SIGTERM stops accepting calls, stops every
 job, removes its cgroup, and exits 0. serve must run as root on Linux.
+
+Fair shares: one user runs at most --max-jobs-per-user jobs, and users leave
+--admin-reserved-jobs of --max-jobs to admins. Each client is bounded in
+connections (--max-conns, --max-conns-per-ip), the time to complete TLS
+(--handshake-timeout), calls per connection, watch streams and header bytes.
+--max-pids and --max-memory are lowered at start to what the host has.
 
 Each flag can be set from the environment variable in brackets; the server's
 certificate files use TELEHANDLER_SERVER_CA/CERT/KEY, so that the client's
@@ -163,6 +192,17 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	headerBytes, err := limits.ParseBytes(c.String("max-header-size"))
+	if err == nil && (headerBytes == 0 || headerBytes > 1<<30) {
+		err = errors.New("give a size from 1 byte to 1GiB, such as 16KiB")
+	}
+	if err != nil {
+		return fmt.Errorf("--max-header-size: %w", err)
+	}
+	adminReserved := c.Int("admin-reserved-jobs")
+	if c.IsSet("admin-reserved-jobs") && adminReserved == 0 {
+		adminReserved = server.NoAdminReserve
+	}
 	if addr := c.String("pprof"); addr != "" {
 		_, stopPprof, err := servePprof(addr, logger)
 		if err != nil {
@@ -221,6 +261,17 @@ func runServe(c *cli.Context) error {
 		RunAsGID:        gid,
 		Logger:          logger,
 		ShutdownTimeout: c.Duration("shutdown-timeout"),
+
+		// Fair shares (see the flags).
+		MaxJobsPerUser:     c.Int("max-jobs-per-user"),
+		AdminReservedJobs:  adminReserved,
+		MaxConns:           c.Int("max-conns"),
+		MaxConnsPerIP:      c.Int("max-conns-per-ip"),
+		MaxStreamsPerConn:  c.Int("max-streams-per-conn"),
+		MaxWatchersPerUser: c.Int("max-watchers-per-user"),
+		MaxHeaderBytes:     int(headerBytes),
+		HandshakeTimeout:   c.Duration("handshake-timeout"),
+		IdleTimeout:        c.Duration("idle-timeout"),
 	})
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))

@@ -254,6 +254,10 @@ func hostPort(addr string) (string, string, error) {
 	return net.JoinHostPort(host, port), host, nil
 }
 
+// maxHeaderListSize is the most header bytes the client accepts in one
+// answer.
+const maxHeaderListSize = 64 << 10
+
 // Dial connects to the server named by the connection settings of c
 // (flags, TELEHANDLER_* variables, the context; see resolveConn). The
 // connection itself is made lazily, by the first call, and may take at
@@ -281,6 +285,10 @@ func Dial(c *cli.Context) (*Conn, error) {
 		// accepts but never answers costs at most this (gRPC's own default
 		// is 20 s).
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: p.timeout}),
+		// A server's answers carry a few hundred bytes of headers and
+		// trailers (the error message included); refuse megabytes of them
+		// (grpc-go's default allows 16 MiB) from a server that is not ours.
+		grpc.WithMaxHeaderListSize(maxHeaderListSize),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)

@@ -24,6 +24,9 @@ var (
 	// ErrInvalidOffset means a watch asked for an offset before 0 or past
 	// the end of a finished output log.
 	ErrInvalidOffset = errors.New("invalid output offset")
+	// ErrTooManyJobs means a StartRequest's Quota had no room (the error
+	// is a *QuotaError).
+	ErrTooManyJobs = errors.New("too many running jobs")
 	// ErrShuttingDown means the Runner is shutting down and starts no job.
 	ErrShuttingDown = errors.New("job runner is shutting down")
 	// ErrLogFinished means a write came after the output log was finished.

@@ -268,6 +268,8 @@ type StartRequest struct {
 	Limits sandbox.Limits
 	// UID and GID the command runs as; nil stays root.
 	UID, GID *uint32
+	// Quota bounds the jobs running at once (zero = no bound).
+	Quota Quota
 }
 
 // validate checks what the sandbox would choke on or misread. Every error

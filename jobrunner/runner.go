@@ -84,16 +84,18 @@ type Runner struct {
 	stopSweep, sweepDone chan struct{}
 	shutdownOnce         sync.Once
 
-	// mu guards jobs, order, running and shuttingDown, and orders starting.Add
+	// mu guards jobs, order, load and shuttingDown, and orders starting.Add
 	// against Shutdown's starting.Wait.
 	mu   sync.Mutex
 	jobs map[string]*job
 	// order holds the jobs of jobs by start time then id, oldest first
 	// (addLocked, deleteLocked): ListPage walks it.
 	order []*job
-	// running counts the jobs in jobs that have not ended (job.ended not
-	// set yet); supervise decrements it when it sets ended.
-	running      int
+	// load counts the slots of the running-jobs cap: Start takes one
+	// before it starts the command (and gives it back if that fails),
+	// supervise gives it back when it sets job.ended. It is the only count
+	// of running jobs (see Quota).
+	load         load
 	shuttingDown bool
 
 	// starting counts Start calls between the shutdown check and the job's
@@ -196,8 +198,9 @@ func newID() (string, error) {
 // the command cannot start, the error wraps sandbox.ErrExec (missing
 // binary, bad directory, bad credentials) or sandbox.ErrShim, and no job
 // is kept. Invalid requests wrap ErrInvalidRequest; after Shutdown, Start
-// fails with ErrShuttingDown.
-func (r *Runner) Start(ctx context.Context, req StartRequest) (Status, error) {
+// fails with ErrShuttingDown; when req.Quota has no room, with a
+// *QuotaError (ErrTooManyJobs).
+func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err error) {
 	if err := req.validate(); err != nil {
 		return Status{}, err
 	}
@@ -209,9 +212,20 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (Status, error) {
 		r.mu.Unlock()
 		return Status{}, ErrShuttingDown
 	}
+	if err := r.load.admitLocked(req.Owner, req.Quota); err != nil {
+		r.mu.Unlock()
+		return Status{}, err
+	}
 	r.starting.Add(1)
 	r.mu.Unlock()
 	defer r.starting.Done()
+	defer func() {
+		if err != nil { // no job: give the slot back
+			r.mu.Lock()
+			r.load.releaseLocked(req.Owner)
+			r.mu.Unlock()
+		}
+	}()
 
 	id, err := newID()
 	if err != nil {
@@ -271,8 +285,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (Status, error) {
 	// Before the job can end: the record of its end replaces this one.
 	r.writeRecord(j)
 	r.mu.Lock()
-	r.addLocked(j)
-	r.running++
+	r.addLocked(j) // its slot, taken above, is now the running job's
 	r.mu.Unlock()
 
 	var drains sync.WaitGroup
@@ -340,7 +353,7 @@ func (r *Runner) supervise(j *job, drains *sync.WaitGroup) {
 	j.endedAt = endedAt
 	j.mu.Unlock()
 	r.mu.Lock()
-	r.running--
+	r.load.releaseLocked(j.owner)
 	r.mu.Unlock()
 	j.log.Finish()
 	// The final record is on disk before anyone learns the job ended.
@@ -367,16 +380,6 @@ func (r *Runner) Status(id string) (Status, error) {
 		return Status{}, err
 	}
 	return j.status(), nil
-}
-
-// Running returns the number of jobs still RUNNING (their command has not
-// ended or their output is not fully collected yet). Unlike List it reads
-// no cgroup and builds no status: it is cheap enough to call on every
-// start.
-func (r *Runner) Running() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.running
 }
 
 // List returns the status of every job, oldest first. It reads the cgroup

@@ -433,8 +433,9 @@ func TestRunnerInterleaved(t *testing.T) {
 // TestRunnerStop proves that Stop ends every process of a job (a shell
 // with two background children), returns the terminal FAILED status with
 // Stopped and signal 9, leaves no process and no cgroup behind, and that
-// stopping it again is ErrNotRunning with the same status. Running counts
-// the job while it runs and no longer once Stop returned.
+// stopping it again is ErrNotRunning with the same status. The job holds a
+// slot of the running-jobs count while it runs and no longer once Stop
+// returned.
 func TestRunnerStop(t *testing.T) {
 	e := newRootEnv(t, 0)
 	ctx := testContext(t)
@@ -449,15 +450,15 @@ func TestRunnerStop(t *testing.T) {
 	if running.Stats == (sandbox.Stats{}) {
 		t.Error("a running job's stats are all zero: not read live from its cgroup")
 	}
-	if n := e.r.Running(); n != 1 {
-		t.Errorf("Running() = %d with one job running, want 1", n)
+	if n := e.r.slots(); n != 1 {
+		t.Errorf("%d slots held with one job running, want 1", n)
 	}
 	final, err := e.r.Stop(ctx, st.ID, 0)
 	if err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if n := e.r.Running(); n != 0 {
-		t.Errorf("Running() = %d after Stop, want 0", n)
+	if n := e.r.slots(); n != 0 {
+		t.Errorf("%d slots held after Stop, want 0", n)
 	}
 	if final.State != StateFailed || !final.Stopped || final.Signal != 9 || final.ExitCode != -1 || final.Ended.IsZero() {
 		t.Errorf("status after Stop = %+v, want FAILED, stopped, signal 9", final)
@@ -677,5 +678,90 @@ func TestRunnerExitStatus(t *testing.T) {
 	}
 	if st := e.r.mustStatus(t, st.ID); st.Stopped {
 		t.Error("Stop of an ended job marked it stopped")
+	}
+}
+
+// TestRunnerQuota attacks the running-jobs cap with real jobs: alice at her
+// own bound is refused with a QuotaError naming it while bob and a caller
+// with a larger total (the server gives admins one) still start; a start
+// that fails to exec gives its slot back; and twenty concurrent starts
+// against a total of three start exactly as many as there is room for.
+func TestRunnerQuota(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	user := Quota{Total: 3, PerOwner: 2}
+	sleep := func(owner string, q Quota) (Status, error) {
+		return e.r.Start(ctx, StartRequest{Owner: owner, Command: "sleep", Args: []string{"1000"}, Limits: sandbox.DefaultLimits(), Quota: q})
+	}
+	var alice []string
+	for range 2 {
+		st, err := sleep("alice", user)
+		if err != nil {
+			t.Fatalf("alice: %v", err)
+		}
+		alice = append(alice, st.ID)
+	}
+	_, err := sleep("alice", user)
+	var qe *QuotaError
+	if !errors.As(err, &qe) || !qe.PerOwner || qe.Limit != 2 || qe.Owned != 2 {
+		t.Fatalf("alice's third job: %v, want her own limit of 2", err)
+	}
+	if _, err := e.r.Start(ctx, StartRequest{Owner: "bob", Command: "/no/such/binary", Quota: user}); !errors.Is(err, sandbox.ErrExec) {
+		t.Fatalf("bob's missing binary: %v", err)
+	}
+	if _, err := sleep("bob", user); err != nil {
+		t.Fatalf("bob while alice is at her limit (his failed start must not hold a slot): %v", err)
+	}
+	if _, err := sleep("bob", user); !errors.As(err, &qe) || qe.PerOwner || qe.Limit != 3 {
+		t.Fatalf("bob past the total: %v", err)
+	}
+	if _, err := sleep("admin", Quota{Total: 4}); err != nil {
+		t.Fatalf("admin with a larger total: %v", err)
+	}
+	if _, err := e.r.Stop(ctx, alice[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sleep("alice", Quota{Total: 4, PerOwner: 2}); err != nil {
+		t.Fatalf("alice after one of her jobs stopped: %v", err)
+	}
+	if n := e.r.slots(); n != 4 {
+		t.Errorf("%d slots held, want 4", n)
+	}
+	if err := e.r.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunnerQuotaRace starts twenty jobs at once against a total of three:
+// exactly three start, the others are refused with ErrTooManyJobs.
+func TestRunnerQuotaRace(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	const tries, total = 20, 3
+	errs := make(chan error, tries)
+	var wg sync.WaitGroup
+	for i := range tries {
+		wg.Go(func() {
+			_, err := e.r.Start(ctx, StartRequest{Owner: fmt.Sprint("u", i%4), Command: "sleep", Args: []string{"1000"},
+				Limits: sandbox.DefaultLimits(), Quota: Quota{Total: total}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	started := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			started++
+		case !errors.Is(err, ErrTooManyJobs):
+			t.Errorf("Start: %v", err)
+		}
+	}
+	if started != total {
+		t.Errorf("%d of %d concurrent starts ran with a total of %d", started, tries, total)
+	}
+	if err := e.r.Shutdown(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -29,8 +29,8 @@ var (
 	// errRevoked: the certificate verifies but the deny list refuses it
 	// (always with errPermissionDenied).
 	errRevoked = errors.New("certificate revoked")
-	// errTooManyJobs: the server already runs its maximum number of jobs.
-	errTooManyJobs = errors.New("too many running jobs")
+	// errTooManyWatchers: the caller has its most watch streams open.
+	errTooManyWatchers = errors.New("too many watch streams")
 )
 
 // detailError is a sentinel with a message for the client: Error is the
@@ -78,7 +78,8 @@ func notFoundMessage(name string) string { return fmt.Sprintf("job %s not found"
 // formed, but the host is not in the state it needs (the gRPC guide's
 // "should not retry until the system state has been explicitly fixed").
 // Limits above the server's maxima are InvalidArgument (the client can ask
-// for less); ResourceExhausted is kept for the server's running-jobs cap.
+// for less); ResourceExhausted is kept for the shares of the server a
+// caller may hold (running jobs, watch streams).
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -110,7 +111,8 @@ func toStatus(err error) error {
 		if errors.Is(err, errRevoked) {
 			reason = pb.ErrorReason_ERROR_REASON_CERTIFICATE_REVOKED
 		}
-	case errors.Is(err, errTooManyJobs):
+	case errors.Is(err, jobrunner.ErrTooManyJobs),
+		errors.Is(err, errTooManyWatchers):
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition

@@ -53,6 +53,9 @@ func (f *fakeRunner) Start(ctx context.Context, req jobrunner.StartRequest) (job
 	if f.shutdown {
 		return jobrunner.Status{}, jobrunner.ErrShuttingDown
 	}
+	if err := f.admitLocked(req); err != nil {
+		return jobrunner.Status{}, err
+	}
 	switch req.Command {
 	case "missing":
 		return jobrunner.Status{}, fmt.Errorf("%w: exec %q: no such file or directory", sandbox.ErrExec, req.Command)
@@ -134,16 +137,26 @@ func (f *fakeRunner) List() []jobrunner.Status {
 	return out
 }
 
-func (f *fakeRunner) Running() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
+// admitLocked applies req.Quota to the running jobs as jobrunner.Runner
+// does (Start holds mu throughout, so the count cannot change under it).
+func (f *fakeRunner) admitLocked(req jobrunner.StartRequest) error {
+	total, owned := 0, 0
 	for _, j := range f.jobs {
 		if j.st.State == jobrunner.StateRunning {
-			n++
+			total++
+			if j.st.Owner == req.Owner {
+				owned++
+			}
 		}
 	}
-	return n
+	q := req.Quota
+	if q.PerOwner > 0 && owned >= q.PerOwner {
+		return &jobrunner.QuotaError{Owner: req.Owner, PerOwner: true, Limit: q.PerOwner, Owned: owned, Total: total}
+	}
+	if q.Total > 0 && total >= q.Total {
+		return &jobrunner.QuotaError{Owner: req.Owner, Limit: q.Total, Owned: owned, Total: total}
+	}
+	return nil
 }
 
 // WatchChunks hands out the job's chunks as they were written, ignoring

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path"
 	"strings"
@@ -47,14 +48,19 @@ type foreman struct {
 	log           *slog.Logger
 	defaultLimits sandbox.Limits
 	maxLimits     sandbox.Limits
-	maxJobs       int
 	uid, gid      *uint32
 
-	// mu guards starting, the number of StartJob calls between the
-	// running-jobs check and the runner's answer, and is held while
-	// reserve counts the running jobs.
-	mu       sync.Mutex
-	starting int
+	// The running-jobs cap (see Config): quota turns it into each start's
+	// jobrunner.Quota; the runner counts the jobs and decides.
+	maxJobs, maxJobsPerUser, adminReserved int
+
+	// maxWatchers is the most WatchJobOutput streams one identity may
+	// have open at once.
+	maxWatchers int
+	// watchMu guards watchers, the open watch streams per identity name
+	// (names with none have no entry).
+	watchMu  sync.Mutex
+	watchers map[string]int
 }
 
 // caller returns the identity the interceptor put into ctx.
@@ -100,10 +106,6 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 	if err != nil {
 		return nil, err
 	}
-	if err := f.reserve(); err != nil {
-		return nil, err
-	}
-	defer f.release()
 	st, err := f.runner.Start(ctx, jobrunner.StartRequest{
 		Owner:   who.Name,
 		Command: req.GetCommand(),
@@ -113,7 +115,11 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 		Limits:  limits,
 		UID:     f.uid,
 		GID:     f.gid,
+		Quota:   f.quota(who),
 	})
+	if qe := (*jobrunner.QuotaError)(nil); errors.As(err, &qe) {
+		return nil, f.tooManyJobs(who, qe)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -122,27 +128,31 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 	return &pb.StartJobResponse{Job: jobToProto(st)}, nil
 }
 
-// reserve admits one more job unless the server runs its maximum already.
-// It runs on every StartJob, so it asks the runner for a count (Running),
-// never for the jobs' statuses (List reads every running job's cgroup).
-// The count is taken with f.mu held: a start that registers its job and
-// releases its reservation in between would otherwise be counted neither
-// as running nor as starting, and the cap could be passed. (Running only
-// takes the runner's lock for a moment; it does no I/O.)
-func (f *foreman) reserve() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.runner.Running()+f.starting >= f.maxJobs {
-		return errorf(errTooManyJobs, "the server already runs its maximum of %d jobs; stop some or try later", f.maxJobs)
+// quota is who's share of the running-jobs cap. An admin may start a job
+// while fewer than maxJobs run; a user while fewer than maxJobs minus the
+// admins' reserve run in all (admins' jobs count too) and fewer than
+// maxJobsPerUser of the user's own. So users together never take the
+// reserved slots, and one user never takes every slot users have.
+func (f *foreman) quota(who Identity) jobrunner.Quota {
+	if who.isAdmin() {
+		return jobrunner.Quota{Total: f.maxJobs}
 	}
-	f.starting++
-	return nil
+	return jobrunner.Quota{Total: f.maxJobs - f.adminReserved, PerOwner: f.maxJobsPerUser}
 }
 
-func (f *foreman) release() {
-	f.mu.Lock()
-	f.starting--
-	f.mu.Unlock()
+// tooManyJobs says which share of the cap refused who's job, with the
+// counts and the serve flag behind it (the runner's error knows neither
+// roles nor flags).
+func (f *foreman) tooManyJobs(who Identity, qe *jobrunner.QuotaError) error {
+	switch {
+	case qe.PerOwner:
+		return errorf(jobrunner.ErrTooManyJobs, "%s already runs %d jobs, the most one user may run at once (serve --max-jobs-per-user %d); stop one or try later",
+			who.Name, qe.Owned, qe.Limit)
+	case who.isAdmin():
+		return errorf(jobrunner.ErrTooManyJobs, "the server already runs its maximum of %d jobs (serve --max-jobs); stop some or try later", qe.Limit)
+	}
+	return errorf(jobrunner.ErrTooManyJobs, "the server already runs %d jobs, the most it runs while users start jobs (serve --max-jobs %d keeps %d for admins); %s runs %d of them; try later",
+		qe.Total, f.maxJobs, f.adminReserved, who.Name, qe.Owned)
 }
 
 func (f *foreman) StopJob(ctx context.Context, req *pb.StopJobRequest) (*pb.StopJobResponse, error) {
@@ -182,10 +192,14 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	if req.GetOffset() < 0 {
 		return errorf(errInvalidArgument, "offset %d is negative", req.GetOffset())
 	}
-	_, job, err := f.lookup(ctx, req.GetName())
+	who, job, err := f.lookup(ctx, req.GetName())
 	if err != nil {
 		return err
 	}
+	if err := f.addWatcher(who); err != nil {
+		return err
+	}
+	defer f.removeWatcher(who)
 	// One response message serves the whole stream, its Data pointing into
 	// the runner's buffer: no copy and no allocation per message (at 1 GiB
 	// per watcher, the copies were the garbage that doubled the server's
@@ -215,6 +229,30 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 		return nil
 	})
 	return jobErr(req.GetName(), err)
+}
+
+// addWatcher counts one more watch stream of who's, unless who has the
+// most already.
+func (f *foreman) addWatcher(who Identity) error {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	if n := f.watchers[who.Name]; n >= f.maxWatchers {
+		return errorf(errTooManyWatchers, "%s already watches %d streams, the most one identity may watch at once (serve --max-watchers-per-user %d); end one first",
+			who.Name, n, f.maxWatchers)
+	}
+	if f.watchers == nil {
+		f.watchers = make(map[string]int)
+	}
+	f.watchers[who.Name]++
+	return nil
+}
+
+func (f *foreman) removeWatcher(who Identity) {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	if f.watchers[who.Name]--; f.watchers[who.Name] <= 0 {
+		delete(f.watchers, who.Name)
+	}
 }
 
 // validateStart checks a StartJobRequest's fields before anything runs.

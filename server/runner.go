@@ -11,6 +11,9 @@ import (
 // *jobrunner.Runner it calls. It exists so that authorization, validation
 // and error mapping can be tested against a fake without root.
 type JobRunner interface {
+	// Start refuses a job its request's Quota has no room for with a
+	// *jobrunner.QuotaError: the runner holds the one count of running
+	// jobs.
 	Start(ctx context.Context, req jobrunner.StartRequest) (jobrunner.Status, error)
 	Stop(ctx context.Context, id string, grace time.Duration) (jobrunner.Status, error)
 	Status(id string) (jobrunner.Status, error)
@@ -22,9 +25,6 @@ type JobRunner interface {
 	// Remove removes an ended job (status and output); a running one only
 	// with force, which stops it first (else jobrunner.ErrRunning).
 	Remove(ctx context.Context, id string, force bool) error
-	// Running is the number of jobs still running, counted without reading
-	// any job's cgroup (StartJob calls it every time).
-	Running() int
 	// WatchChunks hands fn the job's output in chunks of at most maxChunk
 	// bytes, each as large as the output allows.
 	WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(jobrunner.Chunk) error) error

@@ -40,6 +40,60 @@ const (
 	maxRecvMsgSize = 4 << 20
 )
 
+// Defaults of the fair-share bounds (zero fields of Config). SECURITY.md
+// ("Fair shares") says what each defends against.
+const (
+	// DefaultMaxConns: connections open at once, TLS handshakes included.
+	DefaultMaxConns = 1024
+	// DefaultMaxConnsPerIP: of them from one source address (one IPv6
+	// /64), authenticated or not: 8 sources are needed to fill
+	// DefaultMaxConns, and one machine may still open a hundred `watch`
+	// connections (make bench does).
+	DefaultMaxConnsPerIP = 128
+	// DefaultMaxStreamsPerConn: concurrent calls on one connection, the
+	// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS the RFC recommends at least.
+	DefaultMaxStreamsPerConn = 100
+	// DefaultMaxWatchersPerUser: concurrent WatchJobOutput streams of one
+	// identity, over all its connections.
+	DefaultMaxWatchersPerUser = 128
+	// DefaultMaxHeaderBytes: the most header bytes of one call (HTTP/2
+	// SETTINGS_MAX_HEADER_LIST_SIZE); our calls send well under 1 KiB.
+	DefaultMaxHeaderBytes = 16 << 10
+	// DefaultHandshakeTimeout: a connection must complete TLS and the
+	// HTTP/2 preface within it, or it is closed.
+	DefaultHandshakeTimeout = 5 * time.Second
+	// DefaultIdleTimeout: a connection without a call for that long is
+	// closed (the client reconnects when it needs to).
+	DefaultIdleTimeout = time.Minute
+	// keepaliveTime and keepaliveTimeout: a connection silent for
+	// keepaliveTime is pinged and closed unless it answers within
+	// keepaliveTimeout, so that a vanished client's streams free their
+	// slots. keepaliveMinTime is the most often a client may ping (it
+	// gets GOAWAY otherwise); the CLI pings every 30 s.
+	keepaliveTime    = 30 * time.Second
+	keepaliveTimeout = 10 * time.Second
+	keepaliveMinTime = 10 * time.Second
+)
+
+// DefaultMaxJobsPerUser is the per-user cap when Config sets none: a
+// quarter of maxJobs, rounded up, so that one user never takes more than a
+// quarter of the server and at least four users can run their full share
+// at once.
+func DefaultMaxJobsPerUser(maxJobs int) int { return max(1, (maxJobs+3)/4) }
+
+// DefaultAdminReservedJobs is how many of maxJobs are kept for admins when
+// Config says nothing: a twentieth, at least one, none when maxJobs is 1
+// (users need a slot too).
+func DefaultAdminReservedJobs(maxJobs int) int {
+	if maxJobs < 2 {
+		return 0
+	}
+	return max(1, maxJobs/20)
+}
+
+// NoAdminReserve in Config.AdminReservedJobs keeps no job slot for admins.
+const NoAdminReserve = -1
+
 // Config configures a Server. New validates it and fills the defaults.
 type Config struct {
 	// Listen is the TCP address to listen on ("" = DefaultListen).
@@ -62,6 +116,20 @@ type Config struct {
 	// MaxJobs is the most jobs that may run at once (0 = DefaultMaxJobs);
 	// StartJob beyond it is ResourceExhausted.
 	MaxJobs int
+	// MaxJobsPerUser is the most jobs one user (a certificate's common
+	// name with the user role) may run at once (0 =
+	// DefaultMaxJobsPerUser(MaxJobs)). Admins have no per-user cap.
+	MaxJobsPerUser int
+	// AdminReservedJobs of MaxJobs are for admins only: jobs of users
+	// start only while fewer than MaxJobs-AdminReservedJobs jobs run in all
+	// (admins' jobs included), admins' while fewer than MaxJobs run. 0 =
+	// DefaultAdminReservedJobs(MaxJobs); NoAdminReserve = none.
+	AdminReservedJobs int
+
+	// Bounds per client; zero = the Default* constant of the same name.
+	// MaxConns is clamped to half the open-files limit.
+	MaxConns, MaxConnsPerIP, MaxStreamsPerConn, MaxWatchersPerUser, MaxHeaderBytes int
+	HandshakeTimeout, IdleTimeout                                                  time.Duration
 	// RunAsUID and RunAsGID are the credentials jobs run with; nil means
 	// the server's own (root). Set both or neither.
 	RunAsUID, RunAsGID *uint32
@@ -76,7 +144,7 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
-	lis    net.Listener
+	lis    *connLimiter
 	grpc   *grpc.Server
 	health *health.Server
 	// files and tls are what Reload reads and replaces; every handshake
@@ -88,9 +156,11 @@ type Server struct {
 // New validates cfg, loads the certificates and listens on cfg.Listen. The
 // caller must call Serve (which closes the listener when it returns).
 func New(cfg Config) (*Server, error) {
-	if err := cfg.validate(); err != nil {
+	clamps, err := cfg.validate(readHost())
+	if err != nil {
 		return nil, err
 	}
+	logClamps(cfg.Logger, clamps)
 	s := &Server{cfg: cfg, log: cfg.Logger, health: health.NewServer(),
 		files: tlsFiles{ca: cfg.CAFile, cert: cfg.CertFile, key: cfg.KeyFile, deny: cfg.DenyListFile}}
 	st, err := s.files.load()
@@ -104,49 +174,66 @@ func New(cfg Config) (*Server, error) {
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.UnaryInterceptor(s.unaryInterceptor),
 		grpc.StreamInterceptor(s.streamInterceptor),
+		// The fair-share bounds of a connection (SECURITY.md).
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             10 * time.Second,
+			MinTime:             keepaliveMinTime,
 			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: cfg.IdleTimeout,
+			Time:              keepaliveTime,
+			Timeout:           keepaliveTimeout,
 		}),
 	)
 	pb.RegisterForemanServer(s.grpc, &foreman{
-		runner:        cfg.Runner,
-		log:           cfg.Logger,
-		defaultLimits: cfg.DefaultLimits,
-		maxLimits:     cfg.MaxLimits,
-		maxJobs:       cfg.MaxJobs,
-		uid:           cfg.RunAsUID,
-		gid:           cfg.RunAsGID,
+		runner:         cfg.Runner,
+		log:            cfg.Logger,
+		defaultLimits:  cfg.DefaultLimits,
+		maxLimits:      cfg.MaxLimits,
+		maxJobs:        cfg.MaxJobs,
+		maxJobsPerUser: cfg.MaxJobsPerUser,
+		adminReserved:  max(cfg.AdminReservedJobs, 0),
+		maxWatchers:    cfg.MaxWatchersPerUser,
+		uid:            cfg.RunAsUID,
+		gid:            cfg.RunAsGID,
 	})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	s.lis, err = net.Listen("tcp", cfg.Listen)
+	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	s.lis = limitConns(lis, cfg.MaxConns, cfg.MaxConnsPerIP, keepaliveTimeout, cfg.Logger)
 	return s, nil
 }
 
-// validate checks c and fills its defaults.
-func (c *Config) validate() error {
+// validate checks c and fills its defaults; it lowers the maxima to what
+// h has and returns what it lowered.
+func (c *Config) validate(h host) ([]clamp, error) {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
 	if c.CAFile == "" || c.CertFile == "" || c.KeyFile == "" {
-		return errors.New("server: the CA, certificate and key files are required")
+		return nil, errors.New("server: the CA, certificate and key files are required")
 	}
 	if c.Runner == nil {
-		return errors.New("server: a Runner is required")
+		return nil, errors.New("server: a Runner is required")
 	}
 	if (c.RunAsUID == nil) != (c.RunAsGID == nil) {
-		return errors.New("server: set both RunAsUID and RunAsGID, or neither")
+		return nil, errors.New("server: set both RunAsUID and RunAsGID, or neither")
 	}
 	if c.MaxJobs < 0 {
-		return fmt.Errorf("server: MaxJobs %d is negative", c.MaxJobs)
+		return nil, fmt.Errorf("server: MaxJobs %d is negative", c.MaxJobs)
 	}
 	if c.MaxJobs == 0 {
 		c.MaxJobs = DefaultMaxJobs
+	}
+	if err := c.fillShares(); err != nil {
+		return nil, err
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -156,11 +243,64 @@ func (c *Config) validate() error {
 	}
 	c.DefaultLimits = fillLimits(c.DefaultLimits, sandbox.DefaultLimits())
 	c.MaxLimits = fillLimits(c.MaxLimits, DefaultMaxLimits())
+	clamps := c.clampToHost(h)
 	if err := checkLimits(c.DefaultLimits, c.MaxLimits); err != nil {
-		return fmt.Errorf("server: default %w", err)
+		return nil, fmt.Errorf("server: default %w", err)
 	}
 	if err := c.DefaultLimits.Validate(); err != nil {
-		return fmt.Errorf("server: default limits: %w", err)
+		return nil, fmt.Errorf("server: default limits: %w", err)
+	}
+	return clamps, nil
+}
+
+// fillShares checks the per-user and per-client bounds and fills their
+// defaults; MaxJobs is set.
+func (c *Config) fillShares() error {
+	if c.MaxJobsPerUser == 0 {
+		c.MaxJobsPerUser = DefaultMaxJobsPerUser(c.MaxJobs)
+	}
+	if c.MaxJobsPerUser < 0 || c.MaxJobsPerUser > c.MaxJobs {
+		return fmt.Errorf("server: max jobs per user %d is outside [1, max jobs %d]", c.MaxJobsPerUser, c.MaxJobs)
+	}
+	switch {
+	case c.AdminReservedJobs == 0:
+		c.AdminReservedJobs = DefaultAdminReservedJobs(c.MaxJobs)
+	case c.AdminReservedJobs == NoAdminReserve:
+	case c.AdminReservedJobs < 0 || c.AdminReservedJobs >= c.MaxJobs:
+		return fmt.Errorf("server: %d jobs reserved for admins leave users none of max jobs %d", c.AdminReservedJobs, c.MaxJobs)
+	}
+	for _, b := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"max connections", &c.MaxConns, DefaultMaxConns},
+		{"max connections per IP", &c.MaxConnsPerIP, DefaultMaxConnsPerIP},
+		{"max streams per connection", &c.MaxStreamsPerConn, DefaultMaxStreamsPerConn},
+		{"max watchers per user", &c.MaxWatchersPerUser, DefaultMaxWatchersPerUser},
+		{"max header bytes", &c.MaxHeaderBytes, DefaultMaxHeaderBytes},
+	} {
+		if *b.v < 0 || *b.v > 1<<30 {
+			return fmt.Errorf("server: %s %d is outside [1, 2^30]", b.name, *b.v)
+		}
+		if *b.v == 0 {
+			*b.v = b.def
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"handshake timeout", &c.HandshakeTimeout, DefaultHandshakeTimeout},
+		{"idle timeout", &c.IdleTimeout, DefaultIdleTimeout},
+	} {
+		if *d.v < 0 {
+			return fmt.Errorf("server: %s %v is negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	return nil
 }
@@ -199,7 +339,13 @@ func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 func (s *Server) Serve(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(pb.Foreman_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.log.Info("serving", "addr", s.lis.Addr().String(), "max_jobs", s.cfg.MaxJobs)
+	c := s.cfg
+	s.log.Info("serving", "addr", s.lis.Addr().String(), "max_jobs", c.MaxJobs,
+		"max_jobs_per_user", c.MaxJobsPerUser, "admin_reserved_jobs", max(c.AdminReservedJobs, 0),
+		"max_conns", c.MaxConns, "max_conns_per_ip", c.MaxConnsPerIP, "max_streams_per_conn", c.MaxStreamsPerConn,
+		"max_watchers_per_user", c.MaxWatchersPerUser, "max_header_bytes", c.MaxHeaderBytes,
+		"handshake_timeout", c.HandshakeTimeout, "idle_timeout", c.IdleTimeout,
+		"max_pids", c.MaxLimits.Pids, "max_memory", c.MaxLimits.MemoryBytes)
 
 	served := make(chan error, 1)
 	go func() { served <- s.grpc.Serve(s.lis) }()

@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -160,103 +161,112 @@ func TestConfigValidation(t *testing.T) {
 	r := newFakeRunner()
 	base := Config{CAFile: "ca", CertFile: "c", KeyFile: "k", Runner: r}
 	cfg := base
-	if err := cfg.validate(); err != nil {
+	clamps, err := cfg.validate(host{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != DefaultListen || cfg.MaxJobs != DefaultMaxJobs || cfg.Logger == nil ||
-		cfg.DefaultLimits != sandbox.DefaultLimits() || cfg.MaxLimits != DefaultMaxLimits() {
-		t.Errorf("defaults not filled: %+v", cfg)
+		cfg.DefaultLimits != sandbox.DefaultLimits() || cfg.MaxLimits != DefaultMaxLimits() || len(clamps) != 0 {
+		t.Errorf("defaults not filled: %+v (clamps %v)", cfg, clamps)
+	}
+	if cfg.MaxJobsPerUser != 250 || cfg.AdminReservedJobs != 50 || cfg.MaxConns != DefaultMaxConns ||
+		cfg.MaxConnsPerIP != DefaultMaxConnsPerIP || cfg.MaxStreamsPerConn != DefaultMaxStreamsPerConn ||
+		cfg.MaxWatchersPerUser != DefaultMaxWatchersPerUser || cfg.MaxHeaderBytes != DefaultMaxHeaderBytes ||
+		cfg.HandshakeTimeout != DefaultHandshakeTimeout || cfg.IdleTimeout != DefaultIdleTimeout {
+		t.Errorf("fair-share defaults not filled: %+v", cfg)
 	}
 	uid := uint32(1)
 	for name, edit := range map[string]func(*Config){
-		"no runner":           func(c *Config) { c.Runner = nil },
-		"no CA":               func(c *Config) { c.CAFile = "" },
-		"uid without gid":     func(c *Config) { c.RunAsUID = &uid },
-		"negative max jobs":   func(c *Config) { c.MaxJobs = -1 },
-		"default above max":   func(c *Config) { c.MaxLimits.MemoryBytes = 1 << 20 },
-		"default CPU too low": func(c *Config) { c.DefaultLimits.CPUMilli = 1 },
+		"no runner":              func(c *Config) { c.Runner = nil },
+		"no CA":                  func(c *Config) { c.CAFile = "" },
+		"uid without gid":        func(c *Config) { c.RunAsUID = &uid },
+		"negative max jobs":      func(c *Config) { c.MaxJobs = -1 },
+		"default above max":      func(c *Config) { c.MaxLimits.MemoryBytes = 1 << 20 },
+		"default CPU too low":    func(c *Config) { c.DefaultLimits.CPUMilli = 1 },
+		"per user above max":     func(c *Config) { c.MaxJobs, c.MaxJobsPerUser = 4, 5 },
+		"negative per user":      func(c *Config) { c.MaxJobsPerUser = -2 },
+		"reserve leaves none":    func(c *Config) { c.MaxJobs, c.AdminReservedJobs = 4, 4 },
+		"negative reserve":       func(c *Config) { c.AdminReservedJobs = -2 },
+		"negative conns":         func(c *Config) { c.MaxConns = -1 },
+		"negative watchers":      func(c *Config) { c.MaxWatchersPerUser = -1 },
+		"negative handshake":     func(c *Config) { c.HandshakeTimeout = -time.Second },
+		"header size absurd":     func(c *Config) { c.MaxHeaderBytes = 1 << 31 },
+		"default pids over host": func(c *Config) { c.MaxLimits.Pids = 0 }, // with a host of 100 pids below
 	} {
 		cfg := base
 		edit(&cfg)
-		if err := cfg.validate(); err == nil {
+		h := host{}
+		if name == "default pids over host" {
+			h.pidMax = 100 // below the default 1024 processes of a job
+		}
+		if _, err := cfg.validate(h); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 }
 
-// TestMaxJobs checks the running-jobs cap is ResourceExhausted and frees
-// up when a job ends.
-func TestMaxJobs(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.MaxJobs = 2 })
-	ctx := testCtx(t)
-	c := ts.as(t, "alice", certgen.RoleUser)
+// TestShareDefaults checks the documented shares of --max-jobs.
+func TestShareDefaults(t *testing.T) {
+	for _, c := range []struct{ maxJobs, perUser, reserved int }{
+		{1, 1, 0}, {2, 1, 1}, {5, 2, 1}, {8, 2, 1}, {40, 10, 2}, {1000, 250, 50},
+	} {
+		if got := DefaultMaxJobsPerUser(c.maxJobs); got != c.perUser {
+			t.Errorf("DefaultMaxJobsPerUser(%d) = %d, want %d", c.maxJobs, got, c.perUser)
+		}
+		if got := DefaultAdminReservedJobs(c.maxJobs); got != c.reserved {
+			t.Errorf("DefaultAdminReservedJobs(%d) = %d, want %d", c.maxJobs, got, c.reserved)
+		}
+	}
+	cfg := Config{CAFile: "ca", CertFile: "c", KeyFile: "k", Runner: newFakeRunner(), MaxJobs: 5, AdminReservedJobs: NoAdminReserve}
+	if _, err := cfg.validate(host{}); err != nil || cfg.AdminReservedJobs != NoAdminReserve {
+		t.Errorf("NoAdminReserve: %v, reserve %d", err, cfg.AdminReservedJobs)
+	}
+}
+
+// TestClampToHost checks the maxima are lowered to what the host has, say
+// so, and are left alone when the host has more or is unknown.
+func TestClampToHost(t *testing.T) {
+	base := Config{CAFile: "ca", CertFile: "c", KeyFile: "k", Runner: newFakeRunner()}
+	cfg := base
+	cfg.MaxLimits.Pids = 65536
+	clamps, err := cfg.validate(host{pidMax: 32768, memTotal: 8 << 30, noFile: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxLimits.Pids != 32767 || cfg.MaxLimits.MemoryBytes != 8<<30 || cfg.MaxConns != 512 {
+		t.Errorf("maxima after the clamp: pids %d, memory %d, conns %d", cfg.MaxLimits.Pids, cfg.MaxLimits.MemoryBytes, cfg.MaxConns)
+	}
 	var names []string
-	for range 2 {
-		resp, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, resp.GetJob().GetName())
+	for _, c := range clamps {
+		names = append(names, c.limit)
 	}
-	_, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"})
-	st := wantCode(t, "third job", err, codes.ResourceExhausted)
-	if !strings.Contains(st.Message(), "maximum of 2 jobs") {
+	if strings.Join(names, " ") != "max-pids max-memory max-conns" {
+		t.Errorf("clamps %v", clamps)
+	}
+	cfg = base
+	if clamps, _ := cfg.validate(host{pidMax: 4 << 20, memTotal: 64 << 30, noFile: 1 << 20}); len(clamps) != 0 || cfg.MaxLimits != DefaultMaxLimits() {
+		t.Errorf("a large host clamped %v", clamps)
+	}
+
+	// Through New, the start log says what was lowered, and a request
+	// above the lowered maximum is InvalidArgument, as before.
+	logs := &syncBuffer{}
+	real := readHost()
+	if real.pidMax < 2 {
+		t.Skip("cannot read kernel.pid_max")
+	}
+	ts := startServer(t, func(c *Config) {
+		c.MaxLimits.Pids = real.pidMax + 1000
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	})
+	if !strings.Contains(logs.String(), `"limit":"max-pids"`) || !strings.Contains(logs.String(), "kernel.pid_max") {
+		t.Errorf("start log does not say max-pids was lowered:\n%s", logs)
+	}
+	c := ts.as(t, "alice", certgen.RoleUser)
+	_, err = c.StartJob(testCtx(t), &pb.StartJobRequest{Command: "sleep", Limits: &pb.Limits{Pids: real.pidMax}})
+	st := wantCode(t, "pids at pid_max", err, codes.InvalidArgument)
+	if !strings.Contains(st.Message(), "maximum") {
 		t.Errorf("message %q", st.Message())
-	}
-	if _, err := c.StopJob(ctx, &pb.StopJobRequest{Name: names[0]}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep"}); err != nil {
-		t.Fatalf("start after a stop: %v", err)
-	}
-}
-
-// racyRunner runs hook inside the first call of Running, after the count
-// was taken: the moment another StartJob may slip in.
-type racyRunner struct {
-	JobRunner
-	once sync.Once
-	hook func()
-}
-
-func (r *racyRunner) Running() int {
-	n := r.JobRunner.Running()
-	r.once.Do(r.hook)
-	return n
-}
-
-// TestMaxJobsRace checks the cap holds when a start completes while
-// another start counts the running jobs: job A is reserved; while B's
-// reserve counts (0 running), A registers with the runner and releases its
-// reservation. B must still see A, once as running or as starting.
-func TestMaxJobsRace(t *testing.T) {
-	fake := newFakeRunner()
-	r := &racyRunner{JobRunner: fake}
-	f := &foreman{runner: fake, maxJobs: 1}
-	if err := f.reserve(); err != nil { // A
-		t.Fatal(err)
-	}
-	f.runner = r
-	released := make(chan struct{})
-	r.hook = func() {
-		// A's job is now running: the runner counts it...
-		if _, err := fake.Start(context.Background(), jobrunner.StartRequest{Command: "sleep"}); err != nil {
-			t.Error(err)
-		}
-		// ...and A releases its reservation as soon as it can: at once
-		// if B does not hold the lock, or right after B's check.
-		if f.mu.TryLock() {
-			f.mu.Unlock()
-			f.release()
-			close(released)
-		} else {
-			go func() { f.release(); close(released) }()
-		}
-	}
-	err := f.reserve() // B
-	<-released
-	if !errors.Is(err, errTooManyJobs) {
-		t.Fatalf("second reserve with 1 job running and max 1 = %v, want errTooManyJobs", err)
 	}
 }
 
@@ -273,7 +283,9 @@ func TestToStatus(t *testing.T) {
 		{errorf(errInvalidArgument, "bad"), codes.InvalidArgument},
 		{errorf(errUnauthenticated, "who"), codes.Unauthenticated},
 		{errorf(errPermissionDenied, "no"), codes.PermissionDenied},
-		{errorf(errTooManyJobs, "full"), codes.ResourceExhausted},
+		{errorf(jobrunner.ErrTooManyJobs, "full"), codes.ResourceExhausted},
+		{&jobrunner.QuotaError{Limit: 1}, codes.ResourceExhausted},
+		{errorf(errTooManyWatchers, "many"), codes.ResourceExhausted},
 		{jobErr("jobs/a", fmt.Errorf("a: %w", jobrunner.ErrJobNotFound)), codes.NotFound},
 		{jobErr("jobs/a", jobrunner.ErrNotRunning), codes.FailedPrecondition},
 		{fmt.Errorf("%w: exec: no such file", sandbox.ErrExec), codes.FailedPrecondition},
