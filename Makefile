@@ -14,7 +14,7 @@ export CGO_ENABLED := 0
 # tests and scripts run (e2e's go build, scripts/test-cgroupv2.sh).
 export GOFLAGS := $(strip $(filter-out -tags=urfave_cli_no_docs,$(shell $(GO) env GOFLAGS)) -tags=urfave_cli_no_docs)
 
-.PHONY: help build test test-unit test-cgroupv2 test-e2e vet fmt proto lint-proto run bench bench-smoke clean install release check-unit
+.PHONY: help build test test-unit test-cgroupv2 test-e2e vulncheck fuzz vet fmt proto lint-proto run bench bench-smoke clean install release check-unit
 
 # The version telehandler --version prints: git describe of the checkout.
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -102,6 +102,9 @@ run: ## build, make dev certificates in .dev/certs (alice, bob: user; admin: adm
 	@echo
 	exec ./$(BIN) serve --listen $(DEV_ADDR) --state-dir $(DEV)/state --cgroup-parent $(DEV_CGROUP) \
 		--ca $(DEV)/certs/ca.crt --cert $(DEV)/certs/server.crt --key $(DEV)/certs/server.key
+
+vulncheck: ## govulncheck (pinned) on our code, against a database built offline from the golang.org/x/vulndb module
+	GO=$(GO) bash scripts/vulncheck.sh
 
 test-e2e: ## the end-to-end test alone: builds telehandler, runs certgen, serve and the CLI (root)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -v -timeout 5m ./e2e/
