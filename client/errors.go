@@ -33,7 +33,8 @@ func (c *Conn) explain(err error) error {
 	if !ok {
 		return err
 	}
-	msg, hint := st.Message(), ""
+	// The message may echo what someone sent (a command, a name).
+	msg, hint := safeText(st.Message()), ""
 	switch st.Code() {
 	case codes.Unavailable:
 		msg, hint = c.connectionHint(msg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -80,22 +81,26 @@ func runList(c *cli.Context) error {
 	case c.Bool("quiet"):
 		var b strings.Builder
 		for _, j := range jobs {
-			b.WriteString(j.GetName() + "\n")
+			b.WriteString(safeText(j.GetName()) + "\n")
 		}
 		_, err := fmt.Fprint(c.App.Writer, b.String())
 		return err
 	case format == "json":
 		return printJSON(c.App.Writer, &pb.ListJobsResponse{Jobs: jobs})
 	}
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	return printJobList(c.App.Writer, jobs, time.Now())
+}
+
+// printJobList writes jobs as list's table, their ages counted to now.
+func printJobList(w io.Writer, jobs []*pb.Job, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tOWNER\tSTATE\tAGE\tCOMMAND")
-	now := time.Now()
 	for _, j := range jobs {
 		age := "-"
 		if t := j.GetStatus().GetStartTime(); t != nil {
 			age = formatAge(now.Sub(t.AsTime()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j.GetName(), j.GetOwner(), describeState(j.GetStatus()), age,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safeText(j.GetName()), safeText(j.GetOwner()), describeState(j.GetStatus()), age,
 			clipText(shellQuote(j.GetCommand(), j.GetArgs()), 60))
 	}
 	return tw.Flush()

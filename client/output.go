@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -39,7 +40,8 @@ func outputFormat(c *cli.Context) (string, error) {
 }
 
 // printJSON writes m as protojson with every field included, indented
-// stably (protojson itself varies its spacing on purpose).
+// stably (protojson itself varies its spacing on purpose), with the runes a
+// terminal could act on escaped (escapeJSON).
 func printJSON(w io.Writer, m proto.Message) error {
 	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
@@ -50,7 +52,7 @@ func printJSON(w io.Writer, m proto.Message) error {
 		return err
 	}
 	out.WriteByte('\n')
-	_, err = out.WriteTo(w)
+	_, err = w.Write(escapeJSON(out.Bytes()))
 	return err
 }
 
@@ -126,15 +128,21 @@ func jobExitCode(st *pb.JobStatus) int {
 	return 1
 }
 
-// shellQuote writes a command line so that it can be pasted into sh.
+// shellQuote writes a command line so that it can be pasted into sh, and
+// safely printed on a terminal: a word with a control character, a bidi
+// override or bytes that are not UTF-8 is written $'...' with escapes
+// (safeText's), which bash, zsh and ksh read back to the same bytes.
 func shellQuote(cmd string, args []string) string {
 	words := make([]string, 0, 1+len(args))
 	for _, w := range append([]string{cmd}, args...) {
-		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		switch {
+		case w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "":
 			words = append(words, w)
-			continue
+		case !utf8.ValidString(w) || strings.ContainsFunc(w, unsafeRune):
+			words = append(words, "$'"+escapeText(w, '\'')+"'")
+		default:
+			words = append(words, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
 		}
-		words = append(words, "'"+strings.ReplaceAll(w, "'", `'\''`)+"'")
 	}
 	return strings.Join(words, " ")
 }
@@ -146,15 +154,15 @@ func printJob(w io.Writer, j *pb.Job) error {
 	line := func(k, format string, args ...any) {
 		fmt.Fprintf(&b, "%-9s %s\n", k+":", fmt.Sprintf(format, args...))
 	}
-	line("name", "%s", j.GetName())
-	line("owner", "%s", j.GetOwner())
+	line("name", "%s", safeText(j.GetName()))
+	line("owner", "%s", safeText(j.GetOwner()))
 	cmdline := shellQuote(j.GetCommand(), j.GetArgs())
 	if st.GetCommandTruncated() {
 		cmdline += " (cut: the server keeps 4 KiB of a command line; the job ran with all of it)"
 	}
 	line("command", "%s", cmdline)
 	if j.GetWorkingDir() != "" {
-		line("dir", "%s", j.GetWorkingDir())
+		line("dir", "%s", safeText(j.GetWorkingDir()))
 	}
 	line("state", "%s", describeState(st))
 	if st.GetStartTime() != nil {

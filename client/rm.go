@@ -71,7 +71,7 @@ func runRm(c *cli.Context) error {
 			}
 			continue
 		}
-		fmt.Fprintln(c.App.Writer, name)
+		fmt.Fprintln(c.App.Writer, safeText(name))
 	}
 	if failed > 0 {
 		// Each failure was printed; the exit status says some failed.

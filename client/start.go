@@ -114,7 +114,7 @@ func runStart(c *cli.Context) error {
 	}
 	name := resp.GetJob().GetName()
 	if !c.Bool("watch") {
-		_, err := fmt.Fprintln(c.App.Writer, name)
+		_, err := fmt.Fprintln(c.App.Writer, safeText(name))
 		return err
 	}
 	err = watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
@@ -122,7 +122,7 @@ func runStart(c *cli.Context) error {
 		rctx, cancel := context.WithTimeout(c.Context, time.Minute)
 		defer cancel()
 		if _, rerr := conn.DeleteJob(rctx, &pb.DeleteJobRequest{Name: name}); rerr != nil {
-			fmt.Fprintf(c.App.ErrWriter, "telehandler: --rm: %s was not removed: %s\n", name,
+			fmt.Fprintf(c.App.ErrWriter, "telehandler: --rm: %s was not removed: %s\n", safeText(name),
 				strings.ReplaceAll(conn.explain(rerr).Error(), "\n", "\ntelehandler: "))
 		}
 	}

@@ -76,7 +76,7 @@ func runStop(c *cli.Context) error {
 	if already {
 		note = " (had already ended)"
 	}
-	_, err = fmt.Fprintf(c.App.Writer, "%s: %s%s\n", job.GetName(), describeState(job.GetStatus()), note)
+	_, err = fmt.Fprintf(c.App.Writer, "%s: %s%s\n", safeText(job.GetName()), describeState(job.GetStatus()), note)
 	return err
 }
 

@@ -69,6 +69,7 @@ const (
 func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer, backoff time.Duration) error {
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	shown := safeText(name) // the name in our messages; the server may have chosen it
 
 	var offset int64
 	retries, wait := 0, backoff
@@ -79,7 +80,7 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 			break
 		}
 		if isCanceled(ctx, err) {
-			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running (telehandler stop %s ends it)", name, name)}
+			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running (telehandler stop %s ends it)", shown, shown)}
 		}
 		if status.Code(err) != codes.Unavailable || handshakeFailed(err) {
 			return conn.explain(err)
@@ -88,13 +89,13 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 			retries, wait = 0, backoff
 		}
 		if retries++; retries > maxRetries {
-			return fmt.Errorf("watch %s broke at byte %d: %w", name, offset, conn.explain(err))
+			return fmt.Errorf("watch %s broke at byte %d: %w", shown, offset, conn.explain(err))
 		}
-		fmt.Fprintf(stderr, "telehandler: connection lost (%s); resuming %s at byte %d\n", status.Convert(err).Message(), name, offset)
+		fmt.Fprintf(stderr, "telehandler: connection lost (%s); resuming %s at byte %d\n", safeText(status.Convert(err).Message()), shown, offset)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running", name)}
+			return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped watching %s; the job keeps running", shown)}
 		}
 		wait *= 2
 	}
@@ -104,17 +105,17 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 	defer cancel()
 	resp, err := conn.GetJobStatus(sctx, &pb.GetJobStatusRequest{Name: name})
 	if err != nil {
-		return fmt.Errorf("output of %s complete, but its status: %w", name, conn.explain(err))
+		return fmt.Errorf("output of %s complete, but its status: %w", shown, conn.explain(err))
 	}
 	st := resp.GetJob().GetStatus()
 	if st.GetState() == pb.State_STATE_RUNNING {
-		return fmt.Errorf("the output stream of %s ended while the job still runs", name)
+		return fmt.Errorf("the output stream of %s ended while the job still runs", shown)
 	}
 	if total := st.GetOutputBytes(); offset != total {
-		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", name, offset, total)
+		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", shown, offset, total)
 	}
 	if st.GetOomKilled() {
-		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", name, limits.FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
+		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", shown, limits.FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
 	}
 	if code := jobExitCode(st); code != 0 {
 		return &ExitError{Code: code}
@@ -141,7 +142,7 @@ func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, st
 			return n, err
 		}
 		if m.GetOffset() != offset+n {
-			return n, fmt.Errorf("output of %s jumped from byte %d to %d", name, offset+n, m.GetOffset())
+			return n, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(name), offset+n, m.GetOffset())
 		}
 		w := stdout
 		if m.GetStream() == pb.Stream_STREAM_STDERR {

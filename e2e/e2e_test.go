@@ -371,6 +371,31 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("status and list escape a hostile command line; watch stays byte-exact", func(t *testing.T) {
+		alice.t = t
+		// telehandler start -- printf '%s' $'\e[2J\e]0;pwned\a\u202e'
+		attack := "\x1b[2J\x1b]0;pwned\a\u202e"
+		job := alice.start("printf", "%s", attack)
+		if r := alice.run("watch", job).want(t, "watch", 0); r.stdout != attack {
+			t.Errorf("watch: %q, want the job's bytes %q", r.stdout, attack)
+		}
+		shown := `printf %s $'\x1b[2J\x1b]0;pwned\a\u202e'`
+		st := alice.run("status", job).want(t, "status", 0)
+		ls := alice.run("list").want(t, "list", 0)
+		js := alice.run("status", "-o", "json", job).want(t, "status -o json", 0)
+		for what, out := range map[string]string{"status": st.stdout, "list": ls.stdout, "status -o json": js.stdout} {
+			if strings.ContainsAny(out, "\x1b\a\u202e") {
+				t.Errorf("%s prints the command's control characters raw:\n%q", what, out)
+			}
+		}
+		if !strings.Contains(st.stdout, "command:  "+shown) || !strings.Contains(ls.stdout, shown) {
+			t.Errorf("status or list do not show %s:\n%s\n%s", shown, st.stdout, ls.stdout)
+		}
+		if j := alice.status(job); len(j.Args) != 2 || j.Args[1] != attack {
+			t.Errorf("status -o json args = %q, want [%%s %q]", j.Args, attack)
+		}
+	})
+
 	t.Run("start --watch: the job runs in a sandbox as nobody", func(t *testing.T) {
 		alice.t = t
 		// telehandler start --watch -- sh -c 'echo hello from $(hostname)'
