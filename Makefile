@@ -106,6 +106,10 @@ run: ## build, make dev certificates in .dev/certs (alice, bob: user; admin: adm
 vulncheck: ## govulncheck (pinned) on our code, against a database built offline from the golang.org/x/vulndb module
 	GO=$(GO) bash scripts/vulncheck.sh
 
+FUZZTIME ?= 10s
+fuzz: ## fuzz every Go fuzz target for FUZZTIME each (default 10s; the seed corpora in testdata/fuzz run in make test)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
 test-e2e: ## the end-to-end test alone: builds telehandler, runs certgen, serve and the CLI (root)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -v -timeout 5m ./e2e/
 

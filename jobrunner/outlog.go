@@ -314,6 +314,14 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 		w = 0
 		return fn(Chunk{Stream: cStream, Offset: cOffset, Data: buf[:n]})
 	}
+	// corrupt hands over the output of the good records before the bad
+	// one, then reports it.
+	corrupt := func(what string) error {
+		if err := flush(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s at file offset %d", ErrCorruptLog, what, pos)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -322,6 +330,11 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 		committed, size, finished, wake := l.fileSize, l.size, l.finished, l.wake
 		l.mu.Unlock()
 		if pos >= committed {
+			// The committed part of the file ends at a record boundary:
+			// a record cut short was changed behind the log's back.
+			if remaining > 0 {
+				return corrupt("record cut short")
+			}
 			// Everything committed was read: hand over what is pending
 			// before waiting for more.
 			if err := flush(); err != nil {
@@ -349,12 +362,18 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 		for r, end := w, w+n; r < end; {
 			if remaining == 0 {
 				if end-r < recordHeaderSize {
+					if pos+int64(end-r) >= committed {
+						// Not a header continued past the buffer (read it
+						// again) but one cut short by the committed end,
+						// which no read would ever complete.
+						return corrupt("record header cut short")
+					}
 					break // the header continues past the buffer: read it again
 				}
 				stream = Stream(buf[r])
 				remaining = int64(binary.BigEndian.Uint32(buf[r+1 : r+recordHeaderSize]))
 				if (stream != Stdout && stream != Stderr) || remaining == 0 || remaining > maxRecordData {
-					return fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, pos)
+					return corrupt("bad record header")
 				}
 				r += recordHeaderSize
 				pos += recordHeaderSize

@@ -39,12 +39,13 @@ func ParseBytes(s string) (uint64, error) {
 
 // ParseCPU parses a CPU quota into thousandths of one CPU: "0.5" or "50%"
 // is half of one CPU (500), "2" two CPUs (2000), "250m" 250 thousandths
-// (as Kubernetes writes it).
+// (as Kubernetes writes it). "0.5 CPU", as FormatCPU writes it, is taken
+// too.
 func ParseCPU(s string) (uint64, error) {
 	num, unit := splitNumber(strings.TrimSpace(s))
 	var mult float64
 	switch strings.ToLower(unit) {
-	case "":
+	case "", "cpu", "cpus":
 		mult = 1000
 	case "%":
 		mult = 10
@@ -116,7 +117,12 @@ func FormatBytes(n uint64) string {
 		v /= 1024
 		u++
 	}
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + units[u]
+	r := math.Round(v*100) / 100
+	if r*math.Pow(1024, float64(u)) >= 0x1p64 {
+		// Rounded up to 16EiB, which no uint64 holds: round down.
+		r = math.Floor(v*100-1) / 100
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64) + units[u]
 }
 
 // FormatCPU writes a quota in thousandths of a CPU as CPUs: "0.1 CPU",

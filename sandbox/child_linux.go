@@ -197,16 +197,22 @@ func joinCgroup(tasks []string) error {
 
 // readSpec reads the JSON Spec from specFD to EOF and closes it.
 func readSpec() (shimSpec, error) {
-	var spec shimSpec
 	f := os.NewFile(specFD, "spec")
 	if f == nil {
-		return spec, shimErr("read spec", errors.New("spec fd is not open"))
+		return shimSpec{}, shimErr("read spec", errors.New("spec fd is not open"))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSpecSize+1))
 	f.Close()
 	if err != nil {
-		return spec, shimErr("read spec", err)
+		return shimSpec{}, shimErr("read spec", err)
 	}
+	return decodeSpec(data)
+}
+
+// decodeSpec decodes the spec document read from specFD, which must hold a
+// command and be at most maxSpecSize bytes.
+func decodeSpec(data []byte) (shimSpec, error) {
+	var spec shimSpec
 	if len(data) > maxSpecSize {
 		return spec, shimErr("read spec", fmt.Errorf("spec larger than %d bytes", maxSpecSize))
 	}

@@ -16,8 +16,10 @@ type Spec struct {
 	// Dir is the working directory ("" = /).
 	Dir string `json:"dir,omitempty"`
 	// Env is the whole environment of the command ("KEY=VALUE"); nothing of
-	// the server's environment leaks in. nil = a minimal PATH and HOME.
-	Env []string `json:"env,omitempty"`
+	// the server's environment leaks in. nil = a minimal PATH and HOME; an
+	// empty Env is an empty environment (so the JSON keeps "env":[] apart
+	// from null: no omitempty).
+	Env []string `json:"env"`
 	// UID and GID the command runs as; nil = stay root.
 	UID *uint32 `json:"uid,omitempty"`
 	GID *uint32 `json:"gid,omitempty"`

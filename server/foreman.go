@@ -17,12 +17,13 @@ import (
 )
 
 // Bounds on requests. Linux itself refuses a single argument or environment
-// string longer than 128 KiB (MAX_ARG_STRLEN) and an argv+envp much over
-// 2 MiB; we refuse earlier and with a clear message.
+// string of 128 KiB (MAX_ARG_STRLEN, which counts its terminating NUL) or
+// more, and an argv+envp much over 2 MiB; we refuse earlier and with a clear
+// message.
 const (
 	maxArgs         = 10_000
 	maxEnv          = 10_000
-	maxStringBytes  = 128 << 10
+	maxStringBytes  = 128<<10 - 1
 	maxCommandBytes = 1 << 20 // command, args, env and dir together
 	maxGracePeriod  = 5 * time.Minute
 	// maxChunkBytes is the most output data in one WatchJobOutput message,
