@@ -231,7 +231,7 @@ func FuzzResolveLimits(f *testing.F) {
 		if err := l.Validate(); err != nil {
 			t.Fatalf("resolveLimits accepted limits the sandbox refuses: %v", err)
 		}
-		lf, mf, rf := fieldsOf(&l), fieldsOf(&max), fieldsOf(new(LimitsFromProto(req)))
+		lf, mf, rf := fieldsOf(&l), fieldsOf(&max), fieldsOf(new(limitsFromProto(req)))
 		for i := range lf {
 			v := *lf[i].value
 			switch {
@@ -243,7 +243,7 @@ func FuzzResolveLimits(f *testing.F) {
 				t.Fatalf("%s: asked %d, got %d", lf[i].name, *rf[i].value, v)
 			}
 		}
-		if back := LimitsFromProto(LimitsToProto(l)); back != l {
+		if back := limitsFromProto(limitsToProto(l)); back != l {
 			t.Fatalf("limits %+v come back from the API as %+v", l, back)
 		}
 	})
