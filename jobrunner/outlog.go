@@ -252,7 +252,10 @@ const DefaultMaxChunk = 32 << 10
 // delivered; then it returns nil. It returns ctx.Err() when ctx ends, fn's
 // error when fn fails, and an error wrapping ErrInvalidOffset when from is
 // negative or past the end of a finished log (for a log still being
-// written, Watch waits until output reaches from). A chunk's Data is only
+// written, Watch waits until output reaches from). A file that does not
+// hold whole, well-formed records up to its committed size (changed behind
+// the log's back) ends the watch with an error wrapping ErrCorruptLog,
+// after the output of the records before the bad one. A chunk's Data is only
 // valid during fn. fn runs in the caller's goroutine; while it blocks,
 // only this watcher waits. Chunks are at most DefaultMaxChunk bytes; see
 // WatchChunks.
