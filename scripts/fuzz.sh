@@ -22,5 +22,5 @@ while IFS= read -r file; do
 		"$GO" test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" "$pkg"
 		n=$((n + 1))
 	done
-done < <(git ls-files '*_test.go' | xargs grep -l '^func Fuzz' | sort)
+done < <(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz' | sort)
 echo "fuzzed $n targets for $FUZZTIME each in $((SECONDS - start))s"
