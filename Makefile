@@ -14,7 +14,7 @@ export CGO_ENABLED := 0
 # tests and scripts run (e2e's go build, scripts/test-cgroupv2.sh).
 export GOFLAGS := $(strip $(filter-out -tags=urfave_cli_no_docs,$(shell $(GO) env GOFLAGS)) -tags=urfave_cli_no_docs)
 
-.PHONY: help build test test-unit test-cgroupv2 test-e2e vulncheck fuzz vet fmt proto lint-proto run bench bench-smoke clean install release check-unit
+.PHONY: help build test test-unit test-cgroupv2 test-e2e soak vulncheck fuzz vet fmt proto lint-proto run bench bench-smoke clean install release check-unit
 
 # The version telehandler --version prints: git describe of the checkout.
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -112,6 +112,10 @@ fuzz: ## fuzz every Go fuzz target for FUZZTIME each (default 10s; the seed corp
 
 test-e2e: ## the end-to-end test alone: builds telehandler, runs certgen, serve and the CLI (root)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -v -timeout 5m ./e2e/
+
+SOAK_FLAGS ?=
+soak: build ## about two minutes of mixed load on the real binary, with a server restart; fails on any error, lost or duplicated byte, or leak (root)
+	$(GO) run ./soak -bin ./$(BIN) $(SOAK_FLAGS)
 
 clean: ## remove build outputs
 	rm -f $(BIN) *.test

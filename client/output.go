@@ -89,10 +89,12 @@ func describeState(st *pb.JobStatus) string {
 	case st.GetState() == pb.State_STATE_FAILED:
 		why = append(why, fmt.Sprintf("exit code %d", st.GetExitCode()))
 	}
-	if st.GetEndReason() == pb.EndReason_END_REASON_SERVER_LOST {
+	switch {
+	case st.GetEndReason() == pb.EndReason_END_REASON_SERVER_LOST:
 		why = []string{"the server stopped while it ran"}
-	}
-	if st.GetStopped() {
+	case st.GetEndReason() == pb.EndReason_END_REASON_SERVER_SHUTDOWN:
+		why = append(why, "stopped by server shutdown")
+	case st.GetStopped():
 		why = append(why, "stopped")
 	}
 	if st.GetOomKilled() {
@@ -102,6 +104,27 @@ func describeState(st *pb.JobStatus) string {
 		return state
 	}
 	return state + " (" + strings.Join(why, ", ") + ")"
+}
+
+// describeTruncation says why a job's output was truncated and how much
+// was lost.
+func describeTruncation(st *pb.JobStatus) string {
+	var why string
+	switch st.GetOutputTruncation() {
+	case pb.TruncationReason_TRUNCATION_REASON_WRITE_ERROR:
+		why = "the server could not write it to its disk"
+		if e := st.GetOutputError(); e != "" {
+			why += " (" + safeText(e) + ")" // from the server: escaped
+		}
+	case pb.TruncationReason_TRUNCATION_REASON_CAP:
+		why = "the job wrote more than the server's output cap"
+	default: // an older server: only the cap truncated output
+		why = "the job wrote more than the server's cap"
+	}
+	if n := st.GetOutputDroppedBytes(); n > 0 {
+		why = fmt.Sprintf("%d bytes dropped: %s", n, why)
+	}
+	return why
 }
 
 // signalName names the common signals; others are "signal N".
@@ -182,7 +205,7 @@ func printJob(w io.Writer, j *pb.Job) error {
 		limits.FormatBytes(s.GetMemoryPeakBytes()), limits.FormatBytes(s.GetIoReadBytes()), limits.FormatBytes(s.GetIoWriteBytes()), s.GetOomKills())
 	out := fmt.Sprintf("%d bytes", st.GetOutputBytes())
 	if st.GetOutputTruncated() {
-		out += " (truncated: the job wrote more than the server's cap)"
+		out += " (truncated: " + describeTruncation(st) + ")"
 	}
 	line("output", "%s", out)
 	_, err := io.WriteString(w, b.String())

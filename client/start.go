@@ -31,6 +31,10 @@ func StartCommand() *cli.Command {
 			Usage:   "absolute working directory of the job (default /)",
 			EnvVars: []string{"TELEHANDLER_DIR"},
 		},
+		&cli.BoolFlag{
+			Name:  "merge",
+			Usage: "send the job's stderr into its stdout pipe, as 2>&1 does: one stream, in the exact order written",
+		},
 		&oneNameFlag{&cli.StringSliceFlag{
 			Name:    "env",
 			Aliases: []string{"e"},
@@ -54,6 +58,11 @@ whole output reached this terminal, as docker run --rm does; if watching stops
 early (Ctrl-C, a lost connection) the job is kept. --rm needs --watch: a job
 nobody watched would be removed before anyone saw its output.
 
+stdout and stderr are two pipes, read apart: watch keeps them apart, but
+between the two the order is the order the server read them, which is not
+always the order the job wrote them. --merge gives the job one pipe for both
+(stderr goes to stdout, as 2>&1 does) when the exact interleaving matters.
+
 Limits not given take the server's defaults (10% of one CPU, 512 MiB of
 memory, 100 MiB/s and 1000 IOPS of disk IO per direction, 1024 processes)
 and may not exceed the server's maxima.
@@ -62,7 +71,8 @@ Examples:
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
   telehandler start --watch --cpu 50% --memory 64MiB -- sh -c 'echo hello from $(hostname)'
   telehandler start --env GREETING=hi --dir /tmp -- sh -c 'pwd; echo $GREETING'
-  telehandler start --watch --rm -- make test`,
+  telehandler start --watch --rm -- make test
+  telehandler start --watch --merge -- sh -c 'echo out; echo err >&2'   # out, err in order, on stdout`,
 		Flags:  flags,
 		Action: runStart,
 	}
@@ -97,6 +107,8 @@ func runStart(c *cli.Context) error {
 		WorkingDir: c.String("dir"),
 		Env:        env,
 		Limits:     limitsToProto(lim),
+		// stream (issue 10.6)
+		MergeOutput: c.Bool("merge"),
 	})
 	if err != nil {
 		explained := conn.explain(err)

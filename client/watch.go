@@ -33,6 +33,15 @@ A broken connection is resumed where it stopped; if that fails, watch prints
 the error and exits non-zero (never 0). Ctrl-C stops watching, not the job.
 JOB is jobs/ID or ID.
 
+Between stdout and stderr, output comes in the order the server read the
+job's two pipes, which is not always the order the job wrote them: start
+the job with --merge (2>&1) for the exact order.
+
+Output the server dropped (past its output cap, or when its disk was full)
+is reported on stderr, where it is missing, and watch then exits non-zero
+(1 when the job itself succeeded). A job the server stopped because it
+shut down says so, and watch exits as for any stopped job.
+
 Example:
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
   telehandler watch $JOB; echo "exit status $?"     # out, err, exit status 3`,
@@ -71,12 +80,16 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 	defer stop()
 	shown := safeText(name) // the name in our messages; the server may have chosen it
 
-	var offset int64
+	var (
+		offset int64
+		job    *pb.Job // the job as it ended, from the stream's last message
+	)
 	retries, wait := 0, backoff
 	for {
-		n, err := streamOutput(ctx, conn, name, offset, stdout, stderr)
+		n, final, err := streamOutput(ctx, conn, name, offset, stdout, stderr)
 		offset += n
 		if err == nil {
+			job = final
 			break
 		}
 		if isCanceled(ctx, err) {
@@ -100,14 +113,18 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 		wait *= 2
 	}
 
-	// The stream ended after the job's last byte: its status says how.
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := conn.GetJobStatus(sctx, &pb.GetJobStatusRequest{Name: name})
-	if err != nil {
-		return fmt.Errorf("output of %s complete, but its status: %w", shown, conn.explain(err))
+	// The stream ended after the job's last byte; its last message says
+	// how the job ended (a server without it is asked).
+	if job == nil {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		resp, err := conn.GetJobStatus(sctx, &pb.GetJobStatusRequest{Name: name})
+		if err != nil {
+			return fmt.Errorf("output of %s complete, but its status: %w", shown, conn.explain(err))
+		}
+		job = resp.GetJob()
 	}
-	st := resp.GetJob().GetStatus()
+	st := job.GetStatus()
 	if st.GetState() == pb.State_STATE_RUNNING {
 		return fmt.Errorf("the output stream of %s ended while the job still runs", shown)
 	}
@@ -115,41 +132,63 @@ func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io
 		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", shown, offset, total)
 	}
 	if st.GetOomKilled() {
-		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", shown, limits.FormatBytes(resp.GetJob().GetLimits().GetMemoryBytes()))
+		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", shown, limits.FormatBytes(job.GetLimits().GetMemoryBytes()))
 	}
-	if code := jobExitCode(st); code != 0 {
+	if st.GetEndReason() == pb.EndReason_END_REASON_SERVER_SHUTDOWN {
+		fmt.Fprintf(stderr, "telehandler: %s was stopped by server shutdown\n", shown)
+	}
+	code := jobExitCode(st)
+	if st.GetOutputTruncated() {
+		// Never exit 0 for output that was not delivered.
+		fmt.Fprintf(stderr, "telehandler: the output of %s is incomplete: %s\n", shown, describeTruncation(st))
+		code = max(code, 1)
+	}
+	if code != 0 {
 		return &ExitError{Code: code}
 	}
 	return nil
 }
 
 // streamOutput runs one WatchJobOutput call from offset and returns how
-// many bytes it wrote and nil once the stream ended cleanly.
-func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, stdout, stderr io.Writer) (int64, error) {
+// many bytes it wrote and, once the stream ended cleanly, a nil error and
+// the job from its last message (nil from a server that sends none). Gaps
+// (output the server dropped) are reported on stderr where they occur.
+func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, stdout, stderr io.Writer) (int64, *pb.Job, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := conn.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: name, Offset: offset})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	var n int64
+	var (
+		n   int64
+		job *pb.Job
+	)
 	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			return n, job, nil
 		}
 		if err != nil {
-			return n, err
+			return n, nil, err
+		}
+		if m.GetJob() != nil {
+			job = m.GetJob()
+			continue
 		}
 		if m.GetOffset() != offset+n {
-			return n, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(name), offset+n, m.GetOffset())
+			return n, nil, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(name), offset+n, m.GetOffset())
+		}
+		if d := m.GetDroppedBytes(); d > 0 {
+			fmt.Fprintf(stderr, "telehandler: %d bytes of output missing here: the server could not write them to its disk\n", d)
+			continue
 		}
 		w := stdout
 		if m.GetStream() == pb.Stream_STREAM_STDERR {
 			w = stderr
 		}
 		if _, err := w.Write(m.GetData()); err != nil {
-			return n, fmt.Errorf("write output: %w", err)
+			return n, nil, fmt.Errorf("write output: %w", err)
 		}
 		n += int64(len(m.GetData()))
 	}

@@ -29,6 +29,7 @@ type fakeForeman struct {
 	mu      sync.Mutex
 	scripts []script // guarded by mu; one per call, the last repeats
 	offsets []int64  // guarded by mu; the offset of each call
+	gets    int      // guarded by mu; GetJobStatus calls
 }
 
 // script says how one WatchJobOutput call goes: send at most upto bytes'
@@ -59,6 +60,9 @@ func (f *fakeForeman) WatchJobOutput(req *pb.WatchJobOutputRequest, s grpc.Serve
 
 // GetJobStatus answers f.status with output_bytes the size of f.out.
 func (f *fakeForeman) GetJobStatus(context.Context, *pb.GetJobStatusRequest) (*pb.GetJobStatusResponse, error) {
+	f.mu.Lock()
+	f.gets++
+	f.mu.Unlock()
 	st := proto.Clone(f.status).(*pb.JobStatus)
 	for _, m := range f.out {
 		st.OutputBytes += int64(len(m.Data))
@@ -225,6 +229,8 @@ func TestDescribeState(t *testing.T) {
 		"COMPLETED":                           {State: pb.State_STATE_COMPLETED},
 		"FAILED (exit code 3)":                {State: pb.State_STATE_FAILED, ExitCode: 3},
 		"FAILED (killed by SIGKILL, stopped)": {State: pb.State_STATE_FAILED, ExitCode: -1, Signal: 9, Stopped: true},
+		"FAILED (killed by SIGKILL, stopped by server shutdown)": {State: pb.State_STATE_FAILED, ExitCode: -1, Signal: 9, Stopped: true,
+			EndReason: pb.EndReason_END_REASON_SERVER_SHUTDOWN},
 		"FAILED (killed by SIGKILL, out of memory)": {State: pb.State_STATE_FAILED, ExitCode: -1, Signal: 9, OomKilled: true},
 	} {
 		if got := describeState(st); got != want {
@@ -233,5 +239,54 @@ func TestDescribeState(t *testing.T) {
 	}
 	if got := shellQuote("sh", []string{"-c", "echo 'hi'; exit 3", ""}); got != `sh -c 'echo '\''hi'\''; exit 3' ''` {
 		t.Errorf("shellQuote = %s", got)
+	}
+}
+
+// TestWatchFinalMessage proves that watch takes the job's end from the
+// stream's last message (no GetJobStatus call), tells a job stopped by the
+// server's shutdown (exit as for a stopped job), reports gaps where they
+// are, and never exits 0 for output it did not deliver.
+func TestWatchFinalMessage(t *testing.T) {
+	final := func(st *pb.JobStatus) *pb.WatchJobOutputResponse {
+		st.OutputBytes = 12
+		return &pb.WatchJobOutputResponse{Offset: 12, Job: &pb.Job{Name: "jobs/x", Status: st, Limits: &pb.Limits{}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		out    []*pb.WatchJobOutputResponse
+		exit   int
+		stderr string
+	}{
+		{"completed", append(output(), final(&pb.JobStatus{State: pb.State_STATE_COMPLETED})), 0, "err1"},
+		{"stopped by server shutdown", append(output(), final(&pb.JobStatus{State: pb.State_STATE_FAILED, ExitCode: -1, Signal: 9,
+			Stopped: true, EndReason: pb.EndReason_END_REASON_SERVER_SHUTDOWN})),
+			137, "err1telehandler: jobs/x was stopped by server shutdown\n"},
+		{"cap", append(output(), final(&pb.JobStatus{State: pb.State_STATE_COMPLETED, OutputTruncated: true,
+			OutputTruncation: pb.TruncationReason_TRUNCATION_REASON_CAP, OutputDroppedBytes: 100})),
+			1, "err1telehandler: the output of jobs/x is incomplete: 100 bytes dropped: the job wrote more than the server's output cap\n"},
+		{"disk full", []*pb.WatchJobOutputResponse{
+			{Stream: pb.Stream_STREAM_STDOUT, Offset: 0, Data: []byte("out1")},
+			{Offset: 4, DroppedBytes: 7},
+			{Stream: pb.Stream_STREAM_STDERR, Offset: 4, Data: []byte("err1")},
+			{Stream: pb.Stream_STREAM_STDOUT, Offset: 8, Data: []byte("out2")},
+			final(&pb.JobStatus{State: pb.State_STATE_FAILED, ExitCode: 3, OutputTruncated: true,
+				OutputTruncation: pb.TruncationReason_TRUNCATION_REASON_WRITE_ERROR, OutputDroppedBytes: 7, OutputError: "no space left on device"}),
+		}, 3, "telehandler: 7 bytes of output missing here: the server could not write them to its disk\nerr1" +
+			"telehandler: the output of jobs/x is incomplete: 7 bytes dropped: the server could not write it to its disk (no space left on device)\n"},
+	} {
+		f := &fakeForeman{out: tc.out, scripts: []script{{-1, nil}}}
+		var stdout, stderr bytes.Buffer
+		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+		if got := exitOf(err); got != tc.exit {
+			t.Errorf("%s: exit %d (%v), want %d", tc.name, got, err, tc.exit)
+		}
+		if stdout.String() != "out1out2" || stderr.String() != tc.stderr {
+			t.Errorf("%s: stdout %q, stderr %q; want stderr %q", tc.name, stdout.String(), stderr.String(), tc.stderr)
+		}
+		f.mu.Lock()
+		if f.gets != 0 {
+			t.Errorf("%s: %d GetJobStatus calls, want none", tc.name, f.gets)
+		}
+		f.mu.Unlock()
 	}
 }

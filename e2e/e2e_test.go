@@ -202,14 +202,23 @@ func freeAddr(t *testing.T) string {
 // until it logged that it serves.
 func startServer(t *testing.T, bin, dir, addr string, extra ...string) *server {
 	t.Helper()
+	return startServerIn(t, bin, dir, addr, filepath.Join(dir, "state"), extra...)
+}
+
+// lockFile is where serve keeps the lock of a cgroup parent.
+func lockFile(parent string) string { return filepath.Join("/run/telehandler", parent+".lock") }
+
+// startServerIn is startServer with the state directory stateDir and more
+// serve flags.
+func startServerIn(t *testing.T, bin, dir, addr, stateDir string, flags ...string) *server {
+	t.Helper()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	s := &server{parent: "telehandler-test-" + hex.EncodeToString(suffix), ready: make(chan struct{}), exited: make(chan struct{})}
 	certs := filepath.Join(dir, "certs")
-	s.cmd = exec.Command(bin, "serve", "--listen", addr, "--state-dir", filepath.Join(dir, "state"),
+	s.cmd = exec.Command(bin, append([]string{"serve", "--listen", addr, "--state-dir", stateDir,
 		"--ca", filepath.Join(certs, "ca.crt"), "--cert", filepath.Join(certs, "server.crt"), "--key", filepath.Join(certs, "server.key"),
-		"--cgroup-parent", s.parent)
-	s.cmd.Args = append(s.cmd.Args, extra...)
+		"--cgroup-parent", s.parent}, flags...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +245,9 @@ func startServer(t *testing.T, bin, dir, addr string, extra ...string) *server {
 	t.Cleanup(func() {
 		s.terminate(t)
 		removeCgroupParent(t, s.parent)
+		// A server that exits cleanly removes its lock file; one that did
+		// not must not leave it to pile up in /run/telehandler.
+		os.Remove(lockFile(s.parent))
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.logs())
 		}
@@ -563,6 +575,7 @@ func TestEndToEnd(t *testing.T) {
 	if left := jobCgroups(srv.parent); len(left) != 0 {
 		t.Errorf("job cgroups left after shutdown: %v", left)
 	}
+	checkNothingLeft(t, srv)
 	if !strings.Contains(srv.logs(), "shut down") {
 		t.Errorf("server log lacks the shutdown:\n%s", srv.logs())
 	}

@@ -34,4 +34,8 @@ var (
 	// ErrCorruptLog means an output log file does not hold well-formed
 	// records (it was changed behind the log's back).
 	ErrCorruptLog = errors.New("output log is corrupt")
+	// ErrStateDirFull means a job could not start because its output log
+	// could not be created: the state directory's file system is out of
+	// space or inodes (ENOSPC, EDQUOT). Running jobs are not affected.
+	ErrStateDirFull = errors.New("the server's state directory is full")
 )

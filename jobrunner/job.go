@@ -1,6 +1,7 @@
 package jobrunner
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -52,6 +53,9 @@ const (
 	// -9, a reboot) and the job died with it; a restarted Runner found its
 	// record still RUNNING. Its output up to then is kept.
 	ReasonServerLost
+	// ReasonServerShutdown: Shutdown stopped the job (Status.Stopped is set
+	// too): the server was shutting down.
+	ReasonServerShutdown
 )
 
 func (r EndReason) String() string {
@@ -62,6 +66,8 @@ func (r EndReason) String() string {
 		return "stopped"
 	case ReasonServerLost:
 		return "server_lost"
+	case ReasonServerShutdown:
+		return "server_shutdown"
 	default:
 		return fmt.Sprintf("EndReason(%d)", int(r))
 	}
@@ -105,9 +111,15 @@ type Status struct {
 	// final accounting once it ended.
 	Stats sandbox.Stats
 	// OutputBytes is the size of the output log (stdout and stderr
-	// together); OutputTruncated says output was dropped past the cap.
-	OutputBytes     int64
-	OutputTruncated bool
+	// together); OutputTruncated says output was dropped, OutputTruncation
+	// why (the cap, or a failed write), OutputDropped how many bytes.
+	OutputBytes      int64
+	OutputTruncated  bool
+	OutputTruncation Truncation
+	OutputDropped    int64
+	// OutputError is the last error writing the log, without the file's
+	// path ("no space left on device"); "" if no write failed.
+	OutputError string
 }
 
 // Running reports whether the job is still running.
@@ -133,14 +145,19 @@ type job struct {
 	// done is closed by the job's supervisor once the terminal status is
 	// recorded and the output log finished.
 	done chan struct{}
+	// writeFailed and writeResumed make the runner log the first failed
+	// write of the job's output, and the first success after one, once.
+	writeFailed, writeResumed sync.Once
 
 	// mu guards the fields below.
 	mu sync.Mutex
 	// exited is set as soon as the command exited (before its output is
 	// fully collected); Stop no longer marks the job stopped after that.
 	exited bool
-	// stopped is set by Stop on a job whose command had not exited yet.
-	stopped bool
+	// stopped is set by Stop (or Shutdown) on a job whose command had not
+	// exited yet; stopReason is ReasonStopped or ReasonServerShutdown.
+	stopped    bool
+	stopReason EndReason
 	// ended is set, with exit and endedAt, just before done is closed.
 	ended   bool
 	exit    sandbox.ExitState
@@ -168,7 +185,7 @@ func (j *job) status() Status {
 	case j.lost:
 		st.Reason = ReasonServerLost
 	case j.stopped:
-		st.Reason = ReasonStopped
+		st.Reason = cmp.Or(j.stopReason, ReasonStopped)
 	}
 	ended, exit, endedAt := j.ended, j.exit, j.endedAt
 	j.mu.Unlock()
@@ -187,7 +204,10 @@ func (j *job) status() Status {
 		st.State = endState(exit, st.Stopped, j.lost)
 	}
 	st.OutputBytes = j.log.Size()
-	st.OutputTruncated = j.log.Truncated()
+	st.OutputTruncation = j.log.Truncation()
+	st.OutputTruncated = st.OutputTruncation != NotTruncated
+	st.OutputDropped = j.log.Dropped()
+	st.OutputError = j.log.ErrCause()
 	return st
 }
 
@@ -270,6 +290,12 @@ type StartRequest struct {
 	UID, GID *uint32
 	// Quota bounds the jobs running at once (zero = no bound).
 	Quota Quota
+	// MergeOutput gives the command one pipe for stdout and stderr (as
+	// 2>&1 does): all its output is Stdout, in the exact order written.
+	// Otherwise the two streams are two pipes, read by two goroutines, and
+	// their interleaving in the log is the order the reads happened to
+	// commit, not always the order the job wrote.
+	MergeOutput bool
 }
 
 // validate checks what the sandbox would choke on or misread. Every error

@@ -3,10 +3,12 @@ package jobrunner
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // Stream says which of a job's output streams a chunk came from.
@@ -31,14 +33,49 @@ func (s Stream) String() string {
 
 // Chunk is a piece of a job's output handed to a watcher.
 type Chunk struct {
-	// Stream is where the bytes came from.
+	// Stream is where the bytes came from (0 for a gap).
 	Stream Stream
 	// Offset is the logical offset of Data[0]: the number of output bytes
-	// (stdout and stderr together, in write order) before it.
+	// kept before it (stdout and stderr together, in the order the log
+	// received them).
 	Offset int64
 	// Data is valid only during the callback it is passed to; copy it to
 	// keep it.
 	Data []byte
+	// Dropped, when not zero, marks a gap: that many bytes of output were
+	// dropped at Offset because the log could not be written (a full
+	// disk). Data is empty then.
+	Dropped int64
+}
+
+// Truncation says why a log dropped output. The zero value means nothing
+// was dropped.
+type Truncation uint8
+
+// The reasons for dropped output. When both happened, TruncatedWriteError
+// wins: it is the one an operator must act on.
+const (
+	NotTruncated Truncation = iota
+	// TruncatedCap: output past the log's cap was dropped.
+	TruncatedCap
+	// TruncatedWriteError: writing the file failed (ENOSPC, EIO) and the
+	// output of the failed writes was dropped; a later write that succeeds
+	// first records a gap marker, so watchers learn where output is missing.
+	TruncatedWriteError
+)
+
+// String is the name a job's record keeps.
+func (t Truncation) String() string {
+	switch t {
+	case NotTruncated:
+		return ""
+	case TruncatedCap:
+		return "cap"
+	case TruncatedWriteError:
+		return "write_error"
+	default:
+		return fmt.Sprintf("Truncation(%d)", uint8(t))
+	}
 }
 
 // DefaultOutputCap is the output cap used when none is configured: 1 GiB.
@@ -50,9 +87,19 @@ const DefaultOutputCap int64 = 1 << 30
 // never empty and never longer than maxRecordData. A record is committed
 // (visible to followers) only once it was written whole, so the committed
 // part of the file always ends at a record boundary.
+//
+// A gap record (stream byte recordGap, length gapDataSize) holds, as a
+// big-endian uint64, the number of output bytes dropped at that point
+// because earlier writes failed; it carries no output and takes no logical
+// offset. The file is indexed by logical offset (checkpoints, resumable
+// watchers), so output cannot simply continue after a hole: the marker keeps
+// offsets exact and tells every watcher where, and how much, is missing.
 const (
 	recordHeaderSize = 5
 	maxRecordData    = 32 << 10
+	recordGap        = 3
+	gapDataSize      = 8
+	gapRecordSize    = recordHeaderSize + gapDataSize
 	// indexInterval is the spacing, in logical bytes, of the in-memory
 	// checkpoints that let a follower start at an offset without reading
 	// the file from its start. Memory is bounded by cap/indexInterval
@@ -76,28 +123,32 @@ type checkpoint struct {
 // number of watchers. Watchers wait on a broadcast channel that the writer
 // closes (and replaces) on every commit; they never poll, never hold a lock
 // during I/O, and a slow watcher never slows the writer or the others. Past
-// the cap, output is dropped and Truncated reports it.
+// the cap, output is dropped and Truncated reports it. A write that fails
+// (a full disk) drops that output and is not fatal: the next write tries
+// the file again, and once one succeeds a gap record marks what is missing.
 type OutputLog struct {
 	path string
 	cap  int64
 
-	// wmu serializes writers and Finish. It guards f and scratch, and is
-	// held during the write to the file. Followers never take it.
+	// wmu serializes writers and Finish. It guards f, scratch and gap, and
+	// is held during the write to the file. Followers never take it.
 	wmu     sync.Mutex
 	f       *os.File // nil once finished
-	scratch []byte   // one record being written; nil once finished
+	scratch []byte   // one gap and one record being written; nil once finished
+	gap     int64    // bytes dropped by failed writes and not marked by a gap record yet
 
 	// mu guards the committed state below; it is never held during I/O.
 	// size, fileSize and index change only with both wmu and mu held, so a
 	// writer (holding wmu) may read them without mu.
-	mu        sync.Mutex
-	size      int64         // logical bytes committed
-	fileSize  int64         // file bytes committed (whole records)
-	index     []checkpoint  // ascending; index[0] is {0, 0}
-	truncated bool          // output was dropped (cap reached, or a write failed)
-	werr      error         // the first write error; later output is dropped
-	finished  bool          // no more output will come
-	wake      chan struct{} // closed on every commit and on Finish; replaced on commit
+	mu       sync.Mutex
+	size     int64         // logical bytes committed
+	fileSize int64         // file bytes committed (whole records)
+	index    []checkpoint  // ascending; index[0] is {0, 0}
+	capped   bool          // output past the cap was dropped
+	werr     error         // the last error writing the file, if one ever failed
+	dropped  int64         // output bytes dropped (cap and failed writes)
+	finished bool          // no more output will come
+	wake     chan struct{} // closed on every commit and on Finish; replaced on commit
 }
 
 // CreateOutputLog creates the log file at path (it must not exist) with
@@ -118,7 +169,7 @@ func CreateOutputLog(path string, outputCap int64) (*OutputLog, error) {
 		path:    path,
 		cap:     outputCap,
 		f:       f,
-		scratch: make([]byte, recordHeaderSize+maxRecordData),
+		scratch: make([]byte, gapRecordSize+recordHeaderSize+maxRecordData),
 		index:   []checkpoint{{0, 0}},
 		wake:    make(chan struct{}),
 	}, nil
@@ -137,17 +188,69 @@ func (l *OutputLog) Size() int64 {
 // Truncated reports whether output was dropped: the cap was reached, or
 // writing the file failed (then Err says why).
 func (l *OutputLog) Truncated() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.truncated
+	return l.Truncation() != NotTruncated
 }
 
-// Err is the error that made the log drop output, if writing failed.
+// Truncation says why output was dropped, if it was.
+func (l *OutputLog) Truncation() Truncation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.werr != nil:
+		return TruncatedWriteError
+	case l.capped:
+		return TruncatedCap
+	}
+	return NotTruncated
+}
+
+// Dropped is the number of output bytes dropped so far (past the cap, or
+// by failed writes); they are not part of Size.
+func (l *OutputLog) Dropped() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dropped
+}
+
+// Err is the last error writing the file, if a write ever failed (output
+// kept again after it does not clear it).
 func (l *OutputLog) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.werr
 }
+
+// ErrCause is Err for clients: the system's reason alone ("no space left
+// on device"), without the file's path; "" if no write failed.
+func (l *OutputLog) ErrCause() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.werr == nil {
+		return ""
+	}
+	return errorCause(l.werr)
+}
+
+// errorCause is the system's reason for err (the errno's text), without
+// the paths and operations around it: status is shown to clients, who need
+// not learn the server's state directory.
+func errorCause(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var c causeError
+	if errors.As(err, &c) {
+		return string(c)
+	}
+	return "write failed"
+}
+
+// causeError is an error that is its own cause for clients: a write error
+// restored from a job's record.
+type causeError string
+
+func (e causeError) Error() string { return string(e) }
 
 // Finished reports whether Finish was called.
 func (l *OutputLog) Finished() bool {
@@ -158,10 +261,13 @@ func (l *OutputLog) Finished() bool {
 
 // Write appends p as output of stream s. Bytes past the cap are dropped
 // (and the log marked truncated) without error, so the caller keeps
-// draining its pipe. After a failed write to the file the error is
-// returned once and later output is dropped. Write is safe to call from
-// several goroutines; each call's bytes stay together in the order of the
-// calls.
+// draining its pipe. When writing the file fails (ENOSPC, EIO), the bytes
+// of that write are dropped, the log is marked truncated (Truncation,
+// Err, Dropped) and the error is returned; the log stays usable: the next
+// Write tries the file again, and the first that succeeds is preceded by a
+// gap record saying how many bytes are missing there. Write is safe to
+// call from several goroutines; each call's bytes stay together in the
+// order of the calls.
 func (l *OutputLog) Write(s Stream, p []byte) error {
 	if s != Stdout && s != Stderr {
 		return fmt.Errorf("write output log: invalid stream %d", s)
@@ -171,27 +277,34 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 	if l.f == nil {
 		return ErrLogFinished
 	}
+	var werr error
 	for len(p) > 0 {
 		room := l.cap - l.size
-		if room <= 0 || l.werr != nil {
+		if room <= 0 {
 			l.mu.Lock()
-			l.truncated = true
+			l.capped = true
+			l.dropped += int64(len(p))
 			l.mu.Unlock()
-			return nil
+			break
 		}
 		n := min(int64(len(p)), maxRecordData, room)
-		rec := l.scratch[:recordHeaderSize+n]
-		rec[0] = byte(s)
-		binary.BigEndian.PutUint32(rec[1:recordHeaderSize], uint32(n))
-		copy(rec[recordHeaderSize:], p[:n])
-		if _, err := l.f.WriteAt(rec, l.fileSize); err != nil {
-			err = fmt.Errorf("write output log: %w", err)
-			l.mu.Lock()
-			l.werr = err
-			l.truncated = true
-			l.mu.Unlock()
-			return err
+		rec := l.scratch[:0]
+		if l.gap > 0 {
+			rec = appendGap(rec, l.gap)
 		}
+		rec = append(rec, byte(s), 0, 0, 0, 0)
+		binary.BigEndian.PutUint32(rec[len(rec)-4:], uint32(n))
+		rec = append(rec, p[:n]...)
+		p = p[n:]
+		if err := l.writeLocked(rec); err != nil {
+			l.gap += n
+			l.mu.Lock()
+			l.dropped += n
+			l.mu.Unlock()
+			werr = err
+			continue
+		}
+		l.gap = 0
 		l.mu.Lock()
 		if l.size >= l.index[len(l.index)-1].logical+indexInterval {
 			l.index = append(l.index, checkpoint{l.size, l.fileSize})
@@ -201,9 +314,31 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 		close(l.wake)
 		l.wake = make(chan struct{})
 		l.mu.Unlock()
-		p = p[n:]
 	}
-	return nil
+	return werr
+}
+
+// appendGap appends a gap record for n dropped bytes to rec.
+func appendGap(rec []byte, n int64) []byte {
+	rec = append(rec, recordGap, 0, 0, 0, gapDataSize)
+	return binary.BigEndian.AppendUint64(rec, uint64(n))
+}
+
+// writeLocked writes rec at the end of the committed records. On failure
+// it cuts the file back to the committed size (a partial write would
+// otherwise hold disk space, and garbage past the last record), records
+// the error and returns it. l.wmu must be held.
+func (l *OutputLog) writeLocked(rec []byte) error {
+	_, err := l.f.WriteAt(rec, l.fileSize)
+	if err == nil {
+		return nil
+	}
+	_ = l.f.Truncate(l.fileSize)
+	err = fmt.Errorf("write output log: %w", err)
+	l.mu.Lock()
+	l.werr = err
+	l.mu.Unlock()
+	return err
 }
 
 // Writer returns an io.Writer that writes to stream s of the log.
@@ -230,6 +365,16 @@ func (l *OutputLog) Finish() error {
 	defer l.wmu.Unlock()
 	if l.f == nil {
 		return nil
+	}
+	if l.gap > 0 {
+		// Output was dropped at the very end: mark it for the watchers if
+		// the disk lets us (status reports it either way).
+		if rec := appendGap(l.scratch[:0], l.gap); l.writeLocked(rec) == nil {
+			l.gap = 0
+			l.mu.Lock()
+			l.fileSize += int64(len(rec))
+			l.mu.Unlock()
+		}
 	}
 	err := l.f.Close()
 	l.f = nil
@@ -375,6 +520,31 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 				}
 				stream = Stream(buf[r])
 				remaining = int64(binary.BigEndian.Uint32(buf[r+1 : r+recordHeaderSize]))
+				if stream == recordGap && remaining == gapDataSize {
+					if end-r < gapRecordSize {
+						remaining = 0
+						break // the gap continues past the buffer: read it again
+					}
+					dropped := int64(binary.BigEndian.Uint64(buf[r+recordHeaderSize : r+gapRecordSize]))
+					remaining = 0
+					r += gapRecordSize
+					pos += gapRecordSize
+					// A gap at from is delivered: a watcher resuming there
+					// may see it twice, never miss it.
+					if logical < from {
+						continue
+					}
+					if err := flush(); err != nil {
+						return err
+					}
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					if err := fn(Chunk{Offset: logical, Dropped: dropped}); err != nil {
+						return err
+					}
+					continue
+				}
 				if (stream != Stdout && stream != Stderr) || remaining == 0 || remaining > maxRecordData {
 					return corrupt("bad record header")
 				}

@@ -1,6 +1,7 @@
 package jobrunner
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -11,10 +12,11 @@ import (
 // openFinishedLog opens the output log an earlier run left at path as a
 // finished log (watchable, never written again) and returns it with the
 // file's modification time (when output last came). It reads the record
-// headers to rebuild the committed size and the checkpoints. What follows
-// the last whole record, a record cut short by a crash or bytes that are
-// not a record, is not output: it is ignored, and the log is marked
-// truncated when there is such a tail.
+// headers to rebuild the committed size and the checkpoints, and the gap
+// records to count what was dropped. What follows the last whole record, a
+// record cut short by a crash or bytes that are not a record, is not
+// output: it is ignored, and the log is marked truncated (errTornLog) when
+// there is such a tail.
 func openFinishedLog(path string, outputCap int64) (*OutputLog, time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -36,28 +38,57 @@ func openFinishedLog(path string, outputCap int64) (*OutputLog, time.Time, error
 		wake:     make(chan struct{}),
 	}
 	close(l.wake)
-	var hdr [recordHeaderSize]byte
+	var hdr [gapRecordSize]byte
 	for l.fileSize < fi.Size() {
-		if _, err := f.ReadAt(hdr[:], l.fileSize); err != nil {
-			if err != io.EOF {
-				return nil, time.Time{}, fmt.Errorf("read output log: %w", err)
-			}
+		got, err := f.ReadAt(hdr[:], l.fileSize)
+		if err != nil && err != io.EOF {
+			return nil, time.Time{}, fmt.Errorf("read output log: %w", err)
+		}
+		if got < recordHeaderSize {
 			break
 		}
-		s, n := Stream(hdr[0]), int64(binary.BigEndian.Uint32(hdr[1:]))
-		if (s != Stdout && s != Stderr) || n == 0 || n > maxRecordData || l.fileSize+recordHeaderSize+n > fi.Size() {
+		s, n := Stream(hdr[0]), int64(binary.BigEndian.Uint32(hdr[1:recordHeaderSize]))
+		gap := s == recordGap && n == gapDataSize
+		if !gap && ((s != Stdout && s != Stderr) || n == 0 || n > maxRecordData) || l.fileSize+recordHeaderSize+n > fi.Size() {
 			break
 		}
+		// A checkpoint may start at a gap: a watcher from there gets it.
 		if l.size >= l.index[len(l.index)-1].logical+indexInterval {
 			l.index = append(l.index, checkpoint{l.size, l.fileSize})
 		}
-		l.size += n
+		if gap {
+			l.dropped += int64(binary.BigEndian.Uint64(hdr[recordHeaderSize:gapRecordSize]))
+		} else {
+			l.size += n
+		}
 		l.fileSize += recordHeaderSize + n
 	}
 	if l.fileSize < fi.Size() {
-		l.truncated = true
+		l.werr = errTornLog
 	}
 	return l, fi.ModTime(), nil
+}
+
+// errTornLog marks a log whose end was lost: a record cut short, or fewer
+// bytes than its job's record says it held.
+var errTornLog = causeError("the end of the output log was lost when the server stopped")
+
+// restoreTruncation sets what a job's record says was dropped from its log,
+// which the file alone does not tell (output past the cap, or dropped
+// while the disk was full until the end): why is the record's
+// Truncation.String(), truncated its older yes-or-no.
+func (l *OutputLog) restoreTruncation(why string, dropped int64, cause string, truncated bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropped = max(l.dropped, dropped)
+	switch {
+	case why == TruncatedWriteError.String():
+		if l.werr == nil {
+			l.werr = causeError(cmp.Or(cause, "write failed"))
+		}
+	case truncated: // the cap, or a record from before reasons were kept
+		l.capped = true
+	}
 }
 
 // diskBytes is the size of the log's committed records on disk, what

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -716,4 +718,116 @@ func BenchmarkOutputLogWriteFollow(b *testing.B) {
 	if followed != int64(b.N)*int64(len(p)) {
 		b.Fatalf("follower got %d bytes, want %d", followed, int64(b.N)*int64(len(p)))
 	}
+}
+
+// failingDisk swaps the log's file for /dev/full (every write fails with
+// ENOSPC, as on a full disk) until the returned function puts it back.
+func failingDisk(t *testing.T, l *OutputLog) (restore func()) {
+	t.Helper()
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	l.wmu.Lock()
+	real := l.f
+	l.f = full
+	l.wmu.Unlock()
+	return func() {
+		l.wmu.Lock()
+		l.f = real
+		l.wmu.Unlock()
+		full.Close()
+	}
+}
+
+// watchGaps watches l from from and returns what it got, a gap written
+// as "<gap N>".
+func watchGaps(t *testing.T, l *OutputLog, from int64) []gotChunk {
+	t.Helper()
+	var got []gotChunk
+	err := l.Watch(context.Background(), from, func(c Chunk) error {
+		if c.Dropped > 0 {
+			if len(c.Data) != 0 || c.Stream != 0 {
+				t.Errorf("gap chunk with data or a stream: %+v", c)
+			}
+			got = append(got, gotChunk{0, c.Offset, fmt.Sprintf("<gap %d>", c.Dropped)})
+			return nil
+		}
+		got = append(got, gotChunk{c.Stream, c.Offset, string(c.Data)})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Watch(%d): %v", from, err)
+	}
+	return got
+}
+
+// TestOutputLogWriteError proves that a failed write (a full disk) is an
+// event, not the end: that output is dropped and counted, the error says
+// why, the log is truncated for a write error (not the cap), and once a
+// write succeeds again output is kept, after a gap record that every
+// watcher gets at the right offset (also one that starts at it, none that
+// starts past it). Offsets stay contiguous: dropped bytes take none.
+func TestOutputLogWriteError(t *testing.T) {
+	l := newTestLog(t, 0)
+	if err := l.Write(Stdout, []byte("before\n")); err != nil {
+		t.Fatal(err)
+	}
+	restore := failingDisk(t, l)
+	err := l.Write(Stderr, []byte("lost\n"))
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Write on a full disk = %v, want ENOSPC", err)
+	}
+	if err := l.Write(Stdout, bytes.Repeat([]byte("x"), 3*maxRecordData)); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("second Write on a full disk = %v, want ENOSPC", err)
+	}
+	if l.Truncation() != TruncatedWriteError || !l.Truncated() || l.Dropped() != 5+3*maxRecordData || l.Size() != 7 {
+		t.Errorf("on a full disk: Truncation %v, Dropped %d, Size %d; want write error, %d, 7", l.Truncation(), l.Dropped(), l.Size(), 5+3*maxRecordData)
+	}
+	restore()
+	if err := l.Write(Stdout, []byte("after\n")); err != nil {
+		t.Fatalf("Write once space is back: %v", err)
+	}
+	l.Finish()
+	if !errors.Is(l.Err(), syscall.ENOSPC) || l.Truncation() != TruncatedWriteError || l.Size() != 13 {
+		t.Errorf("after: Err %v, Truncation %v, Size %d", l.Err(), l.Truncation(), l.Size())
+	}
+	gap := fmt.Sprintf("<gap %d>", 5+3*maxRecordData)
+	want := []gotChunk{{Stdout, 0, "before\n"}, {0, 7, gap}, {Stdout, 7, "after\n"}}
+	if got := watchGaps(t, l, 0); !slices.Equal(got, want) {
+		t.Errorf("watch from 0: %v, want %v", got, want)
+	}
+	if got := watchGaps(t, l, 7); !slices.Equal(got, want[1:]) {
+		t.Errorf("watch from the gap: %v, want %v", got, want[1:])
+	}
+	if got := watchGaps(t, l, 8); !slices.Equal(got, []gotChunk{{Stdout, 8, "fter\n"}}) {
+		t.Errorf("watch from past the gap: %v", got)
+	}
+}
+
+// TestOutputLogWriteErrorAtEnd proves that output dropped at the very end
+// is marked by a gap when Finish can write it, and that the cap and write
+// errors are told apart (a write error wins, being the one to act on).
+func TestOutputLogWriteErrorAtEnd(t *testing.T) {
+	l := newTestLog(t, 10)
+	l.Write(Stdout, []byte("12345"))
+	restore := failingDisk(t, l)
+	l.Write(Stdout, []byte("abc"))
+	restore()
+	l.Finish()
+	if got, want := watchGaps(t, l, 0), []gotChunk{{Stdout, 0, "12345"}, {0, 5, "<gap 3>"}}; !slices.Equal(got, want) {
+		t.Errorf("watch: %v, want %v", got, want)
+	}
+
+	capped := newTestLog(t, 4)
+	capped.Write(Stdout, []byte("123456"))
+	if capped.Truncation() != TruncatedCap || capped.Dropped() != 2 || capped.Err() != nil {
+		t.Errorf("past the cap: Truncation %v, Dropped %d, Err %v", capped.Truncation(), capped.Dropped(), capped.Err())
+	}
+	restore = failingDisk(t, capped)
+	capped.Write(Stdout, []byte("x")) // past the cap: dropped without a write
+	if capped.Truncation() != TruncatedCap {
+		t.Errorf("past the cap, disk full: Truncation %v, want the cap (nothing was written)", capped.Truncation())
+	}
+	restore()
 }

@@ -58,6 +58,11 @@ type record struct {
 	Stats            sandbox.Stats  `json:"stats"`
 	OutputBytes      int64          `json:"output_bytes"`
 	OutputTruncated  bool           `json:"output_truncated,omitempty"`
+	// Why output was dropped (Truncation.String()), how much, and the last
+	// write error's cause.
+	OutputTruncation string `json:"output_truncation,omitempty"`
+	OutputDropped    int64  `json:"output_dropped,omitempty"`
+	OutputError      string `json:"output_error,omitempty"`
 }
 
 func recordOf(st Status) record {
@@ -81,6 +86,9 @@ func recordOf(st Status) record {
 		Stats:            st.Stats,
 		OutputBytes:      st.OutputBytes,
 		OutputTruncated:  st.OutputTruncated,
+		OutputTruncation: st.OutputTruncation.String(),
+		OutputDropped:    st.OutputDropped,
+		OutputError:      st.OutputError,
 	}
 }
 
@@ -113,9 +121,17 @@ func (rec *record) check(id string) error {
 		return fmt.Errorf("unknown state %q", rec.State)
 	}
 	switch rec.Reason {
-	case ReasonNone.String(), ReasonStopped.String(), ReasonServerLost.String():
+	case ReasonNone.String(), ReasonStopped.String(), ReasonServerLost.String(), ReasonServerShutdown.String():
 	default:
 		return fmt.Errorf("unknown end reason %q", rec.Reason)
+	}
+	switch rec.OutputTruncation {
+	case NotTruncated.String(), TruncatedCap.String(), TruncatedWriteError.String():
+	default:
+		return fmt.Errorf("unknown output truncation %q", rec.OutputTruncation)
+	}
+	if rec.OutputDropped < 0 {
+		return errors.New("negative dropped output")
 	}
 	return nil
 }
@@ -251,8 +267,9 @@ func (r *Runner) loadJob(id string) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if log.Size() < rec.OutputBytes || rec.OutputTruncated {
-		log.truncated = true
+	log.restoreTruncation(rec.OutputTruncation, rec.OutputDropped, rec.OutputError, rec.OutputTruncated)
+	if lost := rec.OutputBytes - log.Size(); lost > 0 {
+		log.restoreTruncation(TruncatedWriteError.String(), rec.OutputDropped+lost, errTornLog.Error(), true)
 	}
 	command, args, cut := cutCommandLine(rec.Command, rec.Args)
 	j := &job{
@@ -277,6 +294,9 @@ func (r *Runner) loadJob(id string) (*job, error) {
 			Stats:     rec.Stats,
 		},
 		endedAt: rec.Ended,
+	}
+	if rec.Reason == ReasonServerShutdown.String() {
+		j.stopReason = ReasonServerShutdown
 	}
 	close(j.done)
 	if rec.State == StateRunning.String() {

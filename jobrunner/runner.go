@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/drrev/telehandler/sandbox"
@@ -52,8 +53,10 @@ type Config struct {
 	// up to MaxKeptCommandLine of command line in memory): past it the
 	// jobs that ended first are removed; 0 = DefaultRetainJobs (10,000).
 	RetainJobs int
-	// Logger receives the records that could not be loaded or written and
-	// the retention's removals; nil = discard.
+	// Logger receives the records that could not be loaded or written, the
+	// retention's removals, and the events no caller sees: a job's output
+	// that cannot be written (once per job) and kept again, a job stopped
+	// by Shutdown. nil = discard.
 	Logger *slog.Logger
 }
 
@@ -232,6 +235,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		return Status{}, err
 	}
 	log, err := CreateOutputLog(filepath.Join(r.stateDir, id+".log"), r.outputCap)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return Status{}, fmt.Errorf("%w (%s): no job can start until space is freed", ErrStateDirFull, errorCause(err))
+	}
 	if err != nil {
 		return Status{}, err
 	}
@@ -240,12 +246,22 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.discardLog(log)
 		return Status{}, fmt.Errorf("stdout pipe: %w", err)
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		r.discardLog(log)
-		return Status{}, fmt.Errorf("stderr pipe: %w", err)
+	// With MergeOutput the job's fd 2 is the same pipe as its fd 1.
+	errR, errW := outR, outW
+	if !req.MergeOutput {
+		errR, errW, err = os.Pipe()
+		if err != nil {
+			outR.Close()
+			outW.Close()
+			r.discardLog(log)
+			return Status{}, fmt.Errorf("stderr pipe: %w", err)
+		}
+	}
+	closePipes := func(fs ...*os.File) {
+		fs = slices.Compact(fs) // merged: each pipe end once
+		for _, f := range fs {
+			f.Close()
+		}
 	}
 
 	started := r.now()
@@ -259,11 +275,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	}, sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW})
 	// The job has its own copies of the write ends (or is gone); ours would
 	// keep the pipes from ever reaching EOF.
-	outW.Close()
-	errW.Close()
+	closePipes(outW, errW)
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		closePipes(outR, errR)
 		r.discardLog(log)
 		return Status{}, fmt.Errorf("start job: %w", err)
 	}
@@ -288,17 +302,21 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	r.addLocked(j) // its slot, taken above, is now the running job's
 	r.mu.Unlock()
 
-	var drains sync.WaitGroup
-	r.goroutines.Add(3)
-	drains.Add(2)
-	for _, p := range []struct {
+	pipes := []struct {
 		f *os.File
 		s Stream
-	}{{outR, Stdout}, {errR, Stderr}} {
+	}{{outR, Stdout}, {errR, Stderr}}
+	if req.MergeOutput {
+		pipes = pipes[:1]
+	}
+	var drains sync.WaitGroup
+	r.goroutines.Add(1 + len(pipes))
+	drains.Add(len(pipes))
+	for _, p := range pipes {
 		go func() {
 			defer r.goroutines.Done()
 			defer drains.Done()
-			drain(p.f, log, p.s)
+			r.drain(j, p.f, p.s)
 		}()
 	}
 	go func() {
@@ -314,18 +332,30 @@ func (r *Runner) discardLog(log *OutputLog) {
 	os.Remove(log.Path())
 }
 
-// drain copies one of the job's pipes into the log until EOF, with one
+// drain copies one of the job's pipes into its log until EOF, with one
 // reusable buffer. It keeps reading when the log drops output (cap reached
-// or write failed) so that the job never blocks on a full pipe.
-func drain(f *os.File, log *OutputLog, s Stream) {
+// or write failed) so that the job never blocks on a full pipe. The first
+// failed write of the job is logged, and so is the first write that
+// succeeds after one.
+func (r *Runner) drain(j *job, f *os.File, s Stream) {
 	defer f.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
-			// A failed write is recorded by the log (Truncated, Err);
-			// keep draining.
-			_ = log.Write(s, buf[:n])
+			// A failed write is recorded by the log (Truncation, Err,
+			// Dropped); keep draining.
+			if werr := j.log.Write(s, buf[:n]); werr != nil {
+				j.writeFailed.Do(func() {
+					r.log.Error("job output dropped: its log cannot be written; the job keeps running, and output is kept again once a write succeeds",
+						"job_id", j.id, "owner", j.owner, "error", werr.Error())
+				})
+			} else if j.log.Err() != nil {
+				j.writeResumed.Do(func() {
+					r.log.Info("job output kept again after failed writes", "job_id", j.id,
+						"dropped_bytes", j.log.Dropped())
+				})
+			}
 		}
 		if err != nil {
 			// io.EOF once every writer (the job's processes) is gone;
@@ -419,18 +449,24 @@ func (r *Runner) Wait(ctx context.Context, id string) (Status, error) {
 // Stop ends every process of the job and returns its terminal status once
 // the job ended and its output is complete. With grace > 0 the job's
 // processes get SIGTERM first and are killed only if the job still runs
-// after grace (or when ctx ends first). The job is marked stopped. Stopping
-// a job whose command already exited returns its terminal status with an
-// error wrapping ErrNotRunning.
+// after grace (or when ctx ends first). The job is marked stopped
+// (ReasonStopped). Stopping a job whose command already exited returns its
+// terminal status with an error wrapping ErrNotRunning.
 func (r *Runner) Stop(ctx context.Context, id string, grace time.Duration) (Status, error) {
+	return r.stop(ctx, id, grace, ReasonStopped)
+}
+
+// stop is Stop, marking the job stopped for reason (ReasonStopped or
+// ReasonServerShutdown).
+func (r *Runner) stop(ctx context.Context, id string, grace time.Duration, reason EndReason) (Status, error) {
 	j, err := r.lookup(id)
 	if err != nil {
 		return Status{}, err
 	}
 	j.mu.Lock()
 	exited := j.exited
-	if !exited {
-		j.stopped = true
+	if !exited && !j.stopped {
+		j.stopped, j.stopReason = true, reason
 	}
 	j.mu.Unlock()
 	if exited {
@@ -465,7 +501,10 @@ func (r *Runner) Stop(ctx context.Context, id string, grace time.Duration) (Stat
 }
 
 // Watch calls fn with the job's output from logical offset from (stdout
-// and stderr together, in the order written; 0 = the first byte), then
+// and stderr together, in the order the log received them: the two pipes
+// are read by two goroutines, so between the streams this is not always the
+// order the job wrote; StartRequest.MergeOutput keeps it exact; 0 = the
+// first byte), then
 // follows it live until the job ended and every byte was delivered; then
 // it returns nil. See OutputLog.Watch for the errors (ErrInvalidOffset,
 // ctx.Err(), fn's error).
@@ -488,10 +527,12 @@ func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChun
 	return err
 }
 
-// Shutdown refuses new jobs, kills every running job, and waits until all
-// of them ended and every goroutine of the Runner returned, or until ctx
-// ends. Its error also names every job whose cleanup failed (killing what
-// the command left behind, the final accounting, or removing its cgroup).
+// Shutdown refuses new jobs, kills every running job (marked
+// ReasonServerShutdown, one log line each), and waits until all of them
+// ended and every goroutine of the Runner returned, or until ctx ends. Then
+// it removes the parent cgroups, now empty. Its error also names every job
+// whose cleanup failed (killing what the command left behind, the final
+// accounting, or removing its cgroup).
 // Finished jobs stay visible (Status, List, Watch keep working). The
 // periodic retention stops at once; the state directory's lock is released
 // once every job ended and its record is written.
@@ -519,9 +560,13 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 			continue
 		default:
 		}
-		_, err := r.Stop(ctx, j.id, 0)
+		st, err := r.stop(ctx, j.id, 0, ReasonServerShutdown)
 		if err != nil && !errors.Is(err, ErrNotRunning) {
 			errs = append(errs, err)
+		}
+		if err == nil && st.Reason == ReasonServerShutdown {
+			r.log.Info("job stopped by server shutdown", "job_id", j.id, "owner", j.owner,
+				"exit_code", st.ExitCode, "signal", st.Signal)
 		}
 	}
 	for _, j := range jobs {
@@ -542,6 +587,12 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		}
 		if err := j.proc.CleanupErr(); err != nil {
 			errs = append(errs, fmt.Errorf("job %q: %w", j.id, err))
+		}
+	}
+	if cgs := r.sandbox.Cgroups(); cgs != nil && len(errs) == 0 {
+		// Every job's cgroup is gone: leave no empty parent behind.
+		if err := cgs.RemoveParent(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	// Every record is written: another server may use the directory.

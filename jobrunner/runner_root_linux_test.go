@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,9 +33,16 @@ type rootEnv struct {
 	parent  string   // the test's parent cgroup name
 	parents []string // its directories (one per v1 hierarchy, one on v2)
 	dir     string   // a scratch directory for the jobs' input files
+	logs    *syncBuffer
 }
 
 func newRootEnv(t *testing.T, outputCap int64) *rootEnv {
+	t.Helper()
+	return newRootEnvIn(t, outputCap, filepath.Join(t.TempDir(), "state"))
+}
+
+// newRootEnvIn is newRootEnv with its state in stateDir.
+func newRootEnvIn(t *testing.T, outputCap int64, stateDir string) *rootEnv {
 	t.Helper()
 	requireRoot(t)
 	b := make([]byte, 6)
@@ -71,7 +79,9 @@ func newRootEnv(t *testing.T, outputCap int64) *rootEnv {
 	if err != nil {
 		t.Fatalf("sandbox.New: %v", err)
 	}
-	r, err := New(Config{StateDir: filepath.Join(t.TempDir(), "state"), OutputCap: outputCap, Sandbox: sb})
+	logs := &syncBuffer{}
+	r, err := New(Config{StateDir: stateDir, OutputCap: outputCap, Sandbox: sb,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -82,7 +92,25 @@ func newRootEnv(t *testing.T, outputCap int64) *rootEnv {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	return &rootEnv{r: r, parent: parent, parents: parents, dir: t.TempDir()}
+	return &rootEnv{r: r, parent: parent, parents: parents, dir: t.TempDir(), logs: logs}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (a log).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // fastLimits are the defaults with a whole CPU, so that output-heavy jobs
@@ -630,10 +658,13 @@ func TestRunnerShutdown(t *testing.T) {
 	}
 	for _, id := range ids {
 		st := e.r.mustStatus(t, id)
-		if st.State != StateFailed || !st.Stopped || st.Signal != 9 {
-			t.Errorf("job after Shutdown: %+v, want FAILED, stopped, signal 9", st)
+		if st.State != StateFailed || !st.Stopped || st.Reason != ReasonServerShutdown || st.Signal != 9 {
+			t.Errorf("job after Shutdown: %+v, want FAILED, stopped by shutdown, signal 9", st)
 		}
 		e.checkGone(t, id)
+		if n := strings.Count(e.logs.String(), "msg=\"job stopped by server shutdown\" job_id="+id); n != 1 {
+			t.Errorf("the log has %d lines for the shutdown of %s, want 1:\n%s", n, id, e.logs)
+		}
 	}
 	if st := e.r.mustStatus(t, done.ID); st.State != StateCompleted || st.Stopped {
 		t.Errorf("ended job after Shutdown: %+v", st)
@@ -641,7 +672,12 @@ func TestRunnerShutdown(t *testing.T) {
 	if _, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", "exit 0"}}); !errors.Is(err, ErrShuttingDown) {
 		t.Errorf("Start after Shutdown = %v, want ErrShuttingDown", err)
 	}
-	e.checkNoCgroups(t)
+	// A clean shutdown leaves not even the (empty) parent cgroups.
+	for _, p := range e.parents {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("parent cgroup %s after Shutdown: %v, want it removed", p, err)
+		}
+	}
 }
 
 // TestRunnerExitStatus proves that a non-zero exit is FAILED with its exit
@@ -763,5 +799,133 @@ func TestRunnerQuotaRace(t *testing.T) {
 	}
 	if err := e.r.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunnerMergeOutput proves that with MergeOutput the job's stderr is
+// its stdout pipe (2>&1): the output keeps the exact order the job wrote,
+// all of it as Stdout, and the job's fd 1 and 2 are one pipe.
+func TestRunnerMergeOutput(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	st, err := e.r.Start(ctx, StartRequest{
+		Command:     "sh",
+		Args:        []string{"-c", `for i in $(seq 1000); do echo o$i; echo e$i >&2; done`},
+		Limits:      fastLimits(),
+		MergeOutput: true,
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, err := e.r.Wait(ctx, st.ID); err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i := 1; i <= 1000; i++ {
+		fmt.Fprintf(&want, "o%d\ne%d\n", i, i)
+	}
+	var got strings.Builder
+	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+		if c.Stream != Stdout {
+			return fmt.Errorf("chunk of stream %v in a merged job", c.Stream)
+		}
+		got.Write(c.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Errorf("merged output is not in the order written: %d bytes, want %d\n%.200q", got.Len(), want.Len(), got.String())
+	}
+
+	// fd 1 and fd 2 of the command are the same pipe.
+	st, err = e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", `readlink /proc/$$/fd/1; readlink /proc/$$/fd/2`}, MergeOutput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.Wait(ctx, st.ID); err != nil {
+		t.Fatal(err)
+	}
+	got.Reset()
+	e.r.Watch(ctx, st.ID, 0, func(c Chunk) error { got.Write(c.Data); return nil })
+	if l := strings.Fields(got.String()); len(l) != 2 || l[0] != l[1] || !strings.HasPrefix(l[0], "pipe:") {
+		t.Errorf("fd 1 and 2 of a merged job: %q, want the same pipe", got.String())
+	}
+}
+
+// TestRunnerFullStateDir runs jobs on a state directory that fills up (a
+// 1 MiB tmpfs with 64 inodes): a job writing 4 MiB completes, what did not
+// fit is dropped and counted, its status says a write error (not the cap)
+// with the cause, and the runner logs it once; a job started on the full
+// disk runs, its output dropped; once no log file can be created, Start
+// fails with ErrStateDirFull, and nothing else.
+func TestRunnerFullStateDir(t *testing.T) {
+	requireRoot(t)
+	disk := t.TempDir()
+	if err := syscall.Mount("tmpfs", disk, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=1m,nr_inodes=64,mode=0700"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { // registered first: runs after the runner's Shutdown
+		if err := syscall.Unmount(disk, 0); err != nil {
+			t.Errorf("unmount the test's tmpfs %s: %v", disk, err)
+		}
+	})
+	e := newRootEnvIn(t, 0, filepath.Join(disk, "state"))
+	ctx := testContext(t)
+	const total = 4 << 20
+	flood, err := e.r.Start(ctx, StartRequest{Command: "head", Args: []string{"-c", fmt.Sprint(total), "/dev/zero"}, Limits: fastLimits()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	st, err := e.r.Wait(ctx, flood.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != StateCompleted || !st.OutputTruncated || st.OutputTruncation != TruncatedWriteError ||
+		st.OutputError != "no space left on device" || st.OutputBytes >= 1<<20 || st.OutputBytes+st.OutputDropped != total {
+		t.Errorf("status of the flood: %+v; want COMPLETED, truncated by a write error, %d bytes kept and dropped", st, total)
+	}
+	var got int64
+	e.r.Watch(ctx, flood.ID, 0, func(c Chunk) error { got += int64(len(c.Data)); return nil })
+	if got != st.OutputBytes {
+		t.Errorf("watch of the flood got %d bytes, status says %d", got, st.OutputBytes)
+	}
+
+	// The flood's failed writes leave the pages of a write smaller than
+	// its own free: fill them, so that a new log finds none.
+	filler, err := os.Create(filepath.Join(disk, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for page := make([]byte, 4096); ; {
+		if _, err := filler.Write(page); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	small, err := e.r.Start(ctx, StartRequest{Command: "echo", Args: []string{"hello"}})
+	if err != nil {
+		t.Fatalf("Start on a full disk (an inode left): %v", err)
+	}
+	if st, _ := e.r.Wait(ctx, small.ID); st.State != StateCompleted || st.OutputDropped != 6 || st.OutputTruncation != TruncatedWriteError {
+		t.Errorf("status of a job started on a full disk: %+v", st)
+	}
+	// Use up the inodes: now no log file can be created.
+	for i := 0; ; i++ {
+		f, err := os.Create(filepath.Join(disk, fmt.Sprint("inode-", i)))
+		if err != nil {
+			break
+		}
+		f.Close()
+	}
+	if _, err := e.r.Start(ctx, StartRequest{Command: "echo", Args: []string{"hello"}}); !errors.Is(err, ErrStateDirFull) || strings.Contains(err.Error(), disk) {
+		t.Errorf("Start without an inode = %v, want ErrStateDirFull without the path", err)
+	}
+	logs := e.logs.String()
+	for _, id := range []string{flood.ID, small.ID} {
+		if n := strings.Count(logs, "msg=\"job output dropped: its log cannot be written; the job keeps running, and output is kept again once a write succeeds\" job_id="+id); n != 1 {
+			t.Errorf("%d log lines for the dropped output of %s, want 1:\n%s", n, id, logs)
+		}
 	}
 }

@@ -39,6 +39,12 @@ type Cgroups interface {
 	// an earlier run that crashed) and removes those cgroups, in every v1
 	// hierarchy. The parent itself stays; nothing outside it is touched.
 	Cleanup() error
+	// RemoveParent removes the parent cgroup in every hierarchy, for a
+	// clean shutdown once every job's cgroup is gone. A parent that does
+	// not exist is fine; one that still has cgroups below it is an error
+	// and stays (nothing is killed). Ancestors between the root and the
+	// parent are left alone (they may not be ours).
+	RemoveParent() error
 }
 
 // Cgroup is one job's cgroup (one directory on v2, one per controller

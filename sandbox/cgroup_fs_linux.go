@@ -213,6 +213,27 @@ func removeCgroupDir(dir string) error {
 			}
 		}
 	}
+	return rmdirCgroup(dir)
+}
+
+// removeEmptyCgroup removes the cgroup directory dir if it has no cgroups
+// below it (it never removes those, nor kills anything). A directory
+// already gone is fine.
+func removeEmptyCgroup(dir string) error {
+	children, err := listChildren(dir)
+	if err != nil {
+		return err
+	}
+	if len(children) > 0 {
+		return fmt.Errorf("cgroup: %s still holds the cgroups %s: not removed", dir, strings.Join(children, ", "))
+	}
+	return rmdirCgroup(dir)
+}
+
+// rmdirCgroup removes one cgroup directory. The kernel answers EBUSY for a
+// short while after the last process left; that is retried briefly. A
+// directory already gone is fine.
+func rmdirCgroup(dir string) error {
 	b := newBackoff(rmdirTimeout)
 	for {
 		err := unix.Rmdir(dir)

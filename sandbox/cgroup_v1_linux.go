@@ -112,6 +112,14 @@ func (m *cgroupsV1) Cleanup() error {
 	return errors.Join(errs...)
 }
 
+func (m *cgroupsV1) RemoveParent() error {
+	var errs []error
+	for _, h := range m.hierarchies() {
+		errs = append(errs, removeEmptyCgroup(filepath.Join(h, m.parent)))
+	}
+	return errors.Join(errs...)
+}
+
 // cgroupV1 is one job's cgroup on v1.
 type cgroupV1 struct {
 	name  string

@@ -127,6 +127,8 @@ func (m *cgroupsV2) Cleanup() error {
 	return errors.Join(errs...)
 }
 
+func (m *cgroupsV2) RemoveParent() error { return removeEmptyCgroup(m.parentDir()) }
+
 // cgroupV2 is one job's cgroup on v2.
 type cgroupV2 struct {
 	name string

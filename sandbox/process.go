@@ -35,7 +35,8 @@ type StartConfig struct {
 	Limits Limits
 	// Stdout and Stderr receive the command's output. They are handed to
 	// the shim as they are (typically the write ends of pipes); Start does
-	// not close them.
+	// not close them. They may be the same file: the command's fd 1 and 2
+	// are then one pipe, as after 2>&1.
 	Stdout, Stderr *os.File
 }
 

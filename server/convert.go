@@ -22,6 +22,10 @@ func jobToProto(st jobrunner.Status) *pb.Job {
 		OutputTruncated:  st.OutputTruncated,
 		EndReason:        endReasonToProto(st.Reason),
 		CommandTruncated: st.CommandTruncated,
+		// stream (issue 10.4-10.5)
+		OutputTruncation:   truncationToProto(st.OutputTruncation),
+		OutputDroppedBytes: st.OutputDropped,
+		OutputError:        st.OutputError,
 	}
 	if st.State == jobrunner.StateRunning {
 		js.ExitCode = -1 // the API's "no exit status yet"
@@ -75,8 +79,20 @@ func endReasonToProto(r jobrunner.EndReason) pb.EndReason {
 		return pb.EndReason_END_REASON_STOPPED
 	case jobrunner.ReasonServerLost:
 		return pb.EndReason_END_REASON_SERVER_LOST
+	case jobrunner.ReasonServerShutdown:
+		return pb.EndReason_END_REASON_SERVER_SHUTDOWN
 	}
 	return pb.EndReason_END_REASON_UNSPECIFIED
+}
+
+func truncationToProto(t jobrunner.Truncation) pb.TruncationReason {
+	switch t {
+	case jobrunner.TruncatedCap:
+		return pb.TruncationReason_TRUNCATION_REASON_CAP
+	case jobrunner.TruncatedWriteError:
+		return pb.TruncationReason_TRUNCATION_REASON_WRITE_ERROR
+	}
+	return pb.TruncationReason_TRUNCATION_REASON_UNSPECIFIED
 }
 
 func streamToProto(s jobrunner.Stream) pb.Stream {

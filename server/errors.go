@@ -112,7 +112,8 @@ func toStatus(err error) error {
 			reason = pb.ErrorReason_ERROR_REASON_CERTIFICATE_REVOKED
 		}
 	case errors.Is(err, jobrunner.ErrTooManyJobs),
-		errors.Is(err, errTooManyWatchers):
+		errors.Is(err, errTooManyWatchers),
+		errors.Is(err, jobrunner.ErrStateDirFull):
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition

@@ -59,7 +59,7 @@ func (f *fakeRunner) Remove(ctx context.Context, id string, force bool) error {
 		if !force {
 			return fmt.Errorf("%w: %s", jobrunner.ErrRunning, id)
 		}
-		j.endLocked(-1, 9, true)
+		j.endLocked(-1, 9, jobrunner.ReasonStopped)
 	}
 	delete(f.jobs, id)
 	return nil

@@ -23,6 +23,8 @@ import (
 //	"emit"      writes each argument as one chunk, alternating stdout and
 //	            stderr, and ends with exit code 3
 //	"sleep"     writes like emit, then runs until stopped
+//	"gappy"     writes "a", loses 5 bytes (a gap), writes "b", completes
+//	            with its output truncated by a write error
 //	anything    else completes at once with exit code 0
 type fakeRunner struct {
 	// mu guards every field below and the jobs' fields.
@@ -80,22 +82,30 @@ func (f *fakeRunner) Start(ctx context.Context, req jobrunner.StartRequest) (job
 		}
 		j.st.OutputBytes = off
 		if req.Command == "emit" {
-			j.endLocked(3, 0, false)
+			j.endLocked(3, 0, jobrunner.ReasonNone)
 		}
+	case "gappy":
+		j.out = []jobrunner.Chunk{{Stream: jobrunner.Stdout, Data: []byte("a")}, {Offset: 1, Dropped: 5},
+			{Stream: jobrunner.Stdout, Offset: 1, Data: []byte("b")}}
+		j.st.OutputBytes, j.st.OutputTruncated, j.st.OutputDropped = 2, true, 5
+		j.st.OutputTruncation, j.st.OutputError = jobrunner.TruncatedWriteError, "no space left on device"
+		j.endLocked(0, 0, jobrunner.ReasonNone)
 	default:
-		j.endLocked(0, 0, false)
+		j.endLocked(0, 0, jobrunner.ReasonNone)
 	}
 	f.jobs[j.st.ID] = j
 	return j.st, nil
 }
 
-// endLocked ends the job; the runner's mu is held.
-func (j *fakeJob) endLocked(code, sig int, stopped bool) {
+// endLocked ends the job, stopped for reason (ReasonNone: it ended by
+// itself); the runner's mu is held.
+func (j *fakeJob) endLocked(code, sig int, reason jobrunner.EndReason) {
 	j.st.State = jobrunner.StateCompleted
 	if code != 0 || sig != 0 {
 		j.st.State = jobrunner.StateFailed
 	}
-	j.st.ExitCode, j.st.Signal, j.st.Stopped = code, sig, stopped
+	j.st.ExitCode, j.st.Signal = code, sig
+	j.st.Stopped, j.st.Reason = reason != jobrunner.ReasonNone, reason
 	j.st.Ended = time.Now()
 	close(j.done)
 }
@@ -110,7 +120,7 @@ func (f *fakeRunner) Stop(ctx context.Context, id string, grace time.Duration) (
 	if j.st.State != jobrunner.StateRunning {
 		return j.st, fmt.Errorf("%w: %s", jobrunner.ErrNotRunning, id)
 	}
-	j.endLocked(-1, 9, true)
+	j.endLocked(-1, 9, jobrunner.ReasonStopped)
 	return j.st, nil
 }
 
@@ -175,6 +185,14 @@ func (f *fakeRunner) WatchChunks(ctx context.Context, id string, from int64, _ i
 	}
 	for _, c := range out {
 		end := c.Offset + int64(len(c.Data))
+		if c.Dropped > 0 {
+			if c.Offset >= from {
+				if err := fn(c); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if end <= from {
 			continue
 		}
@@ -207,7 +225,7 @@ func (f *fakeRunner) Shutdown(ctx context.Context) error {
 	f.shutdown = true
 	for _, j := range f.jobs {
 		if j.st.State == jobrunner.StateRunning {
-			j.endLocked(-1, 9, true)
+			j.endLocked(-1, 9, jobrunner.ReasonServerShutdown)
 		}
 	}
 	return nil

@@ -117,6 +117,8 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 		UID:     f.uid,
 		GID:     f.gid,
 		Quota:   f.quota(who),
+		// stream (issue 10.6)
+		MergeOutput: req.GetMergeOutput(),
 	})
 	if qe := (*jobrunner.QuotaError)(nil); errors.As(err, &qe) {
 		return nil, f.tooManyJobs(who, qe)
@@ -214,6 +216,10 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	// copies again.
 	msg := &pb.WatchJobOutputResponse{}
 	err = f.runner.WatchChunks(ctx, job.ID, req.GetOffset(), maxChunkBytes, func(c jobrunner.Chunk) error {
+		if c.Dropped > 0 {
+			// A gap: output the server could not write was dropped here.
+			return stream.Send(&pb.WatchJobOutputResponse{Offset: c.Offset, DroppedBytes: c.Dropped})
+		}
 		msg.Stream = streamToProto(c.Stream)
 		// The runner's chunks are at most maxChunkBytes; split anyway
 		// should a runner hand out more.
@@ -229,7 +235,17 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 		msg.Data = nil
 		return nil
 	})
-	return jobErr(req.GetName(), err)
+	if err != nil {
+		return jobErr(req.GetName(), err)
+	}
+	// The job ended and every byte was sent: the last message says how it
+	// ended, so that the watcher needs no second call (which could find
+	// the server gone when it stopped the job on shutdown).
+	st, err := f.runner.Status(job.ID)
+	if err != nil {
+		return jobErr(req.GetName(), err)
+	}
+	return stream.Send(&pb.WatchJobOutputResponse{Offset: st.OutputBytes, Job: jobToProto(st)})
 }
 
 // addWatcher counts one more watch stream of who's, unless who has the

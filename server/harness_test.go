@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -213,20 +214,43 @@ func wantCode(t *testing.T, what string, err error, code codes.Code) *status.Sta
 	return st
 }
 
-// watchAll reads a whole WatchJobOutput stream.
+// watchAll reads a whole WatchJobOutput stream and returns its output
+// messages. A stream that ends cleanly must end with exactly one final
+// message (the job, at the output's end offset, without data): it is
+// checked and left out.
 func watchAll(ctx context.Context, c pb.ForemanClient, name string, off int64) ([]*pb.WatchJobOutputResponse, error) {
+	msgs, _, err := watchFinal(ctx, c, name, off)
+	return msgs, err
+}
+
+// watchFinal is watchAll that also returns the stream's final job.
+func watchFinal(ctx context.Context, c pb.ForemanClient, name string, off int64) ([]*pb.WatchJobOutputResponse, *pb.Job, error) {
 	stream, err := c.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: name, Offset: off})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var msgs []*pb.WatchJobOutputResponse
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return msgs, nil
+			if !errors.Is(err, io.EOF) {
+				return msgs, nil, err
 			}
-			return msgs, err
+			if len(msgs) == 0 || msgs[len(msgs)-1].GetJob() == nil {
+				return msgs, nil, fmt.Errorf("the stream of %s ended without its final message: %v", name, msgs)
+			}
+			final := msgs[len(msgs)-1]
+			msgs = msgs[:len(msgs)-1]
+			if len(final.Data) != 0 || final.Offset != final.GetJob().GetStatus().GetOutputBytes() ||
+				final.GetJob().GetName() != name || final.GetJob().GetStatus().GetState() == pb.State_STATE_RUNNING {
+				return msgs, nil, fmt.Errorf("the final message of %s's stream is malformed: %v", name, final)
+			}
+			for _, m := range msgs {
+				if m.GetJob() != nil {
+					return msgs, nil, fmt.Errorf("a job in a message before the last: %v", m)
+				}
+			}
+			return msgs, final.GetJob(), nil
 		}
 		msgs = append(msgs, m)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,17 @@ func TestShutdown(t *testing.T) {
 	}
 	watchDone := make(chan error, 1)
 	go func() {
-		_, err := stream.Recv()
+		// The job's end, then the end of the stream.
+		m, err := stream.Recv()
+		if err != nil {
+			watchDone <- err
+			return
+		}
+		if st := m.GetJob().GetStatus(); st.GetEndReason() != pb.EndReason_END_REASON_SERVER_SHUTDOWN || !st.GetStopped() {
+			watchDone <- fmt.Errorf("final message %v, want a job stopped by server shutdown", m)
+			return
+		}
+		_, err = stream.Recv()
 		watchDone <- err
 	}()
 	ts.stop(t)

@@ -286,6 +286,7 @@ func TestToStatus(t *testing.T) {
 		{errorf(jobrunner.ErrTooManyJobs, "full"), codes.ResourceExhausted},
 		{&jobrunner.QuotaError{Limit: 1}, codes.ResourceExhausted},
 		{errorf(errTooManyWatchers, "many"), codes.ResourceExhausted},
+		{fmt.Errorf("%w (no space left on device)", jobrunner.ErrStateDirFull), codes.ResourceExhausted},
 		{jobErr("jobs/a", fmt.Errorf("a: %w", jobrunner.ErrJobNotFound)), codes.NotFound},
 		{jobErr("jobs/a", jobrunner.ErrNotRunning), codes.FailedPrecondition},
 		{fmt.Errorf("%w: exec: no such file", sandbox.ErrExec), codes.FailedPrecondition},

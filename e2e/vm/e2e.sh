@@ -4,7 +4,8 @@
 #
 # certgen -> serve on 127.0.0.1 -> CLI start --watch / start with limits / status /
 # stop, reading the job's cgroup v2 files from OUTSIDE the job (as the server sees
-# them) -> SIGTERM the server -> no cgroup left under /sys/fs/cgroup/telehandler.
+# them) -> SIGTERM the server -> no cgroup left under /sys/fs/cgroup/telehandler, nor
+# the parent itself, nor its lock file.
 # Every step prints what it checks; the first failed check ends the run non-zero.
 set -u
 th=$(readlink -f "${1:-./telehandler}")
@@ -170,6 +171,9 @@ left=$(find "$cg" -mindepth 1 -type d 2>/dev/null)
 [ -z "$left" ] || fail "cgroups left after server shutdown: $left"
 [ "$rc" -eq 0 ] || fail "server exit status $rc after SIGTERM"
 say "ok: no cgroup left under $cg"
+[ ! -d "$cg" ] || fail "a clean shutdown left the parent cgroup $cg"
+[ ! -e /run/telehandler/telehandler.lock ] || fail "a clean shutdown left its lock file /run/telehandler/telehandler.lock"
+say "ok: neither the parent cgroup nor the lock file is left"
 rmdir "$svc" /sys/fs/cgroup/system.slice
 rm -rf "$work"
 say PASS

@@ -80,6 +80,62 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{0}
 }
 
+// TruncationReason is why a job's output was dropped.
+type TruncationReason int32
+
+const (
+	// Nothing was dropped.
+	TruncationReason_TRUNCATION_REASON_UNSPECIFIED TruncationReason = 0
+	// The output exceeded the server's per-job cap; the rest was dropped.
+	TruncationReason_TRUNCATION_REASON_CAP TruncationReason = 1
+	// The server could not write the output to its state directory (a full
+	// disk, an IO error); what came meanwhile was dropped, and output is kept
+	// again once a write succeeds (a gap then marks the spot in the stream:
+	// WatchJobOutputResponse.dropped_bytes). Takes precedence over CAP.
+	TruncationReason_TRUNCATION_REASON_WRITE_ERROR TruncationReason = 2
+)
+
+// Enum value maps for TruncationReason.
+var (
+	TruncationReason_name = map[int32]string{
+		0: "TRUNCATION_REASON_UNSPECIFIED",
+		1: "TRUNCATION_REASON_CAP",
+		2: "TRUNCATION_REASON_WRITE_ERROR",
+	}
+	TruncationReason_value = map[string]int32{
+		"TRUNCATION_REASON_UNSPECIFIED": 0,
+		"TRUNCATION_REASON_CAP":         1,
+		"TRUNCATION_REASON_WRITE_ERROR": 2,
+	}
+)
+
+func (x TruncationReason) Enum() *TruncationReason {
+	p := new(TruncationReason)
+	*p = x
+	return p
+}
+
+func (x TruncationReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TruncationReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1].Descriptor()
+}
+
+func (TruncationReason) Type() protoreflect.EnumType {
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1]
+}
+
+func (x TruncationReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TruncationReason.Descriptor instead.
+func (TruncationReason) EnumDescriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{1}
+}
+
 // EndReason says why a job ended when its own exit is not the whole story.
 type EndReason int32
 
@@ -91,6 +147,10 @@ const (
 	// The server stopped while the job ran (a crash, kill -9, a reboot): the
 	// job died with it. Its output up to then is kept.
 	EndReason_END_REASON_SERVER_LOST EndReason = 2
+	// --- stream (issue 10.5) ---
+	// The server stopped the job because it was shutting down (SIGTERM);
+	// stopped is true too.
+	EndReason_END_REASON_SERVER_SHUTDOWN EndReason = 3
 )
 
 // Enum value maps for EndReason.
@@ -99,11 +159,13 @@ var (
 		0: "END_REASON_UNSPECIFIED",
 		1: "END_REASON_STOPPED",
 		2: "END_REASON_SERVER_LOST",
+		3: "END_REASON_SERVER_SHUTDOWN",
 	}
 	EndReason_value = map[string]int32{
-		"END_REASON_UNSPECIFIED": 0,
-		"END_REASON_STOPPED":     1,
-		"END_REASON_SERVER_LOST": 2,
+		"END_REASON_UNSPECIFIED":     0,
+		"END_REASON_STOPPED":         1,
+		"END_REASON_SERVER_LOST":     2,
+		"END_REASON_SERVER_SHUTDOWN": 3,
 	}
 )
 
@@ -118,11 +180,11 @@ func (x EndReason) String() string {
 }
 
 func (EndReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1].Descriptor()
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2].Descriptor()
 }
 
 func (EndReason) Type() protoreflect.EnumType {
-	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[1]
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2]
 }
 
 func (x EndReason) Number() protoreflect.EnumNumber {
@@ -131,7 +193,7 @@ func (x EndReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndReason.Descriptor instead.
 func (EndReason) EnumDescriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{1}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{2}
 }
 
 // Stream is where a piece of output came from.
@@ -168,11 +230,11 @@ func (x Stream) String() string {
 }
 
 func (Stream) Descriptor() protoreflect.EnumDescriptor {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2].Descriptor()
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[3].Descriptor()
 }
 
 func (Stream) Type() protoreflect.EnumType {
-	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[2]
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[3]
 }
 
 func (x Stream) Number() protoreflect.EnumNumber {
@@ -181,7 +243,7 @@ func (x Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Stream.Descriptor instead.
 func (Stream) EnumDescriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{2}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{3}
 }
 
 // ErrorReason is the reason of the google.rpc.ErrorInfo detail (domain
@@ -230,11 +292,11 @@ func (x ErrorReason) String() string {
 }
 
 func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[3].Descriptor()
+	return file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[4].Descriptor()
 }
 
 func (ErrorReason) Type() protoreflect.EnumType {
-	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[3]
+	return &file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes[4]
 }
 
 func (x ErrorReason) Number() protoreflect.EnumNumber {
@@ -243,7 +305,7 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{3}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{4}
 }
 
 // Limits are per-job resource limits. A zero field means "the server's
@@ -545,8 +607,8 @@ type JobStatus struct {
 	Stats   *Stats                 `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
 	// Bytes of output logged so far.
 	OutputBytes int64 `protobuf:"varint,9,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
-	// True when the output exceeded the server's per-job cap and the rest was
-	// dropped.
+	// True when output was dropped: it exceeded the server's per-job cap, or
+	// the server could not write it (output_truncation says which).
 	OutputTruncated bool `protobuf:"varint,10,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"`
 	// Why the job ended, beyond its exit status; unspecified while it runs
 	// and when it ended on its own.
@@ -555,8 +617,16 @@ type JobStatus struct {
 	// server keeps for status and list: args were cut, the last one ending in
 	// "...". The job ran with its full command line.
 	CommandTruncated bool `protobuf:"varint,12,opt,name=command_truncated,json=commandTruncated,proto3" json:"command_truncated,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// --- stream (issue 10.4) ---
+	// Why output was dropped, when output_truncated is true.
+	OutputTruncation TruncationReason `protobuf:"varint,13,opt,name=output_truncation,json=outputTruncation,proto3,enum=telehandler.foreman.v1alpha1.TruncationReason" json:"output_truncation,omitempty"`
+	// Bytes of output the job wrote that were dropped (not in output_bytes).
+	OutputDroppedBytes int64 `protobuf:"varint,14,opt,name=output_dropped_bytes,json=outputDroppedBytes,proto3" json:"output_dropped_bytes,omitempty"`
+	// When output_truncation is TRUNCATION_REASON_WRITE_ERROR: the last
+	// error writing the log ("no space left on device").
+	OutputError   string `protobuf:"bytes,15,opt,name=output_error,json=outputError,proto3" json:"output_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobStatus) Reset() {
@@ -673,6 +743,27 @@ func (x *JobStatus) GetCommandTruncated() bool {
 	return false
 }
 
+func (x *JobStatus) GetOutputTruncation() TruncationReason {
+	if x != nil {
+		return x.OutputTruncation
+	}
+	return TruncationReason_TRUNCATION_REASON_UNSPECIFIED
+}
+
+func (x *JobStatus) GetOutputDroppedBytes() int64 {
+	if x != nil {
+		return x.OutputDroppedBytes
+	}
+	return 0
+}
+
+func (x *JobStatus) GetOutputError() string {
+	if x != nil {
+		return x.OutputError
+	}
+	return ""
+}
+
 type StartJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Command to run; looked up in PATH when it has no slash.
@@ -683,7 +774,11 @@ type StartJobRequest struct {
 	// Environment as KEY=VALUE; empty = a minimal PATH and HOME.
 	Env []string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
 	// Limits; unset or zero fields take the server's defaults.
-	Limits        *Limits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
+	Limits *Limits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
+	// --- stream (issue 10.6) ---
+	// When true, the job's stderr is its stdout (as 2>&1 does): one pipe, so
+	// the output keeps the exact order the job wrote it in, all as stdout.
+	MergeOutput   bool `protobuf:"varint,6,opt,name=merge_output,json=mergeOutput,proto3" json:"merge_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,6 +846,13 @@ func (x *StartJobRequest) GetLimits() *Limits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *StartJobRequest) GetMergeOutput() bool {
+	if x != nil {
+		return x.MergeOutput
+	}
+	return false
 }
 
 type StartJobResponse struct {
@@ -1043,9 +1145,18 @@ type WatchJobOutputResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Stream Stream                 `protobuf:"varint,1,opt,name=stream,proto3,enum=telehandler.foreman.v1alpha1.Stream" json:"stream,omitempty"`
 	// Offset of data's first byte in the job's output (stdout and stderr
-	// together, in the order they were written).
-	Offset        int64  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// together, in the order the server read them from the job's two pipes,
+	// which is not always the order the job wrote them; see merge_output).
+	Offset int64  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// --- stream (issue 10.4-10.5) ---
+	// When not zero, this many bytes of output were dropped here (the server
+	// could not write them); data is empty then.
+	DroppedBytes int64 `protobuf:"varint,4,opt,name=dropped_bytes,json=droppedBytes,proto3" json:"dropped_bytes,omitempty"`
+	// Set on the stream's last message only, after the last byte of a job
+	// that ended: the job as GetJobStatus returns it, so that a watcher
+	// learns how the job ended without a second call. data is empty then.
+	Job           *Job `protobuf:"bytes,5,opt,name=job,proto3" json:"job,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1097,6 +1208,20 @@ func (x *WatchJobOutputResponse) GetOffset() int64 {
 func (x *WatchJobOutputResponse) GetData() []byte {
 	if x != nil {
 		return x.Data
+	}
+	return nil
+}
+
+func (x *WatchJobOutputResponse) GetDroppedBytes() int64 {
+	if x != nil {
+		return x.DroppedBytes
+	}
+	return 0
+}
+
+func (x *WatchJobOutputResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
 	}
 	return nil
 }
@@ -1353,7 +1478,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\x12<\n" +
 	"\x06limits\x18\x06 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\x12?\n" +
-	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\"\xa4\x04\n" +
+	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\"\xd6\x05\n" +
 	"\tJobStatus\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.telehandler.foreman.v1alpha1.StateR\x05state\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x16\n" +
@@ -1370,14 +1495,18 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	" \x01(\bR\x0foutputTruncated\x12F\n" +
 	"\n" +
 	"end_reason\x18\v \x01(\x0e2'.telehandler.foreman.v1alpha1.EndReasonR\tendReason\x12+\n" +
-	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\"\xb0\x01\n" +
+	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\x12[\n" +
+	"\x11output_truncation\x18\r \x01(\x0e2..telehandler.foreman.v1alpha1.TruncationReasonR\x10outputTruncation\x120\n" +
+	"\x14output_dropped_bytes\x18\x0e \x01(\x03R\x12outputDroppedBytes\x12!\n" +
+	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xd3\x01\n" +
 	"\x0fStartJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
 	"\vworking_dir\x18\x03 \x01(\tR\n" +
 	"workingDir\x12\x10\n" +
 	"\x03env\x18\x04 \x03(\tR\x03env\x12<\n" +
-	"\x06limits\x18\x05 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\"G\n" +
+	"\x06limits\x18\x05 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\x12!\n" +
+	"\fmerge_output\x18\x06 \x01(\bR\vmergeOutput\"G\n" +
 	"\x10StartJobResponse\x123\n" +
 	"\x03job\x18\x01 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"b\n" +
 	"\x0eStopJobRequest\x12\x12\n" +
@@ -1391,11 +1520,13 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x03job\x18\x01 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"C\n" +
 	"\x15WatchJobOutputRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x82\x01\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xdc\x01\n" +
 	"\x16WatchJobOutputResponse\x12<\n" +
 	"\x06stream\x18\x01 \x01(\x0e2$.telehandler.foreman.v1alpha1.StreamR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\x9e\x01\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12#\n" +
+	"\rdropped_bytes\x18\x04 \x01(\x03R\fdroppedBytes\x123\n" +
+	"\x03job\x18\x05 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"\x9e\x01\n" +
 	"\x0fListJobsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1413,11 +1544,16 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_COMPLETED\x10\x02\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x03*[\n" +
+	"\fSTATE_FAILED\x10\x03*s\n" +
+	"\x10TruncationReason\x12!\n" +
+	"\x1dTRUNCATION_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TRUNCATION_REASON_CAP\x10\x01\x12!\n" +
+	"\x1dTRUNCATION_REASON_WRITE_ERROR\x10\x02*{\n" +
 	"\tEndReason\x12\x1a\n" +
 	"\x16END_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12END_REASON_STOPPED\x10\x01\x12\x1a\n" +
-	"\x16END_REASON_SERVER_LOST\x10\x02*F\n" +
+	"\x16END_REASON_SERVER_LOST\x10\x02\x12\x1e\n" +
+	"\x1aEND_REASON_SERVER_SHUTDOWN\x10\x03*F\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
@@ -1447,66 +1583,69 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP() []byte {
 	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescData
 }
 
-var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(State)(0),                     // 0: telehandler.foreman.v1alpha1.State
-	(EndReason)(0),                 // 1: telehandler.foreman.v1alpha1.EndReason
-	(Stream)(0),                    // 2: telehandler.foreman.v1alpha1.Stream
-	(ErrorReason)(0),               // 3: telehandler.foreman.v1alpha1.ErrorReason
-	(*Limits)(nil),                 // 4: telehandler.foreman.v1alpha1.Limits
-	(*Stats)(nil),                  // 5: telehandler.foreman.v1alpha1.Stats
-	(*Job)(nil),                    // 6: telehandler.foreman.v1alpha1.Job
-	(*JobStatus)(nil),              // 7: telehandler.foreman.v1alpha1.JobStatus
-	(*StartJobRequest)(nil),        // 8: telehandler.foreman.v1alpha1.StartJobRequest
-	(*StartJobResponse)(nil),       // 9: telehandler.foreman.v1alpha1.StartJobResponse
-	(*StopJobRequest)(nil),         // 10: telehandler.foreman.v1alpha1.StopJobRequest
-	(*StopJobResponse)(nil),        // 11: telehandler.foreman.v1alpha1.StopJobResponse
-	(*GetJobStatusRequest)(nil),    // 12: telehandler.foreman.v1alpha1.GetJobStatusRequest
-	(*GetJobStatusResponse)(nil),   // 13: telehandler.foreman.v1alpha1.GetJobStatusResponse
-	(*WatchJobOutputRequest)(nil),  // 14: telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	(*WatchJobOutputResponse)(nil), // 15: telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	(*ListJobsRequest)(nil),        // 16: telehandler.foreman.v1alpha1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 17: telehandler.foreman.v1alpha1.ListJobsResponse
-	(*DeleteJobRequest)(nil),       // 18: telehandler.foreman.v1alpha1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),      // 19: telehandler.foreman.v1alpha1.DeleteJobResponse
-	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
+	(TruncationReason)(0),          // 1: telehandler.foreman.v1alpha1.TruncationReason
+	(EndReason)(0),                 // 2: telehandler.foreman.v1alpha1.EndReason
+	(Stream)(0),                    // 3: telehandler.foreman.v1alpha1.Stream
+	(ErrorReason)(0),               // 4: telehandler.foreman.v1alpha1.ErrorReason
+	(*Limits)(nil),                 // 5: telehandler.foreman.v1alpha1.Limits
+	(*Stats)(nil),                  // 6: telehandler.foreman.v1alpha1.Stats
+	(*Job)(nil),                    // 7: telehandler.foreman.v1alpha1.Job
+	(*JobStatus)(nil),              // 8: telehandler.foreman.v1alpha1.JobStatus
+	(*StartJobRequest)(nil),        // 9: telehandler.foreman.v1alpha1.StartJobRequest
+	(*StartJobResponse)(nil),       // 10: telehandler.foreman.v1alpha1.StartJobResponse
+	(*StopJobRequest)(nil),         // 11: telehandler.foreman.v1alpha1.StopJobRequest
+	(*StopJobResponse)(nil),        // 12: telehandler.foreman.v1alpha1.StopJobResponse
+	(*GetJobStatusRequest)(nil),    // 13: telehandler.foreman.v1alpha1.GetJobStatusRequest
+	(*GetJobStatusResponse)(nil),   // 14: telehandler.foreman.v1alpha1.GetJobStatusResponse
+	(*WatchJobOutputRequest)(nil),  // 15: telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	(*WatchJobOutputResponse)(nil), // 16: telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	(*ListJobsRequest)(nil),        // 17: telehandler.foreman.v1alpha1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 18: telehandler.foreman.v1alpha1.ListJobsResponse
+	(*DeleteJobRequest)(nil),       // 19: telehandler.foreman.v1alpha1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),      // 20: telehandler.foreman.v1alpha1.DeleteJobResponse
+	(*durationpb.Duration)(nil),    // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
 }
 var file_telehandler_foreman_v1alpha1_foreman_proto_depIdxs = []int32{
-	20, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
-	4,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	7,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
+	21, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
+	5,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
+	8,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
 	0,  // 3: telehandler.foreman.v1alpha1.JobStatus.state:type_name -> telehandler.foreman.v1alpha1.State
-	21, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	21, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
-	5,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
-	1,  // 7: telehandler.foreman.v1alpha1.JobStatus.end_reason:type_name -> telehandler.foreman.v1alpha1.EndReason
-	4,  // 8: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	6,  // 9: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	20, // 10: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
-	6,  // 11: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	6,  // 12: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	2,  // 13: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
-	0,  // 14: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
-	6,  // 15: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
-	8,  // 16: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
-	10, // 17: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
-	12, // 18: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
-	14, // 19: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	16, // 20: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
-	18, // 21: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
-	9,  // 22: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
-	11, // 23: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
-	13, // 24: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
-	15, // 25: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	17, // 26: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
-	19, // 27: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	22, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	22, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
+	2,  // 7: telehandler.foreman.v1alpha1.JobStatus.end_reason:type_name -> telehandler.foreman.v1alpha1.EndReason
+	1,  // 8: telehandler.foreman.v1alpha1.JobStatus.output_truncation:type_name -> telehandler.foreman.v1alpha1.TruncationReason
+	5,  // 9: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
+	7,  // 10: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	21, // 11: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
+	7,  // 12: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	7,  // 13: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	3,  // 14: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
+	7,  // 15: telehandler.foreman.v1alpha1.WatchJobOutputResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	0,  // 16: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
+	7,  // 17: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
+	9,  // 18: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
+	11, // 19: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
+	13, // 20: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
+	15, // 21: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	17, // 22: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
+	19, // 23: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
+	10, // 24: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
+	12, // 25: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
+	14, // 26: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
+	16, // 27: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	18, // 28: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
+	20, // 29: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_telehandler_foreman_v1alpha1_foreman_proto_init() }
@@ -1519,7 +1658,7 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc), len(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -43,7 +43,7 @@ type ForemanClient interface {
 	GetJobStatus(ctx context.Context, in *GetJobStatusRequest, opts ...grpc.CallOption) (*GetJobStatusResponse, error)
 	// WatchJobOutput streams a job's output from the given offset (0 = the
 	// first byte) and follows it live; the stream ends after the last byte of
-	// a finished job.
+	// a finished job, with one message that carries the job as it ended.
 	WatchJobOutput(ctx context.Context, in *WatchJobOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobOutputResponse], error)
 	// ListJobs lists the jobs the caller may see.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
@@ -145,7 +145,7 @@ type ForemanServer interface {
 	GetJobStatus(context.Context, *GetJobStatusRequest) (*GetJobStatusResponse, error)
 	// WatchJobOutput streams a job's output from the given offset (0 = the
 	// first byte) and follows it live; the stream ends after the last byte of
-	// a finished job.
+	// a finished job, with one message that carries the job as it ended.
 	WatchJobOutput(*WatchJobOutputRequest, grpc.ServerStreamingServer[WatchJobOutputResponse]) error
 	// ListJobs lists the jobs the caller may see.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
