@@ -504,27 +504,35 @@ func (r *Runner) stop(ctx context.Context, id string, grace time.Duration, reaso
 // and stderr together, in the order the log received them: the two pipes
 // are read by two goroutines, so between the streams this is not always the
 // order the job wrote; StartRequest.MergeOutput keeps it exact; 0 = the
-// first byte), then
-// follows it live until the job ended and every byte was delivered; then
-// it returns nil. See OutputLog.Watch for the errors (ErrInvalidOffset,
-// ctx.Err(), fn's error).
+// first byte), then follows it live until the job ended and every byte
+// was delivered; then it returns nil. See OutputLog.Watch for the errors
+// (ErrInvalidOffset, ctx.Err(), fn's error).
 func (r *Runner) Watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
-	return r.WatchChunks(ctx, id, from, DefaultMaxChunk, fn)
+	_, err := r.WatchChunks(ctx, id, from, DefaultMaxChunk, fn)
+	return err
 }
 
 // WatchChunks is Watch with chunks of at most maxChunk bytes, each as
-// large as the output allows (see OutputLog.WatchChunks).
-func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(Chunk) error) error {
+// large as the output allows (see OutputLog.WatchChunks), that also
+// returns, after the last byte, the job's status as it ended: taken from
+// the job the watch followed, so that a job removed meanwhile (rm --force,
+// retention) still tells its watchers how it ended.
+func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(Chunk) error) (Status, error) {
 	j, err := r.lookup(id)
 	if err != nil {
-		return err
+		return Status{}, err
 	}
 	err = j.log.WatchChunks(ctx, from, maxChunk, fn)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Removed (rm, retention) between the lookup and the open.
-		return fmt.Errorf("%w: %q", ErrJobNotFound, id)
+		return Status{}, fmt.Errorf("%w: %q", ErrJobNotFound, id)
 	}
-	return err
+	if err != nil {
+		return Status{}, err
+	}
+	// The log is finished, so the job ended: supervise records the end
+	// before it finishes the log.
+	return j.status(), nil
 }
 
 // Shutdown refuses new jobs, kills every running job (marked

@@ -929,3 +929,41 @@ func TestRunnerFullStateDir(t *testing.T) {
 		}
 	}
 }
+
+// TestRunnerWatchOfRemovedJob proves that a watcher of a job removed while
+// it watched (rm --force) still gets every byte and the job's status as it
+// ended.
+func TestRunnerWatchOfRemovedJob(t *testing.T) {
+	e := newRootEnv(t, 0)
+	ctx := testContext(t)
+	st, err := e.r.Start(ctx, StartRequest{Command: "sh", Args: []string{"-c", "echo hi; exec sleep 1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	type result struct {
+		st  Status
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out strings.Builder
+		final, err := e.r.WatchChunks(ctx, st.ID, 0, DefaultMaxChunk, func(c Chunk) error {
+			out.Write(c.Data)
+			if out.String() == "hi\n" {
+				close(got)
+			}
+			return nil
+		})
+		done <- result{final, out.String(), err}
+	}()
+	<-got
+	if err := e.r.Remove(ctx, st.ID, true); err != nil {
+		t.Fatalf("Remove --force: %v", err)
+	}
+	res := <-done
+	if res.err != nil || res.out != "hi\n" || res.st.ID != st.ID || res.st.Reason != ReasonStopped || res.st.State != StateFailed {
+		t.Errorf("watch of a removed job: %q, %+v, %v; want hi, its status stopped", res.out, res.st, res.err)
+	}
+}

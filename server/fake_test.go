@@ -171,13 +171,23 @@ func (f *fakeRunner) admitLocked(req jobrunner.StartRequest) error {
 
 // WatchChunks hands out the job's chunks as they were written, ignoring
 // maxChunk, so that the server's own splitting is tested too.
-func (f *fakeRunner) WatchChunks(ctx context.Context, id string, from int64, _ int, fn func(jobrunner.Chunk) error) error {
+func (f *fakeRunner) WatchChunks(ctx context.Context, id string, from int64, _ int, fn func(jobrunner.Chunk) error) (jobrunner.Status, error) {
 	f.mu.Lock()
 	j, ok := f.jobs[id]
+	f.mu.Unlock()
 	if !ok {
-		f.mu.Unlock()
-		return fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+		return jobrunner.Status{}, fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
 	}
+	if err := f.watchChunks(ctx, j, from, fn); err != nil {
+		return jobrunner.Status{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return j.st, nil // even if removed meanwhile
+}
+
+func (f *fakeRunner) watchChunks(ctx context.Context, j *fakeJob, from int64, fn func(jobrunner.Chunk) error) error {
+	f.mu.Lock()
 	out, done, total := slices.Clone(j.out), j.done, j.st.OutputBytes
 	f.mu.Unlock()
 	if from < 0 || from > total {

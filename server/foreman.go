@@ -215,7 +215,7 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	// this server turns on neither. Adding a stats handler means sending
 	// copies again.
 	msg := &pb.WatchJobOutputResponse{}
-	err = f.runner.WatchChunks(ctx, job.ID, req.GetOffset(), maxChunkBytes, func(c jobrunner.Chunk) error {
+	st, err := f.runner.WatchChunks(ctx, job.ID, req.GetOffset(), maxChunkBytes, func(c jobrunner.Chunk) error {
 		if c.Dropped > 0 {
 			// A gap: output the server could not write was dropped here.
 			return stream.Send(&pb.WatchJobOutputResponse{Offset: c.Offset, DroppedBytes: c.Dropped})
@@ -240,11 +240,8 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	}
 	// The job ended and every byte was sent: the last message says how it
 	// ended, so that the watcher needs no second call (which could find
-	// the server gone when it stopped the job on shutdown).
-	st, err := f.runner.Status(job.ID)
-	if err != nil {
-		return jobErr(req.GetName(), err)
-	}
+	// the server gone when it stopped the job on shutdown, or the job
+	// removed).
 	return stream.Send(&pb.WatchJobOutputResponse{Offset: st.OutputBytes, Job: jobToProto(st)})
 }
 

@@ -26,8 +26,9 @@ type JobRunner interface {
 	// with force, which stops it first (else jobrunner.ErrRunning).
 	Remove(ctx context.Context, id string, force bool) error
 	// WatchChunks hands fn the job's output in chunks of at most maxChunk
-	// bytes, each as large as the output allows.
-	WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(jobrunner.Chunk) error) error
+	// bytes, each as large as the output allows, and returns the job's
+	// status as it ended (even if it was removed meanwhile).
+	WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(jobrunner.Chunk) error) (jobrunner.Status, error)
 	Shutdown(ctx context.Context) error
 }
 
