@@ -1,7 +1,7 @@
 // Command soak puts the real telehandler binary under a bounded, mixed load
 // for about two minutes and fails on anything a user would notice or an
 // operator would regret: several clients (the CLI, as users run it) start,
-// watch, status, list and stop jobs in a loop, with a server restart in the
+// watch, status, list, stop and remove jobs in a loop, with a server restart in the
 // middle (SIGTERM while watchers follow running jobs, then a new server on
 // the same state directory and cgroup parent). It fails on:
 //
@@ -15,8 +15,8 @@
 //   - an ERROR line in the server's log, a server that does not exit 0 on
 //     SIGTERM, or a parent cgroup or lock file left after it.
 //
-// It prints one summary line of figures. Job removal (DeleteJob, `rm`) is
-// not exercised yet: the RPC does not exist on main.
+// Jobs are removed too (rm, rm --force of a watched running job, start
+// --watch --rm). It prints one summary line of figures.
 //
 // Run it as root through `make soak`, which builds the static binary first:
 //

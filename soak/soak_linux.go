@@ -60,7 +60,7 @@ type soak struct {
 	mu       sync.Mutex
 	failures []string // guarded by mu
 
-	jobs, stopped, merged, spanning, watches, bytesChecked atomic.Int64
+	jobs, stopped, merged, removed, spanning, watches, bytesChecked atomic.Int64
 }
 
 // serverProc is a running `telehandler serve`.
@@ -180,8 +180,8 @@ func run(cfg config) error {
 		}
 	}
 
-	fmt.Printf("soak: jobs %d (%d stopped, %d merged, %d stopped by a server restart), watches %d, bytes checked %d (%.1f MiB), %d clients, %s | %s\n",
-		s.jobs.Load(), s.stopped.Load(), s.merged.Load(), s.spanning.Load(), s.watches.Load(),
+	fmt.Printf("soak: jobs %d (%d stopped, %d merged, %d removed, %d stopped by a server restart), watches %d, bytes checked %d (%.1f MiB), %d clients, %s | %s\n",
+		s.jobs.Load(), s.stopped.Load(), s.merged.Load(), s.removed.Load(), s.spanning.Load(), s.watches.Load(),
 		s.bytesChecked.Load(), float64(s.bytesChecked.Load())/(1<<20), cfg.clients,
 		time.Since(start).Round(time.Second), strings.Join(figures, " | "))
 	s.mu.Lock()
@@ -617,13 +617,36 @@ func (s *soak) complete(ctx context.Context, user string, r *mrand.Rand) {
 	if st.Status.State != wantState || st.Status.ExitCode != code || st.outputBytes() != len(wantOut)+len(wantErr) || st.Status.OutputTruncated {
 		s.fail("status of %s: %+v; want %s, exit %d, %d output bytes", name, st.Status, wantState, code, len(wantOut)+len(wantErr))
 	}
+	if r.IntN(2) == 0 {
+		s.remove(ctx, user, name, false)
+	}
+}
+
+// remove runs rm (--force: of a running job) and checks the job is gone.
+func (s *soak) remove(ctx context.Context, user, name string, force bool) {
+	args := []string{"rm", name}
+	if force {
+		args = []string{"rm", "--force", name}
+	}
+	if res, ok := s.want(ctx, 0, user, args...); ok && strings.TrimSpace(string(res.stdout)) != name {
+		s.fail("rm %s printed %v", name, res)
+	}
+	s.removed.Add(1)
+	if res, ok := s.want(ctx, 1, user, "status", name); ok && !strings.Contains(string(res.stderr), "not found") {
+		s.fail("status of removed %s: %v, want not found", name, res)
+	}
 }
 
 // merge runs start --watch --merge and checks the exact interleaving.
 func (s *soak) merge(ctx context.Context, user string, r *mrand.Rand) {
 	k := r.IntN(2000) + 1
-	res, ok := s.want(ctx, 0, user, "start", "--watch", "--merge", "--cpu", "1", "--", "sh", "-c",
-		fmt.Sprintf(`for i in $(seq %d); do echo o$i; echo e$i >&2; done`, k))
+	args := []string{"start", "--watch", "--merge", "--cpu", "1"}
+	if r.IntN(2) == 0 {
+		args = append(args, "--rm") // removed once its output reached us
+		s.removed.Add(1)
+	}
+	res, ok := s.want(ctx, 0, user, append(args, "--", "sh", "-c",
+		fmt.Sprintf(`for i in $(seq %d); do echo o$i; echo e$i >&2; done`, k))...)
 	s.jobs.Add(1)
 	s.merged.Add(1)
 	s.watches.Add(1)
@@ -690,9 +713,9 @@ func (s *soak) waitOutput(ctx context.Context, user, name string, size int) bool
 	}
 }
 
-// stop runs a job that writes and then sleeps, watches it, stops it once
-// its output is logged, and checks that the watcher got every byte and
-// exits as for a stopped job.
+// stop runs a job that writes and then sleeps, watches it, stops it (or
+// removes it with rm --force) once its output is logged, and checks that
+// the watcher got every byte and exits as for a stopped job.
 func (s *soak) stop(ctx context.Context, user string, r *mrand.Rand) {
 	n := r.IntN(5000) + 1
 	name := s.start(ctx, user, "sh", "-c", fmt.Sprintf("seq 1 %d; exec sleep 1000", n))
@@ -711,7 +734,14 @@ func (s *soak) stop(ctx context.Context, user string, r *mrand.Rand) {
 		w.wait()
 		return
 	}
-	if res, ok := s.want(ctx, 0, user, "stop", name); ok && string(res.stdout) != name+": FAILED (killed by SIGKILL, stopped)\n" {
+	if r.IntN(3) == 0 {
+		// Once the watcher follows the job (it has every byte so far):
+		// removed while watched, it must still end as for a stop.
+		for deadline := time.Now().Add(time.Minute); w.stdout.Len() < len(want) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.remove(ctx, user, name, true)
+	} else if res, ok := s.want(ctx, 0, user, "stop", name); ok && string(res.stdout) != name+": FAILED (killed by SIGKILL, stopped)\n" {
 		s.fail("stop %s printed %v", name, res)
 	}
 	s.stopped.Add(1)
