@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,7 +23,9 @@ import (
 // never read (the writer's record in progress). WatchChunks, from offset
 // from in chunks of at most maxChunk bytes, must hand over exactly what a
 // plain decoding of data says, in order, each byte with its stream, in
-// chunks that are split only where the stream changes or the chunk is full;
+// chunks that are split only where the stream changes, the chunk is full
+// or a gap record (output dropped there) comes, the gaps as chunks of their
+// own;
 // and return ErrCorruptLog after the last good record when data does not
 // hold well-formed records, in bounded time.
 //
@@ -35,6 +38,9 @@ func FuzzOutputLogDecode(f *testing.F) {
 	f.Add(append(logRecord(Stdout, "out"), logRecord(Stderr, "err")...), []byte{}, uint32(2), uint16(1))
 	f.Add(append(logRecord(Stdout, "good"), 1, 0), []byte{}, uint32(0), uint16(0))
 	f.Add(append(logRecord(Stdout, "good"), logRecord(3, "bad")...), []byte{}, uint32(0), uint16(1000))
+	gap := binary.BigEndian.AppendUint64([]byte{recordGap, 0, 0, 0, gapDataSize}, 7)
+	f.Add(append(append(logRecord(Stdout, "before"), gap...), logRecord(Stderr, "after")...), []byte{}, uint32(6), uint16(3))
+	f.Add(append(logRecord(Stdout, "good"), gap[:9]...), []byte{}, uint32(0), uint16(0))
 	f.Fuzz(func(t *testing.T, data, tail []byte, from uint32, maxChunk uint16) {
 		mc := int(maxChunk)%(64<<10) + 1
 		path := filepath.Join(t.TempDir(), "job.log")
@@ -85,6 +91,14 @@ func watchAndCheck(t *testing.T, l *OutputLog, start int64, mc int, want decoded
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := l.WatchChunks(ctx, start, mc, func(c Chunk) error {
+		if c.Dropped != 0 {
+			// A gap: no data, at the next offset; it ends the chunk before.
+			if len(c.Data) != 0 || c.Offset != next || c.Dropped < 0 {
+				t.Fatalf("gap %+v at offset %d", c, next)
+			}
+			prev = Chunk{}
+			return nil
+		}
 		switch {
 		case len(c.Data) == 0 || len(c.Data) > mc:
 			t.Fatalf("chunk of %d bytes (max %d)", len(c.Data), mc)
@@ -139,6 +153,16 @@ func decodeRecords(data []byte) decoded {
 			return d
 		}
 		s, n := Stream(rest[0]), binary.BigEndian.Uint32(rest[1:recordHeaderSize])
+		if s == recordGap && n == gapDataSize {
+			// A gap: no output. Cut short, or a count no writer makes
+			// (0, or past int64), the log is corrupt.
+			if len(rest) < gapRecordSize || binary.BigEndian.Uint64(rest[recordHeaderSize:gapRecordSize])-1 >= math.MaxInt64 {
+				d.corrupt = true
+				return d
+			}
+			d.wholeFile += gapRecordSize
+			continue
+		}
 		if s != Stdout && s != Stderr || n == 0 || n > maxRecordData {
 			d.corrupt = true
 			return d

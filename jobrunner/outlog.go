@@ -318,6 +318,13 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 	return werr
 }
 
+// gapCount decodes the count of a gap record's data: a positive int64, or
+// false for a gap no writer makes (a corrupt log).
+func gapCount(data []byte) (int64, bool) {
+	n := int64(binary.BigEndian.Uint64(data))
+	return n, n > 0
+}
+
 // appendGap appends a gap record for n dropped bytes to rec.
 func appendGap(rec []byte, n int64) []byte {
 	rec = append(rec, recordGap, 0, 0, 0, gapDataSize)
@@ -523,9 +530,16 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 				if stream == recordGap && remaining == gapDataSize {
 					if end-r < gapRecordSize {
 						remaining = 0
+						if pos+int64(end-r) >= committed {
+							return corrupt("gap record cut short")
+						}
 						break // the gap continues past the buffer: read it again
 					}
-					dropped := int64(binary.BigEndian.Uint64(buf[r+recordHeaderSize : r+gapRecordSize]))
+					dropped, ok := gapCount(buf[r+recordHeaderSize : r+gapRecordSize])
+					if !ok {
+						remaining = 0
+						return corrupt("bad gap record")
+					}
 					remaining = 0
 					r += gapRecordSize
 					pos += gapRecordSize

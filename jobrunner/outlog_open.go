@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 )
@@ -52,12 +53,16 @@ func openFinishedLog(path string, outputCap int64) (*OutputLog, time.Time, error
 		if !gap && ((s != Stdout && s != Stderr) || n == 0 || n > maxRecordData) || l.fileSize+recordHeaderSize+n > fi.Size() {
 			break
 		}
+		dropped, ok := gapCount(hdr[recordHeaderSize:gapRecordSize])
+		if gap && !ok {
+			break
+		}
 		// A checkpoint may start at a gap: a watcher from there gets it.
 		if l.size >= l.index[len(l.index)-1].logical+indexInterval {
 			l.index = append(l.index, checkpoint{l.size, l.fileSize})
 		}
 		if gap {
-			l.dropped += int64(binary.BigEndian.Uint64(hdr[recordHeaderSize:gapRecordSize]))
+			l.dropped = min(l.dropped+dropped, math.MaxInt64/2) // a file's sum cannot overflow
 		} else {
 			l.size += n
 		}
