@@ -103,6 +103,15 @@ func runChild() error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return shimErr("mount /proc", err)
 	}
+	// Spec.TTY: the job's own devpts instance and terminal (pty_linux.go);
+	// the master goes to the parent now, the slave becomes the command's
+	// terminal right before exec.
+	slave := -1
+	if spec.TTY {
+		if slave, err = openTTY(spec); err != nil {
+			return err
+		}
+	}
 	// The job cannot leave its cgroup, even as root: the cgroup file
 	// systems are read-only in its mount namespace, and the command gets no
 	// CAP_SYS_ADMIN to remount them (see dropSysAdmin below).
@@ -145,6 +154,9 @@ func runChild() error {
 	if env == nil {
 		env = []string{"PATH=" + defaultPath, "HOME=/"}
 	}
+	if spec.TTY {
+		env = withTERM(env)
+	}
 	path, err := lookPath(spec.Path, env)
 	if err != nil {
 		return execErr("look up command", err)
@@ -152,6 +164,11 @@ func runChild() error {
 
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return shimErr("set no_new_privs", err)
+	}
+	if slave >= 0 {
+		if err := useTTY(slave); err != nil {
+			return err
+		}
 	}
 	if err := closeOnExecFrom(3); err != nil {
 		return shimErr("mark fds close-on-exec", err)

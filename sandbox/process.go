@@ -25,6 +25,14 @@ type Spec struct {
 	GID *uint32 `json:"gid,omitempty"`
 	// Hostname inside the UTS namespace ("" = "sandbox").
 	Hostname string `json:"hostname,omitempty"`
+	// TTY gives the command a pseudo-terminal of its own (pty_linux.go):
+	// from a new devpts instance in its mount namespace, its controlling
+	// terminal and its fds 0-2, TERM=xterm unless Env sets TERM. The
+	// parent gets the master (Process.TTY). TTYRows and TTYCols are its
+	// initial size (0 = the kernel's 0x0).
+	TTY     bool   `json:"tty,omitempty"`
+	TTYRows uint16 `json:"tty_rows,omitempty"`
+	TTYCols uint16 `json:"tty_cols,omitempty"`
 }
 
 // StartConfig is everything Start needs besides the command.
@@ -38,6 +46,10 @@ type StartConfig struct {
 	// not close them. They may be the same file: the command's fd 1 and 2
 	// are then one pipe, as after 2>&1.
 	Stdout, Stderr *os.File
+	// Stdin is the command's stdin (typically the read end of a pipe);
+	// nil = /dev/null. Start does not close it. With Spec.TTY the terminal
+	// replaces all three.
+	Stdin *os.File
 }
 
 // ExitState is how a sandboxed process ended.

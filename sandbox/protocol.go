@@ -6,10 +6,13 @@ package sandbox
 //
 //	argv: [Config.Exe, "__child"]   (nothing else: no flags, no spec)
 //	env:  GOMAXPROCS=1              (the job's environment travels in the Spec)
-//	fd 0: /dev/null
+//	fd 0: StartConfig.Stdin, or /dev/null
 //	fd 1, 2: StartConfig.Stdout, StartConfig.Stderr, as given
 //	fd 3: specFD, read end of the spec pipe
 //	fd 4: errorFD, write end of the error pipe
+//	fd 5: ttyFD, only with Spec.TTY: one end of a unix socketpair; the
+//	      shim sends the master of the job's terminal on it (SCM_RIGHTS,
+//	      pty_linux.go) before execMarker, and exec closes it
 //
 // in new PID, mount, network, UTS and IPC namespaces, with the parent-death
 // signal SIGKILL. (The shim adds a cgroup namespace itself once it is in the
@@ -69,6 +72,11 @@ const (
 	// on failure; exec success closes it (close-on-exec). The parent reads
 	// to EOF.
 	errorFD = 4
+	// ttyFD is the shim's end of the socketpair the terminal's master
+	// travels on (Spec.TTY only). Shim sends one message carrying the
+	// master and closes its copy; the parent receives it after the exec
+	// (the message waits in the socket) and closes its end.
+	ttyFD = 5
 
 	// childArg is argv[1] of the shim: the role dispatched before anything
 	// else by main (and by TestMain in tests).

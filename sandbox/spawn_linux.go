@@ -109,7 +109,7 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 		if err != nil {
 			return nil, err
 		}
-		sh, err := s.startShim(cg, cfg)
+		sh, err := s.startShim(cg, cfg, spec.TTY)
 		if err != nil {
 			return nil, removeOnError(cg, err)
 		}
@@ -118,7 +118,7 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 	// v1: the shim boots (Go runtime, package init: most of a start) while
 	// the cgroup is made. It waits for its spec and joins the cgroup (or is
 	// moved into it) before it does anything else.
-	sh, err := s.startShim(nil, cfg)
+	sh, err := s.startShim(nil, cfg, spec.TTY)
 	if err != nil {
 		return nil, err
 	}
@@ -158,11 +158,15 @@ type shim struct {
 	timeout time.Duration
 	// seccomp is sent in the spec (Sandbox.seccomp).
 	seccomp []byte
+	// ttySock is the parent's end of the socket the terminal's master
+	// comes on (Spec.TTY), else nil.
+	ttySock *os.File
 }
 
 // startShim starts the shim in its namespaces, inside cg when cg is given
-// and can be cloned into (v2). The shim then blocks reading its spec.
-func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
+// and can be cloned into (v2), with the terminal's socket at ttyFD when tty.
+// The shim then blocks reading its spec.
+func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig, tty bool) (*shim, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: spec pipe: %w", ErrShim, err)
@@ -177,9 +181,21 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
 	// keep the pipes open.
 	defer specR.Close()
 	defer errW.Close()
+	var ttySock, ttyChild *os.File
+	if tty {
+		if ttySock, ttyChild, err = ttySocket(); err != nil {
+			specW.Close()
+			errR.Close()
+			return nil, err
+		}
+		defer ttyChild.Close()
+	}
 	fail := func(err error) (*shim, error) {
 		specW.Close()
 		errR.Close()
+		if ttySock != nil {
+			ttySock.Close()
+		}
 		return nil, err
 	}
 
@@ -210,9 +226,12 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
 		}
 	}
 
-	extra := make([]*os.File, 2)
+	extra := make([]*os.File, 2, 3)
 	extra[specFD-3] = specR
 	extra[errorFD-3] = errW
+	if tty {
+		extra = append(extra, ttyChild) // ttyFD
+	}
 	cmd := &exec.Cmd{
 		Path:        s.exe,
 		Args:        []string{s.exe, childArg},
@@ -227,16 +246,22 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig) (*shim, error) {
 	if cfg.Stderr != nil {
 		cmd.Stderr = cfg.Stderr
 	}
+	if cfg.Stdin != nil {
+		cmd.Stdin = cfg.Stdin
+	}
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err))
 	}
-	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp}, nil
+	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp, ttySock: ttySock}, nil
 }
 
 // abort kills a shim that was never sent its spec and reaps it.
 func (sh *shim) abort() {
 	sh.specW.Close()
 	sh.errR.Close()
+	if sh.ttySock != nil {
+		sh.ttySock.Close()
+	}
 	_ = sh.cmd.Process.Kill()
 	_ = sh.cmd.Wait()
 }
@@ -263,6 +288,9 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 		return nil, removeOnError(cg, fmt.Errorf("%w: encode spec: %w", ErrShim, err))
 	}
 
+	if sh.ttySock != nil {
+		defer sh.ttySock.Close()
+	}
 	cmd := sh.cmd
 	// A wedged shim (not reading its spec, stuck before exec) must not
 	// hang Start: past the deadline the write or read fails, and the shim
@@ -278,6 +306,15 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 	if execTried && len(report) == 0 && writeErr == nil && readErr == nil {
 		// The marker, then EOF: the exec closed the error pipe.
 		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, done: make(chan struct{})}
+		if sh.ttySock != nil {
+			master, err := recvMaster(sh.ttySock)
+			if err != nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err))
+			}
+			p.tty = master
+		}
 		go p.reap()
 		return p, nil
 	}
@@ -363,6 +400,9 @@ type Process struct {
 	cg   Cgroup
 	pid  int
 	done chan struct{} // closed by reap once state is final
+	// tty is the master of the job's terminal (Spec.TTY), else nil; its
+	// owner is the caller (TTY).
+	tty *os.File
 
 	// mu serializes the cgroup's Kill/Signal/Stats with its removal by reap.
 	mu sync.Mutex
@@ -377,6 +417,13 @@ type Process struct {
 
 // Pid is the host pid of the command (PID 1 of the job's PID namespace).
 func (p *Process) Pid() int { return p.pid }
+
+// TTY is the master of the job's terminal when it was started with
+// Spec.TTY, else nil. The caller owns it: it reads the job's output from it
+// (EIO once every process of the job closed the terminal: the end of the
+// output), writes the job's input to it, sizes it (SetWindowSize) and
+// closes it. The server never makes it a controlling terminal.
+func (p *Process) TTY() *os.File { return p.tty }
 
 // Done is closed when the command exited, the job's cgroup was emptied and
 // removed, and Wait's result is ready.
