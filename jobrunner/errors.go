@@ -31,6 +31,15 @@ var (
 	ErrShuttingDown = errors.New("job runner is shutting down")
 	// ErrLogFinished means a write came after the output log was finished.
 	ErrLogFinished = errors.New("output log is finished")
+	// ErrNoInput means the job was started without stdin or tty: nothing
+	// can write to it (AttachInput).
+	ErrNoInput = errors.New("job was started without input")
+	// ErrInputBusy means another writer holds the job's input; the error
+	// names it (AttachInput).
+	ErrInputBusy = errors.New("job's input is held by another writer")
+	// ErrInputClosed means the job's input is closed: its stdin reached
+	// EOF (Input.Close), the job closed it, or the job ended.
+	ErrInputClosed = errors.New("job's input is closed")
 	// ErrCorruptLog means an output log file does not hold well-formed
 	// records (it was changed behind the log's back).
 	ErrCorruptLog = errors.New("output log is corrupt")

@@ -120,6 +120,9 @@ type Status struct {
 	// OutputError is the last error writing the log, without the file's
 	// path ("no space left on device"); "" if no write failed.
 	OutputError string
+	// Stdin and TTY are as requested: the job reads input written with
+	// AttachInput, on a pipe or on its terminal.
+	Stdin, TTY bool
 }
 
 // Running reports whether the job is still running.
@@ -142,6 +145,9 @@ type job struct {
 	// running when that run ended (ReasonServerLost).
 	lost bool
 	log  *OutputLog
+	// input is the writing end of the job's stdin or terminal; nil when
+	// it was started without.
+	input *jobInput
 	// done is closed by the job's supervisor once the terminal status is
 	// recorded and the output log finished.
 	done chan struct{}
@@ -202,6 +208,9 @@ func (j *job) status() Status {
 		st.Stats = exit.Stats
 		st.Ended = endedAt
 		st.State = endState(exit, st.Stopped, j.lost)
+	}
+	if j.input != nil {
+		st.Stdin, st.TTY = true, j.input.tty
 	}
 	st.OutputBytes = j.log.Size()
 	st.OutputTruncation = j.log.Truncation()
@@ -296,6 +305,14 @@ type StartRequest struct {
 	// their interleaving in the log is the order the reads happened to
 	// commit, not always the order the job wrote.
 	MergeOutput bool
+	// Stdin gives the job a stdin pipe fed through AttachInput (else its
+	// stdin is /dev/null). TTY gives it a terminal instead (stdin, stdout
+	// and stderr; its output is logged as Stdout), sized TTYRows x TTYCols;
+	// TTY implies Stdin.
+	Stdin   bool
+	TTY     bool
+	TTYRows uint16
+	TTYCols uint16
 }
 
 // validate checks what the sandbox would choke on or misread. Every error

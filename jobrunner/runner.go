@@ -104,8 +104,8 @@ type Runner struct {
 	// starting counts Start calls between the shutdown check and the job's
 	// registration, so that Shutdown sees every job.
 	starting sync.WaitGroup
-	// goroutines counts every goroutine of every job (two pipe readers and
-	// one supervisor each).
+	// goroutines counts every goroutine of every job (a reader per output
+	// pipe or terminal, and one supervisor each).
 	goroutines sync.WaitGroup
 }
 
@@ -264,20 +264,41 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		}
 	}
 
+	// -i without a terminal: a stdin pipe whose write end the job's input
+	// writers share (AttachInput). With a terminal, the shim replaces fds
+	// 0-2 with it (the output pipes then reach EOF at once).
+	var inR, inW *os.File
+	if req.Stdin && !req.TTY {
+		if inR, inW, err = os.Pipe(); err != nil {
+			closePipes(outR, outW, errR, errW)
+			r.discardLog(log)
+			return Status{}, fmt.Errorf("stdin pipe: %w", err)
+		}
+	}
+
 	started := r.now()
 	proc, err := r.sandbox.Start(sandbox.Spec{
-		Path: req.Command,
-		Args: req.Args,
-		Dir:  req.Dir,
-		Env:  req.Env,
-		UID:  req.UID,
-		GID:  req.GID,
-	}, sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW})
+		Path:    req.Command,
+		Args:    req.Args,
+		Dir:     req.Dir,
+		Env:     req.Env,
+		UID:     req.UID,
+		GID:     req.GID,
+		TTY:     req.TTY,
+		TTYRows: req.TTYRows,
+		TTYCols: req.TTYCols,
+	}, sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW, Stdin: inR})
 	// The job has its own copies of the write ends (or is gone); ours would
 	// keep the pipes from ever reaching EOF.
 	closePipes(outW, errW)
+	if inR != nil {
+		inR.Close()
+	}
 	if err != nil {
 		closePipes(outR, errR)
+		if inW != nil {
+			inW.Close()
+		}
 		r.discardLog(log)
 		return Status{}, fmt.Errorf("start job: %w", err)
 	}
@@ -298,19 +319,25 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	}
 	// Before the job can end: the record of its end replaces this one.
 	r.writeRecord(j)
+	pipes := []outputSource{{outR, Stdout}, {errR, Stderr}}
+	if req.MergeOutput {
+		pipes = pipes[:1]
+	}
+	switch {
+	case proc.TTY() != nil:
+		j.input = &jobInput{f: proc.TTY(), tty: true}
+		// The terminal's output is the job's stdout; its drain closes
+		// the master once the job is gone (EIO).
+		pipes = append(pipes, outputSource{proc.TTY(), Stdout})
+	case inW != nil:
+		j.input = &jobInput{f: inW}
+	}
 	r.mu.Lock()
 	r.addLocked(j) // its slot, taken above, is now the running job's
 	r.mu.Unlock()
 
-	pipes := []struct {
-		f *os.File
-		s Stream
-	}{{outR, Stdout}, {errR, Stderr}}
-	if req.MergeOutput {
-		pipes = pipes[:1]
-	}
 	var drains sync.WaitGroup
-	r.goroutines.Add(1 + len(pipes))
+	r.goroutines.Add(len(pipes) + 1)
 	drains.Add(len(pipes))
 	for _, p := range pipes {
 		go func() {
@@ -324,6 +351,13 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.supervise(j, &drains)
 	}()
 	return j.status(), nil
+}
+
+// outputSource is a file of the job's output (a pipe or its terminal) and
+// the stream its bytes are logged as.
+type outputSource struct {
+	f *os.File
+	s Stream
 }
 
 // discardLog finishes and removes the log of a job that did not start.
@@ -375,6 +409,11 @@ func (r *Runner) supervise(j *job, drains *sync.WaitGroup) {
 	j.mu.Lock()
 	j.exited = true
 	j.mu.Unlock()
+	if j.input != nil {
+		// Nothing of the job reads its stdin any more: unblock and refuse
+		// its writers, and free the pipe.
+		_ = j.input.closeStdin()
+	}
 
 	drains.Wait()
 	j.mu.Lock()

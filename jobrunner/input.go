@@ -1,0 +1,144 @@
+package jobrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/drrev/telehandler/sandbox"
+)
+
+// jobInput is the writing end of a job's input: the write end of its stdin
+// pipe, or the master of its terminal (shared with the drain that reads the
+// job's output from it, which closes it). One writer holds it at a time.
+type jobInput struct {
+	f   *os.File
+	tty bool
+
+	// mu guards holder and closed.
+	mu sync.Mutex
+	// holder names the writer holding the input ("" = nobody).
+	holder string
+	// closed is set once the stdin pipe was closed (EOF sent, or the job
+	// ended); a terminal is never closed by its writers.
+	closed bool
+}
+
+// closeStdin closes a stdin pipe (the job reads EOF); a no-op for a terminal
+// and when already closed.
+func (in *jobInput) closeStdin() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.tty || in.closed {
+		return nil
+	}
+	in.closed = true
+	return in.f.Close()
+}
+
+// Input is one writer's exclusive hold on a job's input, from AttachInput
+// until Release (or Close). Its methods are for one goroutine.
+type Input struct {
+	in       *jobInput
+	released bool
+}
+
+// AttachInput gives holder the job's input, or fails: ErrJobNotFound,
+// ErrNoInput (started without stdin or tty), ErrInputBusy naming the
+// current holder, ErrInputClosed (EOF was sent, or the job ended). The
+// caller must Release it (or Close it).
+func (r *Runner) AttachInput(id, holder string) (*Input, error) {
+	j, err := r.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	in := j.input
+	if in == nil {
+		return nil, fmt.Errorf("%w: job %q", ErrNoInput, id)
+	}
+	select {
+	case <-j.done:
+		return nil, fmt.Errorf("%w: job %q ended", ErrInputClosed, id)
+	default:
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil, fmt.Errorf("%w: job %q", ErrInputClosed, id)
+	}
+	if in.holder != "" {
+		return nil, fmt.Errorf("%w (%s)", ErrInputBusy, in.holder)
+	}
+	in.holder = holder
+	return &Input{in: in}, nil
+}
+
+// Write writes p to the job's stdin or terminal and returns once all of it
+// was written: it blocks while the job does not read (a full pipe or
+// terminal buffer), which is the flow control of a writer feeding a job. It
+// returns early with ctx's error when ctx ends, and with ErrInputClosed when
+// the job closed its input or ended; n is what was written.
+func (i *Input) Write(ctx context.Context, p []byte) (int, error) {
+	f := i.in.f
+	// A blocked write is interrupted by a deadline in the past, set when
+	// ctx ends; the deadline is cleared for the next writer.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Unix(1, 0)) })
+	n, err := f.Write(p)
+	if !stop() {
+		_ = f.SetWriteDeadline(time.Time{})
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return n, ctx.Err()
+	case errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.EIO):
+		// EPIPE: no process of the job holds its stdin open any more;
+		// EIO: nothing of the job holds its terminal.
+		return n, ErrInputClosed
+	}
+	return n, fmt.Errorf("write job input: %w", err)
+}
+
+// Resize sets the size of the job's terminal (the job gets SIGWINCH); a
+// no-op for a job without one.
+func (i *Input) Resize(rows, cols uint16) error {
+	if !i.in.tty {
+		return nil
+	}
+	if err := sandbox.SetWindowSize(i.in.f, rows, cols); err != nil {
+		if errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EIO) {
+			return ErrInputClosed
+		}
+		return fmt.Errorf("resize job terminal: %w", err)
+	}
+	return nil
+}
+
+// TTY reports whether the input is a terminal.
+func (i *Input) TTY() bool { return i.in.tty }
+
+// Close closes the job's stdin (it reads EOF; nobody can attach any more)
+// and releases the input. For a terminal it only releases it: the terminal
+// lives as long as the job, and Ctrl-D is a byte like any other.
+func (i *Input) Close() error {
+	err := i.in.closeStdin()
+	i.Release()
+	return err
+}
+
+// Release lets the next writer attach; the job's input stays open. Safe to
+// call more than once.
+func (i *Input) Release() {
+	if i.released {
+		return
+	}
+	i.released = true
+	i.in.mu.Lock()
+	i.in.holder = ""
+	i.in.mu.Unlock()
+}
