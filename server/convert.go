@@ -44,6 +44,8 @@ func jobToProto(st jobrunner.Status) *pb.Job {
 		WorkingDir: st.Dir,
 		Limits:     limitsToProto(st.Limits),
 		Status:     js,
+		Stdin:      st.Stdin,
+		Tty:        st.TTY,
 	}
 }
 

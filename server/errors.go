@@ -127,6 +127,10 @@ func toStatus(err error) error {
 		if errors.As(err, &je) {
 			msg = fmt.Sprintf("job %s is running: stop it first, or remove it with force (telehandler rm --force)", je.name)
 		}
+	case errors.Is(err, jobrunner.ErrNoInput),
+		errors.Is(err, jobrunner.ErrInputBusy),
+		errors.Is(err, jobrunner.ErrInputClosed):
+		code = codes.FailedPrecondition
 	case errors.Is(err, sandbox.ErrExec):
 		code = codes.FailedPrecondition
 		switch {

@@ -35,9 +35,10 @@ type fakeRunner struct {
 }
 
 type fakeJob struct {
-	st   jobrunner.Status
-	out  []jobrunner.Chunk
-	done chan struct{} // closed when the job ends
+	st    jobrunner.Status
+	out   []jobrunner.Chunk
+	done  chan struct{} // closed when the job ends
+	input *fakeInput    // non-nil when started with Stdin
 }
 
 func newFakeRunner() *fakeRunner { return &fakeRunner{jobs: map[string]*fakeJob{}} }
@@ -68,6 +69,10 @@ func (f *fakeRunner) Start(ctx context.Context, req jobrunner.StartRequest) (job
 	j.st = jobrunner.Status{
 		ID: randomID(), Owner: req.Owner, Command: req.Command, Args: req.Args, Dir: req.Dir,
 		Limits: req.Limits, State: jobrunner.StateRunning, ExitCode: -1, Started: time.Now(),
+	}
+	if req.Stdin {
+		j.input = &fakeInput{release: make(chan struct{}, 100)}
+		j.st.Stdin, j.st.TTY = true, req.TTY
 	}
 	switch req.Command {
 	case "sleep", "emit":
@@ -251,4 +256,84 @@ func (f *fakeRunner) lastStart() jobrunner.StartRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.starts[len(f.starts)-1]
+}
+
+// fakeInput records what a writer sent to a fake job started with Stdin.
+type fakeInput struct {
+	// mu guards the fields below.
+	mu      sync.Mutex
+	holder  string
+	data    []byte
+	sizes   [][2]uint16
+	closed  bool
+	release chan struct{} // gets a value on every Release
+}
+
+func (f *fakeRunner) AttachInput(id, holder string) (jobrunner.Input, error) {
+	f.mu.Lock()
+	j, ok := f.jobs[id]
+	f.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+	}
+	in := j.input
+	if in == nil {
+		return nil, fmt.Errorf("%w: %s", jobrunner.ErrNoInput, id)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil, jobrunner.ErrInputClosed
+	}
+	if in.holder != "" {
+		return nil, fmt.Errorf("%w (%s)", jobrunner.ErrInputBusy, in.holder)
+	}
+	in.holder = holder
+	return &fakeHold{in: in}, nil
+}
+
+// fakeHold is one writer's hold on a fakeInput.
+type fakeHold struct {
+	in       *fakeInput
+	released bool
+}
+
+func (h *fakeHold) Write(ctx context.Context, p []byte) (int, error) {
+	h.in.mu.Lock()
+	defer h.in.mu.Unlock()
+	h.in.data = append(h.in.data, p...)
+	return len(p), nil
+}
+
+func (h *fakeHold) Resize(rows, cols uint16) error {
+	h.in.mu.Lock()
+	defer h.in.mu.Unlock()
+	h.in.sizes = append(h.in.sizes, [2]uint16{rows, cols})
+	return nil
+}
+
+func (h *fakeHold) Close() error {
+	h.in.mu.Lock()
+	h.in.closed = true
+	h.in.mu.Unlock()
+	h.Release()
+	return nil
+}
+
+func (h *fakeHold) Release() {
+	if h.released {
+		return
+	}
+	h.released = true
+	h.in.mu.Lock()
+	h.in.holder = ""
+	h.in.mu.Unlock()
+	h.in.release <- struct{}{}
+}
+
+// input returns the fake input of job name ("jobs/ID").
+func (f *fakeRunner) input(name string) *fakeInput {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.jobs[strings.TrimPrefix(name, "jobs/")].input
 }

@@ -119,6 +119,11 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 		Quota:   f.quota(who),
 		// stream (issue 10.6)
 		MergeOutput: req.GetMergeOutput(),
+		// interactive (issue 12)
+		Stdin:   req.GetStdin() || req.GetTty(),
+		TTY:     req.GetTty(),
+		TTYRows: uint16(req.GetTtySize().GetRows()),
+		TTYCols: uint16(req.GetTtySize().GetCols()),
 	})
 	if qe := (*jobrunner.QuotaError)(nil); errors.As(err, &qe) {
 		return nil, f.tooManyJobs(who, qe)
@@ -314,6 +319,9 @@ func validateStart(req *pb.StartJobRequest) error {
 		if !path.IsAbs(d) {
 			return errorf(errInvalidArgument, "working_dir %q is not an absolute path", clip(d))
 		}
+	}
+	if err := validateWindowSize("tty_size", req.GetTtySize()); err != nil {
+		return err
 	}
 	if total > maxCommandBytes {
 		return errorf(errInvalidArgument, "command, arguments and environment are %d bytes, more than the %d allowed", total, maxCommandBytes)

@@ -30,6 +30,8 @@ type JobRunner interface {
 	// status as it ended (even if it was removed meanwhile).
 	WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(jobrunner.Chunk) error) (jobrunner.Status, error)
 	Shutdown(ctx context.Context) error
+	// AttachInput gives holder the job's input (one holder at a time).
+	AttachInput(id, holder string) (jobrunner.Input, error)
 }
 
 var _ JobRunner = (*jobrunner.Runner)(nil)

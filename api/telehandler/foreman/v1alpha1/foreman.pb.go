@@ -503,8 +503,11 @@ type Job struct {
 	Args       []string `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
 	WorkingDir string   `protobuf:"bytes,5,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
 	// The limits the job runs with (defaults filled in).
-	Limits        *Limits    `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
-	Status        *JobStatus `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
+	Limits *Limits    `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	Status *JobStatus `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
+	// Started with stdin (WriteJobInput feeds it) and with a tty.
+	Stdin         bool `protobuf:"varint,8,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Tty           bool `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -586,6 +589,20 @@ func (x *Job) GetStatus() *JobStatus {
 		return x.Status
 	}
 	return nil
+}
+
+func (x *Job) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *Job) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
 }
 
 // JobStatus is the state of a job and, once it ended, why.
@@ -778,7 +795,17 @@ type StartJobRequest struct {
 	// --- stream (issue 10.6) ---
 	// When true, the job's stderr is its stdout (as 2>&1 does): one pipe, so
 	// the output keeps the exact order the job wrote it in, all as stdout.
-	MergeOutput   bool `protobuf:"varint,6,opt,name=merge_output,json=mergeOutput,proto3" json:"merge_output,omitempty"`
+	MergeOutput bool `protobuf:"varint,6,opt,name=merge_output,json=mergeOutput,proto3" json:"merge_output,omitempty"`
+	// --- interactive (issue 12) ---
+	// stdin: the job's stdin is a pipe fed by
+	// WriteJobInput (else /dev/null).
+	Stdin bool `protobuf:"varint,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// tty: the job runs on a pseudo-terminal of its own (stdin, stdout and
+	// stderr, its controlling terminal) fed by WriteJobInput; its output is
+	// logged as stdout. Implies stdin.
+	Tty bool `protobuf:"varint,8,opt,name=tty,proto3" json:"tty,omitempty"`
+	// Initial size of the tty (unset: the kernel's 0x0).
+	TtySize       *WindowSize `protobuf:"bytes,9,opt,name=tty_size,json=ttySize,proto3" json:"tty_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -855,6 +882,200 @@ func (x *StartJobRequest) GetMergeOutput() bool {
 	return false
 }
 
+func (x *StartJobRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *StartJobRequest) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *StartJobRequest) GetTtySize() *WindowSize {
+	if x != nil {
+		return x.TtySize
+	}
+	return nil
+}
+
+// WindowSize is a terminal's size in characters.
+type WindowSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowSize) Reset() {
+	*x = WindowSize{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowSize) ProtoMessage() {}
+
+func (x *WindowSize) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
+func (*WindowSize) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WindowSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *WindowSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type WriteJobInputRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "jobs/{id}": required in the first message, ignored after.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Bytes for the job's stdin or terminal, written in order.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// New size of the job's terminal (TIOCSWINSZ: the job gets SIGWINCH);
+	// ignored for a job without tty.
+	Resize *WindowSize `protobuf:"bytes,3,opt,name=resize,proto3" json:"resize,omitempty"`
+	// After data: close the job's stdin (it reads EOF) and end the call.
+	// Ignored for a tty (Ctrl-D is a byte like any other).
+	Close         bool `protobuf:"varint,4,opt,name=close,proto3" json:"close,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteJobInputRequest) Reset() {
+	*x = WriteJobInputRequest{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteJobInputRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteJobInputRequest) ProtoMessage() {}
+
+func (x *WriteJobInputRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteJobInputRequest.ProtoReflect.Descriptor instead.
+func (*WriteJobInputRequest) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WriteJobInputRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WriteJobInputRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WriteJobInputRequest) GetResize() *WindowSize {
+	if x != nil {
+		return x.Resize
+	}
+	return nil
+}
+
+func (x *WriteJobInputRequest) GetClose() bool {
+	if x != nil {
+		return x.Close
+	}
+	return false
+}
+
+type WriteJobInputResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes written to the job by this call; fewer than sent when the job
+	// closed its stdin or ended first.
+	BytesWritten  int64 `protobuf:"varint,1,opt,name=bytes_written,json=bytesWritten,proto3" json:"bytes_written,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteJobInputResponse) Reset() {
+	*x = WriteJobInputResponse{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteJobInputResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteJobInputResponse) ProtoMessage() {}
+
+func (x *WriteJobInputResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteJobInputResponse.ProtoReflect.Descriptor instead.
+func (*WriteJobInputResponse) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WriteJobInputResponse) GetBytesWritten() int64 {
+	if x != nil {
+		return x.BytesWritten
+	}
+	return 0
+}
+
 type StartJobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
@@ -864,7 +1085,7 @@ type StartJobResponse struct {
 
 func (x *StartJobResponse) Reset() {
 	*x = StartJobResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[5]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +1097,7 @@ func (x *StartJobResponse) String() string {
 func (*StartJobResponse) ProtoMessage() {}
 
 func (x *StartJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[5]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1110,7 @@ func (x *StartJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartJobResponse.ProtoReflect.Descriptor instead.
 func (*StartJobResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{5}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StartJobResponse) GetJob() *Job {
@@ -911,7 +1132,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[6]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1144,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[6]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1157,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{6}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StopJobRequest) GetName() string {
@@ -962,7 +1183,7 @@ type StopJobResponse struct {
 
 func (x *StopJobResponse) Reset() {
 	*x = StopJobResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[7]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1195,7 @@ func (x *StopJobResponse) String() string {
 func (*StopJobResponse) ProtoMessage() {}
 
 func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[7]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1208,7 @@ func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
 func (*StopJobResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{7}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StopJobResponse) GetJob() *Job {
@@ -1007,7 +1228,7 @@ type GetJobStatusRequest struct {
 
 func (x *GetJobStatusRequest) Reset() {
 	*x = GetJobStatusRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[8]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1240,7 @@ func (x *GetJobStatusRequest) String() string {
 func (*GetJobStatusRequest) ProtoMessage() {}
 
 func (x *GetJobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[8]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1253,7 @@ func (x *GetJobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetJobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{8}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetJobStatusRequest) GetName() string {
@@ -1051,7 +1272,7 @@ type GetJobStatusResponse struct {
 
 func (x *GetJobStatusResponse) Reset() {
 	*x = GetJobStatusResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[9]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1284,7 @@ func (x *GetJobStatusResponse) String() string {
 func (*GetJobStatusResponse) ProtoMessage() {}
 
 func (x *GetJobStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[9]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1297,7 @@ func (x *GetJobStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetJobStatusResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{9}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetJobStatusResponse) GetJob() *Job {
@@ -1099,7 +1320,7 @@ type WatchJobOutputRequest struct {
 
 func (x *WatchJobOutputRequest) Reset() {
 	*x = WatchJobOutputRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[10]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1332,7 @@ func (x *WatchJobOutputRequest) String() string {
 func (*WatchJobOutputRequest) ProtoMessage() {}
 
 func (x *WatchJobOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[10]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1345,7 @@ func (x *WatchJobOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobOutputRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobOutputRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{10}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchJobOutputRequest) GetName() string {
@@ -1163,7 +1384,7 @@ type WatchJobOutputResponse struct {
 
 func (x *WatchJobOutputResponse) Reset() {
 	*x = WatchJobOutputResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[11]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1396,7 @@ func (x *WatchJobOutputResponse) String() string {
 func (*WatchJobOutputResponse) ProtoMessage() {}
 
 func (x *WatchJobOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[11]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1409,7 @@ func (x *WatchJobOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobOutputResponse.ProtoReflect.Descriptor instead.
 func (*WatchJobOutputResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{11}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchJobOutputResponse) GetStream() Stream {
@@ -1248,7 +1469,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[12]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1481,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[12]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1494,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{12}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsRequest) GetPageSize() int32 {
@@ -1315,7 +1536,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[13]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1548,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[13]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1561,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{13}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1370,7 +1591,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[14]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1603,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[14]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1616,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{14}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteJobRequest) GetName() string {
@@ -1420,7 +1641,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1653,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1666,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{15}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{18}
 }
 
 var File_telehandler_foreman_v1alpha1_foreman_proto protoreflect.FileDescriptor
@@ -1469,7 +1690,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11memory_peak_bytes\x18\x03 \x01(\x04R\x0fmemoryPeakBytes\x12\"\n" +
 	"\rio_read_bytes\x18\x04 \x01(\x04R\vioReadBytes\x12$\n" +
 	"\x0eio_write_bytes\x18\x05 \x01(\x04R\fioWriteBytes\x12\x1b\n" +
-	"\toom_kills\x18\x06 \x01(\x04R\boomKills\"\xfd\x01\n" +
+	"\toom_kills\x18\x06 \x01(\x04R\boomKills\"\xa5\x02\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x18\n" +
@@ -1478,7 +1699,9 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\x12<\n" +
 	"\x06limits\x18\x06 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\x12?\n" +
-	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\"\xd6\x05\n" +
+	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\x12\x14\n" +
+	"\x05stdin\x18\b \x01(\bR\x05stdin\x12\x10\n" +
+	"\x03tty\x18\t \x01(\bR\x03tty\"\xd6\x05\n" +
 	"\tJobStatus\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.telehandler.foreman.v1alpha1.StateR\x05state\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x16\n" +
@@ -1498,7 +1721,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\x12[\n" +
 	"\x11output_truncation\x18\r \x01(\x0e2..telehandler.foreman.v1alpha1.TruncationReasonR\x10outputTruncation\x120\n" +
 	"\x14output_dropped_bytes\x18\x0e \x01(\x03R\x12outputDroppedBytes\x12!\n" +
-	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xd3\x01\n" +
+	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xc0\x02\n" +
 	"\x0fStartJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
@@ -1506,7 +1729,21 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"workingDir\x12\x10\n" +
 	"\x03env\x18\x04 \x03(\tR\x03env\x12<\n" +
 	"\x06limits\x18\x05 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\x12!\n" +
-	"\fmerge_output\x18\x06 \x01(\bR\vmergeOutput\"G\n" +
+	"\fmerge_output\x18\x06 \x01(\bR\vmergeOutput\x12\x14\n" +
+	"\x05stdin\x18\a \x01(\bR\x05stdin\x12\x10\n" +
+	"\x03tty\x18\b \x01(\bR\x03tty\x12C\n" +
+	"\btty_size\x18\t \x01(\v2(.telehandler.foreman.v1alpha1.WindowSizeR\attySize\"4\n" +
+	"\n" +
+	"WindowSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\x96\x01\n" +
+	"\x14WriteJobInputRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12@\n" +
+	"\x06resize\x18\x03 \x01(\v2(.telehandler.foreman.v1alpha1.WindowSizeR\x06resize\x12\x14\n" +
+	"\x05close\x18\x04 \x01(\bR\x05close\"<\n" +
+	"\x15WriteJobInputResponse\x12#\n" +
+	"\rbytes_written\x18\x01 \x01(\x03R\fbytesWritten\"G\n" +
 	"\x10StartJobResponse\x123\n" +
 	"\x03job\x18\x01 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"b\n" +
 	"\x0eStopJobRequest\x12\x12\n" +
@@ -1562,14 +1799,15 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eERROR_REASON_COMMAND_NOT_FOUND\x10\x01\x12'\n" +
 	"#ERROR_REASON_COMMAND_NOT_EXECUTABLE\x10\x02\x12$\n" +
-	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\xab\x05\n" +
+	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\xa7\x06\n" +
 	"\aForeman\x12i\n" +
 	"\bStartJob\x12-.telehandler.foreman.v1alpha1.StartJobRequest\x1a..telehandler.foreman.v1alpha1.StartJobResponse\x12f\n" +
 	"\aStopJob\x12,.telehandler.foreman.v1alpha1.StopJobRequest\x1a-.telehandler.foreman.v1alpha1.StopJobResponse\x12u\n" +
 	"\fGetJobStatus\x121.telehandler.foreman.v1alpha1.GetJobStatusRequest\x1a2.telehandler.foreman.v1alpha1.GetJobStatusResponse\x12}\n" +
 	"\x0eWatchJobOutput\x123.telehandler.foreman.v1alpha1.WatchJobOutputRequest\x1a4.telehandler.foreman.v1alpha1.WatchJobOutputResponse0\x01\x12i\n" +
 	"\bListJobs\x12-.telehandler.foreman.v1alpha1.ListJobsRequest\x1a..telehandler.foreman.v1alpha1.ListJobsResponse\x12l\n" +
-	"\tDeleteJob\x12..telehandler.foreman.v1alpha1.DeleteJobRequest\x1a/.telehandler.foreman.v1alpha1.DeleteJobResponseBOZMgithub.com/drrev/telehandler/api/telehandler/foreman/v1alpha1;foremanv1alpha1b\x06proto3"
+	"\tDeleteJob\x12..telehandler.foreman.v1alpha1.DeleteJobRequest\x1a/.telehandler.foreman.v1alpha1.DeleteJobResponse\x12z\n" +
+	"\rWriteJobInput\x122.telehandler.foreman.v1alpha1.WriteJobInputRequest\x1a3.telehandler.foreman.v1alpha1.WriteJobInputResponse(\x01BOZMgithub.com/drrev/telehandler/api/telehandler/foreman/v1alpha1;foremanv1alpha1b\x06proto3"
 
 var (
 	file_telehandler_foreman_v1alpha1_foreman_proto_rawDescOnce sync.Once
@@ -1584,7 +1822,7 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP() []byte {
 }
 
 var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(State)(0),                     // 0: telehandler.foreman.v1alpha1.State
 	(TruncationReason)(0),          // 1: telehandler.foreman.v1alpha1.TruncationReason
@@ -1596,56 +1834,63 @@ var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(*Job)(nil),                    // 7: telehandler.foreman.v1alpha1.Job
 	(*JobStatus)(nil),              // 8: telehandler.foreman.v1alpha1.JobStatus
 	(*StartJobRequest)(nil),        // 9: telehandler.foreman.v1alpha1.StartJobRequest
-	(*StartJobResponse)(nil),       // 10: telehandler.foreman.v1alpha1.StartJobResponse
-	(*StopJobRequest)(nil),         // 11: telehandler.foreman.v1alpha1.StopJobRequest
-	(*StopJobResponse)(nil),        // 12: telehandler.foreman.v1alpha1.StopJobResponse
-	(*GetJobStatusRequest)(nil),    // 13: telehandler.foreman.v1alpha1.GetJobStatusRequest
-	(*GetJobStatusResponse)(nil),   // 14: telehandler.foreman.v1alpha1.GetJobStatusResponse
-	(*WatchJobOutputRequest)(nil),  // 15: telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	(*WatchJobOutputResponse)(nil), // 16: telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	(*ListJobsRequest)(nil),        // 17: telehandler.foreman.v1alpha1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 18: telehandler.foreman.v1alpha1.ListJobsResponse
-	(*DeleteJobRequest)(nil),       // 19: telehandler.foreman.v1alpha1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),      // 20: telehandler.foreman.v1alpha1.DeleteJobResponse
-	(*durationpb.Duration)(nil),    // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*WindowSize)(nil),             // 10: telehandler.foreman.v1alpha1.WindowSize
+	(*WriteJobInputRequest)(nil),   // 11: telehandler.foreman.v1alpha1.WriteJobInputRequest
+	(*WriteJobInputResponse)(nil),  // 12: telehandler.foreman.v1alpha1.WriteJobInputResponse
+	(*StartJobResponse)(nil),       // 13: telehandler.foreman.v1alpha1.StartJobResponse
+	(*StopJobRequest)(nil),         // 14: telehandler.foreman.v1alpha1.StopJobRequest
+	(*StopJobResponse)(nil),        // 15: telehandler.foreman.v1alpha1.StopJobResponse
+	(*GetJobStatusRequest)(nil),    // 16: telehandler.foreman.v1alpha1.GetJobStatusRequest
+	(*GetJobStatusResponse)(nil),   // 17: telehandler.foreman.v1alpha1.GetJobStatusResponse
+	(*WatchJobOutputRequest)(nil),  // 18: telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	(*WatchJobOutputResponse)(nil), // 19: telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	(*ListJobsRequest)(nil),        // 20: telehandler.foreman.v1alpha1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 21: telehandler.foreman.v1alpha1.ListJobsResponse
+	(*DeleteJobRequest)(nil),       // 22: telehandler.foreman.v1alpha1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),      // 23: telehandler.foreman.v1alpha1.DeleteJobResponse
+	(*durationpb.Duration)(nil),    // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
 }
 var file_telehandler_foreman_v1alpha1_foreman_proto_depIdxs = []int32{
-	21, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
+	24, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
 	5,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
 	8,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
 	0,  // 3: telehandler.foreman.v1alpha1.JobStatus.state:type_name -> telehandler.foreman.v1alpha1.State
-	22, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	22, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
+	25, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	25, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
 	2,  // 7: telehandler.foreman.v1alpha1.JobStatus.end_reason:type_name -> telehandler.foreman.v1alpha1.EndReason
 	1,  // 8: telehandler.foreman.v1alpha1.JobStatus.output_truncation:type_name -> telehandler.foreman.v1alpha1.TruncationReason
 	5,  // 9: telehandler.foreman.v1alpha1.StartJobRequest.limits:type_name -> telehandler.foreman.v1alpha1.Limits
-	7,  // 10: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	21, // 11: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
-	7,  // 12: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	7,  // 13: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	3,  // 14: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
-	7,  // 15: telehandler.foreman.v1alpha1.WatchJobOutputResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	0,  // 16: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
-	7,  // 17: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
-	9,  // 18: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
-	11, // 19: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
-	13, // 20: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
-	15, // 21: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	17, // 22: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
-	19, // 23: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
-	10, // 24: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
-	12, // 25: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
-	14, // 26: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
-	16, // 27: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	18, // 28: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
-	20, // 29: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	10, // 10: telehandler.foreman.v1alpha1.StartJobRequest.tty_size:type_name -> telehandler.foreman.v1alpha1.WindowSize
+	10, // 11: telehandler.foreman.v1alpha1.WriteJobInputRequest.resize:type_name -> telehandler.foreman.v1alpha1.WindowSize
+	7,  // 12: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	24, // 13: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
+	7,  // 14: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	7,  // 15: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	3,  // 16: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
+	7,  // 17: telehandler.foreman.v1alpha1.WatchJobOutputResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	0,  // 18: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
+	7,  // 19: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
+	9,  // 20: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
+	14, // 21: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
+	16, // 22: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
+	18, // 23: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	20, // 24: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
+	22, // 25: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
+	11, // 26: telehandler.foreman.v1alpha1.Foreman.WriteJobInput:input_type -> telehandler.foreman.v1alpha1.WriteJobInputRequest
+	13, // 27: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
+	15, // 28: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
+	17, // 29: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
+	19, // 30: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	21, // 31: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
+	23, // 32: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
+	12, // 33: telehandler.foreman.v1alpha1.Foreman.WriteJobInput:output_type -> telehandler.foreman.v1alpha1.WriteJobInputResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_telehandler_foreman_v1alpha1_foreman_proto_init() }
@@ -1659,7 +1904,7 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc), len(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	Foreman_WatchJobOutput_FullMethodName = "/telehandler.foreman.v1alpha1.Foreman/WatchJobOutput"
 	Foreman_ListJobs_FullMethodName       = "/telehandler.foreman.v1alpha1.Foreman/ListJobs"
 	Foreman_DeleteJob_FullMethodName      = "/telehandler.foreman.v1alpha1.Foreman/DeleteJob"
+	Foreman_WriteJobInput_FullMethodName  = "/telehandler.foreman.v1alpha1.Foreman/WriteJobInput"
 )
 
 // ForemanClient is the client API for Foreman service.
@@ -50,6 +51,15 @@ type ForemanClient interface {
 	// DeleteJob removes an ended job: its status and its output. A running
 	// job is FailedPrecondition unless force is set, which stops it first.
 	DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error)
+	// WriteJobInput streams input into a job started with stdin or tty: data
+	// to its stdin (or its terminal), window sizes to its terminal. The first
+	// message names the job. Only the job's owner or an admin may write, and
+	// one stream at a time (FailedPrecondition names who holds it). Ending
+	// the stream without close detaches: the job keeps running with its
+	// input open, and a later call re-attaches. Flow-controlled: the server
+	// reads the next message only once the previous one was written to the
+	// job.
+	WriteJobInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteJobInputRequest, WriteJobInputResponse], error)
 }
 
 type foremanClient struct {
@@ -129,6 +139,19 @@ func (c *foremanClient) DeleteJob(ctx context.Context, in *DeleteJobRequest, opt
 	return out, nil
 }
 
+func (c *foremanClient) WriteJobInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteJobInputRequest, WriteJobInputResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Foreman_ServiceDesc.Streams[1], Foreman_WriteJobInput_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteJobInputRequest, WriteJobInputResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Foreman_WriteJobInputClient = grpc.ClientStreamingClient[WriteJobInputRequest, WriteJobInputResponse]
+
 // ForemanServer is the server API for Foreman service.
 // All implementations must embed UnimplementedForemanServer
 // for forward compatibility.
@@ -152,6 +175,15 @@ type ForemanServer interface {
 	// DeleteJob removes an ended job: its status and its output. A running
 	// job is FailedPrecondition unless force is set, which stops it first.
 	DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error)
+	// WriteJobInput streams input into a job started with stdin or tty: data
+	// to its stdin (or its terminal), window sizes to its terminal. The first
+	// message names the job. Only the job's owner or an admin may write, and
+	// one stream at a time (FailedPrecondition names who holds it). Ending
+	// the stream without close detaches: the job keeps running with its
+	// input open, and a later call re-attaches. Flow-controlled: the server
+	// reads the next message only once the previous one was written to the
+	// job.
+	WriteJobInput(grpc.ClientStreamingServer[WriteJobInputRequest, WriteJobInputResponse]) error
 	mustEmbedUnimplementedForemanServer()
 }
 
@@ -179,6 +211,9 @@ func (UnimplementedForemanServer) ListJobs(context.Context, *ListJobsRequest) (*
 }
 func (UnimplementedForemanServer) DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteJob not implemented")
+}
+func (UnimplementedForemanServer) WriteJobInput(grpc.ClientStreamingServer[WriteJobInputRequest, WriteJobInputResponse]) error {
+	return status.Error(codes.Unimplemented, "method WriteJobInput not implemented")
 }
 func (UnimplementedForemanServer) mustEmbedUnimplementedForemanServer() {}
 func (UnimplementedForemanServer) testEmbeddedByValue()                 {}
@@ -302,6 +337,13 @@ func _Foreman_DeleteJob_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Foreman_WriteJobInput_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ForemanServer).WriteJobInput(&grpc.GenericServerStream[WriteJobInputRequest, WriteJobInputResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Foreman_WriteJobInputServer = grpc.ClientStreamingServer[WriteJobInputRequest, WriteJobInputResponse]
+
 // Foreman_ServiceDesc is the grpc.ServiceDesc for Foreman service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -335,6 +377,11 @@ var Foreman_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchJobOutput",
 			Handler:       _Foreman_WatchJobOutput_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "WriteJobInput",
+			Handler:       _Foreman_WriteJobInput_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "telehandler/foreman/v1alpha1/foreman.proto",
