@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 	"github.com/drrev/telehandler/limits"
@@ -34,6 +38,16 @@ func StartCommand() *cli.Command {
 		&cli.BoolFlag{
 			Name:  "merge",
 			Usage: "send the job's stderr into its stdout pipe, as 2>&1 does: one stream, in the exact order written",
+		},
+		&cli.BoolFlag{
+			Name:    "interactive",
+			Aliases: []string{"i"},
+			Usage:   "pass your stdin on to the job's stdin (to its EOF); without it the job's stdin is /dev/null",
+		},
+		&cli.BoolFlag{
+			Name:    "tty",
+			Aliases: []string{"t"},
+			Usage:   "give the job a terminal and attach yours to it (implies -i and --watch; Ctrl-P Ctrl-Q detaches)",
 		},
 		&oneNameFlag{&cli.StringSliceFlag{
 			Name:    "env",
@@ -72,7 +86,16 @@ Examples:
   telehandler start --watch --cpu 50% --memory 64MiB -- sh -c 'echo hello from $(hostname)'
   telehandler start --env GREETING=hi --dir /tmp -- sh -c 'pwd; echo $GREETING'
   telehandler start --watch --rm -- make test
-  telehandler start --watch --merge -- sh -c 'echo out; echo err >&2'   # out, err in order, on stdout`,
+  telehandler start --watch --merge -- sh -c 'echo out; echo err >&2'   # out, err in order, on stdout
+
+Interactive jobs: -i streams your stdin to the job's (flow-controlled, EOF
+included); with --watch you see the output too. -t gives the job a terminal
+of its own and puts yours in raw mode until the job ends or you detach with
+Ctrl-P Ctrl-Q (telehandler attach JOB re-attaches); it exits with the job's
+exit code.
+  tar c mydir | telehandler start -i -- tar x -C /tmp
+  echo hi | telehandler start -i --watch -- cat
+  telehandler start -it -- sh`,
 		Flags:  flags,
 		Action: runStart,
 	}
@@ -82,7 +105,7 @@ func runStart(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("missing COMMAND: telehandler start [flags] -- COMMAND [ARGS...]")
 	}
-	if c.Bool("rm") && !c.Bool("watch") {
+	if c.Bool("rm") && !c.Bool("watch") && !c.Bool("tty") {
 		return errors.New("--rm needs --watch: the job is removed once its output was delivered to the watcher (without --watch, remove it later with telehandler rm JOB)")
 	}
 	lim, err := limits.FromFlags(c, "")
@@ -93,6 +116,15 @@ func runStart(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tty := c.Bool("tty")
+	interactive := c.Bool("interactive") || tty
+	stdin := os.Stdin
+	if tty && !term.IsTerminal(int(stdin.Fd())) {
+		return errors.New("-t needs a terminal on stdin; to pass a pipe or a file on, use -i alone")
+	}
+	if !interactive && stdinHasData(stdin) {
+		fmt.Fprintln(c.App.ErrWriter, "telehandler: warning: your stdin has data, but the job's stdin is /dev/null; use start -i to pass it on")
+	}
 	conn, err := Dial(c)
 	if err != nil {
 		return err
@@ -101,7 +133,7 @@ func runStart(c *cli.Context) error {
 
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
-	resp, err := conn.StartJob(ctx, &pb.StartJobRequest{
+	req := &pb.StartJobRequest{
 		Command:    c.Args().First(),
 		Args:       c.Args().Tail(),
 		WorkingDir: c.String("dir"),
@@ -109,7 +141,14 @@ func runStart(c *cli.Context) error {
 		Limits:     limitsToProto(lim),
 		// stream (issue 10.6)
 		MergeOutput: c.Bool("merge"),
-	})
+		// interactive (issue 12)
+		Stdin: interactive,
+		Tty:   tty,
+	}
+	if tty {
+		req.TtySize = windowSize(int(stdin.Fd()))
+	}
+	resp, err := conn.StartJob(ctx, req)
 	if err != nil {
 		explained := conn.explain(err)
 		if c.Bool("watch") {
@@ -125,11 +164,21 @@ func runStart(c *cli.Context) error {
 		return explained
 	}
 	name := resp.GetJob().GetName()
-	if !c.Bool("watch") {
+	switch {
+	case tty || (interactive && c.Bool("watch")):
+		s := &session{conn: conn, name: name, tty: tty, stdin: stdin, stdout: c.App.Writer, stderr: c.App.ErrWriter}
+		err = s.run(c.Context)
+	case interactive:
+		if _, err := fmt.Fprintln(c.App.Writer, safeText(name)); err != nil {
+			return err
+		}
+		return feedStdin(c.Context, conn, name, stdin, c.App.ErrWriter)
+	case !c.Bool("watch"):
 		_, err := fmt.Fprintln(c.App.Writer, safeText(name))
 		return err
+	default:
+		err = watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
 	}
-	err = watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
 	if c.Bool("rm") && delivered(err) {
 		rctx, cancel := context.WithTimeout(c.Context, time.Minute)
 		defer cancel()
@@ -177,4 +226,23 @@ func envArgs(vals []string) ([]string, error) {
 		env = append(env, v)
 	}
 	return env, nil
+}
+
+// feedStdin streams stdin into the job's stdin until EOF, which it passes
+// on (start -i without --watch). Ctrl-C stops it and leaves the job's stdin
+// open for telehandler attach.
+func feedStdin(parent context.Context, conn *Conn, name string, stdin io.Reader, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res := sendInput(ctx, conn, inputConfig{name: name, in: stdin})
+	if isCanceled(ctx, res.err) {
+		return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped sending input to %s after %d bytes; its stdin stays open (telehandler attach %s)", name, res.sent, name)}
+	}
+	if err := inputError(ctx, conn, res); err != nil {
+		return fmt.Errorf("input of %s: %w", name, err)
+	}
+	if res.written < res.sent {
+		fmt.Fprintf(stderr, "telehandler: %s stopped reading its stdin after %d of %d bytes\n", name, res.written, res.sent)
+	}
+	return nil
 }

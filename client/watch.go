@@ -76,12 +76,18 @@ const (
 // broken by an unavailable server is resumed at the last byte received,
 // waiting backoff before the first retry and twice as long each time.
 func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer, backoff time.Duration) error {
+	return watchJobFrom(parent, conn, name, 0, stdout, stderr, backoff)
+}
+
+// watchJobFrom is watchJob from output offset from (attach starts at the
+// current end).
+func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, stdout, stderr io.Writer, backoff time.Duration) error {
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	shown := safeText(name) // the name in our messages; the server may have chosen it
 
 	var (
-		offset int64
+		offset = from
 		job    *pb.Job // the job as it ended, from the stream's last message
 	)
 	retries, wait := 0, backoff
