@@ -41,8 +41,31 @@ func (in *jobInput) closeStdin() error {
 }
 
 // Input is one writer's exclusive hold on a job's input, from AttachInput
-// until Release (or Close). Its methods are for one goroutine.
-type Input struct {
+// until Release (or Close). Its methods are for one goroutine. (An
+// interface so that the server's tests can fake it.)
+type Input interface {
+	// Write writes p to the job's stdin or terminal and returns once all
+	// of it was written: it blocks while the job does not read (a full
+	// pipe or terminal buffer), which is the flow control of a writer
+	// feeding a job. It returns early with ctx's error when ctx ends, and
+	// with ErrInputClosed when the job closed its input or ended; n is
+	// what was written.
+	Write(ctx context.Context, p []byte) (n int, err error)
+	// Resize sets the size of the job's terminal (the job gets SIGWINCH);
+	// a no-op for a job without one.
+	Resize(rows, cols uint16) error
+	// Close closes the job's stdin (it reads EOF; nobody can attach any
+	// more) and releases the input. For a terminal it only releases it:
+	// the terminal lives as long as the job, and Ctrl-D is a byte like
+	// any other.
+	Close() error
+	// Release lets the next writer attach; the job's input stays open.
+	// Safe to call more than once.
+	Release()
+}
+
+// input is the Input of AttachInput.
+type input struct {
 	in       *jobInput
 	released bool
 }
@@ -51,7 +74,7 @@ type Input struct {
 // ErrNoInput (started without stdin or tty), ErrInputBusy naming the
 // current holder, ErrInputClosed (EOF was sent, or the job ended). The
 // caller must Release it (or Close it).
-func (r *Runner) AttachInput(id, holder string) (*Input, error) {
+func (r *Runner) AttachInput(id, holder string) (Input, error) {
 	j, err := r.lookup(id)
 	if err != nil {
 		return nil, err
@@ -74,15 +97,10 @@ func (r *Runner) AttachInput(id, holder string) (*Input, error) {
 		return nil, fmt.Errorf("%w (%s)", ErrInputBusy, in.holder)
 	}
 	in.holder = holder
-	return &Input{in: in}, nil
+	return &input{in: in}, nil
 }
 
-// Write writes p to the job's stdin or terminal and returns once all of it
-// was written: it blocks while the job does not read (a full pipe or
-// terminal buffer), which is the flow control of a writer feeding a job. It
-// returns early with ctx's error when ctx ends, and with ErrInputClosed when
-// the job closed its input or ended; n is what was written.
-func (i *Input) Write(ctx context.Context, p []byte) (int, error) {
+func (i *input) Write(ctx context.Context, p []byte) (int, error) {
 	f := i.in.f
 	// A blocked write is interrupted by a deadline in the past, set when
 	// ctx ends; the deadline is cleared for the next writer.
@@ -104,9 +122,7 @@ func (i *Input) Write(ctx context.Context, p []byte) (int, error) {
 	return n, fmt.Errorf("write job input: %w", err)
 }
 
-// Resize sets the size of the job's terminal (the job gets SIGWINCH); a
-// no-op for a job without one.
-func (i *Input) Resize(rows, cols uint16) error {
+func (i *input) Resize(rows, cols uint16) error {
 	if !i.in.tty {
 		return nil
 	}
@@ -119,21 +135,13 @@ func (i *Input) Resize(rows, cols uint16) error {
 	return nil
 }
 
-// TTY reports whether the input is a terminal.
-func (i *Input) TTY() bool { return i.in.tty }
-
-// Close closes the job's stdin (it reads EOF; nobody can attach any more)
-// and releases the input. For a terminal it only releases it: the terminal
-// lives as long as the job, and Ctrl-D is a byte like any other.
-func (i *Input) Close() error {
+func (i *input) Close() error {
 	err := i.in.closeStdin()
 	i.Release()
 	return err
 }
 
-// Release lets the next writer attach; the job's input stays open. Safe to
-// call more than once.
-func (i *Input) Release() {
+func (i *input) Release() {
 	if i.released {
 		return
 	}
