@@ -98,6 +98,8 @@ exit code.
   telehandler start -it -- sh`,
 		Flags:  flags,
 		Action: runStart,
+		// -it is -i -t, as in docker.
+		UseShortOptionHandling: true,
 	}
 }
 
