@@ -73,6 +73,7 @@ vet: ## gofmt check and go vet
 	$(GO) vet ./...
 
 test: vet ## all tests with the race detector (root tests need root; CI is root)
+	bash scripts/test-deps.sh
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 test-unit: ## tests that need no root
@@ -111,7 +112,8 @@ fuzz: ## fuzz every Go fuzz target for FUZZTIME each (default 10s; the seed corp
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 test-e2e: ## the end-to-end test alone: builds telehandler, runs certgen, serve and the CLI (root)
-	CGO_ENABLED=1 $(GO) test -race -count=1 -v -timeout 5m ./e2e/
+	bash scripts/test-deps.sh
+	CGO_ENABLED=1 $(GO) test -race -count=1 -v -timeout 5m ./e2e/...
 
 SOAK_FLAGS ?=
 soak: build ## about two minutes of mixed load on the real binary, with a server restart; fails on any error, lost or duplicated byte, or leak (root)

@@ -74,6 +74,8 @@ func (s *session) run(parent context.Context) error {
 			if res.detached && s.tty {
 				cancel()
 				<-watchDone
+				// The job's prompt may have left the cursor mid-line.
+				fmt.Fprint(s.stderr, "\r\n")
 				return &ExitError{Code: 0, Msg: fmt.Sprintf("detached from %s, which keeps running; telehandler attach %s re-attaches", s.name, s.name)}
 			}
 			if err := inputError(ctx, s.conn, res); err != nil {
