@@ -22,6 +22,7 @@ import (
 //     are a second, less travelled path into the kernel.
 //   - calls newer than the policy answer ENOSYS, not EPERM (as runc does).
 //   - argument checks compare the 32 bits the kernel reads (see argCheck).
+//   - ioctl TIOCSTI and TIOCLINUX are refused (seccompArgChecks).
 //
 // Like Docker's, the filter is the same for every job and does not depend
 // on the job's capabilities: calls that the capabilities of a root job
@@ -51,7 +52,7 @@ var seccompAllowed = []uint32{
 	unix.SYS_GETUID, unix.SYS_GETXATTR, unix.SYS_GETXATTRAT, unix.SYS_INOTIFY_ADD_WATCH,
 	unix.SYS_INOTIFY_INIT1, unix.SYS_INOTIFY_RM_WATCH, unix.SYS_IO_CANCEL, unix.SYS_IO_DESTROY,
 	unix.SYS_IO_GETEVENTS, unix.SYS_IO_PGETEVENTS, unix.SYS_IO_SETUP, unix.SYS_IO_SUBMIT,
-	unix.SYS_IOCTL, unix.SYS_IOPRIO_GET, unix.SYS_IOPRIO_SET, unix.SYS_KILL,
+	unix.SYS_IOPRIO_GET, unix.SYS_IOPRIO_SET, unix.SYS_KILL,
 	unix.SYS_LANDLOCK_ADD_RULE, unix.SYS_LANDLOCK_CREATE_RULESET, unix.SYS_LANDLOCK_RESTRICT_SELF,
 	unix.SYS_LGETXATTR, unix.SYS_LINKAT, unix.SYS_LISTEN, unix.SYS_LISTMOUNT, unix.SYS_LISTXATTR,
 	unix.SYS_LISTXATTRAT, unix.SYS_LLISTXATTR, unix.SYS_LREMOVEXATTR, unix.SYS_LSEEK,
@@ -168,6 +169,14 @@ var seccompArgChecks = map[uint32]*argCheck{
 	// socket(family, ...): not AF_ALG (the kernel's crypto API) nor
 	// AF_VSOCK (host/VM sockets, not namespaced), as in Docker.
 	unix.SYS_SOCKET: {arg: 0, values: []uint32{unix.AF_ALG, unix.AF_VSOCK}, match: seccompEPERM, otherwise: seccompAllow},
+	// ioctl(fd, cmd, ...): not TIOCSTI (push bytes into a terminal's input
+	// as if typed: the classic escape when a terminal is shared with the
+	// host) nor TIOCLINUX (the virtual console's selection and paste). A
+	// job's terminal is its own (start -it), so TIOCSTI could only type
+	// into itself; refused anyway, as kernels since 6.2 can
+	// (dev.tty.legacy_tiocsti=0). Docker allows both; cmd is an unsigned
+	// int, so its low 32 bits are what the kernel reads.
+	unix.SYS_IOCTL: {arg: 1, values: []uint32{unix.TIOCSTI, unix.TIOCLINUX}, match: seccompEPERM, otherwise: seccompAllow},
 }
 
 // defaultSeccompPolicy is the policy for this architecture on a kernel of

@@ -112,6 +112,15 @@ func seccompProbes() []seccompProbe {
 			return sys(unix.SYS_MOUNT, cstr("none"), cstr(missing), cstr("tmpfs"), 0, 0)
 		}, eperm},
 		{"umount2", func() unix.Errno { return sys(unix.SYS_UMOUNT2, cstr(missing), 0) }, eperm},
+		// On fd 0, /dev/null: without the filter ENOTTY, harmless.
+		{"ioctl(TIOCSTI)", func() unix.Errno {
+			c := byte('x')
+			return sys(unix.SYS_IOCTL, 0, unix.TIOCSTI, ptr(&c))
+		}, eperm},
+		{"ioctl(TIOCLINUX)", func() unix.Errno {
+			c := byte(0)
+			return sys(unix.SYS_IOCTL, 0, unix.TIOCLINUX, ptr(&c))
+		}, eperm},
 		{"pivot_root", func() unix.Errno { return sys(unix.SYS_PIVOT_ROOT, cstr(missing), cstr(missing)) }, eperm},
 		{"open_tree", func() unix.Errno {
 			return sys(unix.SYS_OPEN_TREE, atFDCWD, cstr("/"), unix.OPEN_TREE_CLOEXEC)
@@ -203,6 +212,12 @@ func runSeccompProbe() int {
 		{"personality(PER_LINUX)", func() unix.Errno { return sys(unix.SYS_PERSONALITY, 0) }},
 		{"socket(AF_UNIX)", func() unix.Errno { return sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM, 0) }},
 		{"socket(AF_INET)", func() unix.Errno { return sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM, 0) }},
+		// Another ioctl on /dev/null: the filter lets it through to the
+		// kernel, which answers ENOTTY.
+		{"ioctl(TCGETS)", func() unix.Errno {
+			var tio unix.Termios
+			return sys(unix.SYS_IOCTL, 0, unix.TCGETS, ptr(&tio))
+		}},
 		// What a tracer skipping a call leaves: no call, ENOSYS, not a kill.
 		{"syscall(-1)", func() unix.Errno { return sys(^uintptr(0)) }},
 	} {
@@ -331,6 +346,9 @@ func TestSeccompRefusesKernelSurface(t *testing.T) {
 		if got["allowed "+name] != "ok" {
 			t.Errorf("%s: %q, want ok", name, got["allowed "+name])
 		}
+	}
+	if got["allowed ioctl(TCGETS)"] != "ENOTTY" {
+		t.Errorf("ioctl(TCGETS) on /dev/null: %q, want ENOTTY (let through)", got["allowed ioctl(TCGETS)"])
 	}
 	if got["allowed syscall(-1)"] != "ENOSYS" {
 		t.Errorf("syscall(-1): %q, want ENOSYS", got["allowed syscall(-1)"])
