@@ -62,11 +62,15 @@ type Input interface {
 	// Release lets the next writer attach; the job's input stays open.
 	// Safe to call more than once.
 	Release()
+	// Done is closed once the job ended: nothing can be written any more
+	// (a writer waiting for input to pass on can stop).
+	Done() <-chan struct{}
 }
 
 // input is the Input of AttachInput.
 type input struct {
 	in       *jobInput
+	done     <-chan struct{} // the job's done
 	released bool
 }
 
@@ -97,7 +101,7 @@ func (r *Runner) AttachInput(id, holder string) (Input, error) {
 		return nil, fmt.Errorf("%w (%s)", ErrInputBusy, in.holder)
 	}
 	in.holder = holder
-	return &input{in: in}, nil
+	return &input{in: in, done: j.done}, nil
 }
 
 func (i *input) Write(ctx context.Context, p []byte) (int, error) {
@@ -150,3 +154,5 @@ func (i *input) Release() {
 	i.in.holder = ""
 	i.in.mu.Unlock()
 }
+
+func (i *input) Done() <-chan struct{} { return i.done }

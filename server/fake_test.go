@@ -71,7 +71,7 @@ func (f *fakeRunner) Start(ctx context.Context, req jobrunner.StartRequest) (job
 		Limits: req.Limits, State: jobrunner.StateRunning, ExitCode: -1, Started: time.Now(),
 	}
 	if req.Stdin {
-		j.input = &fakeInput{release: make(chan struct{}, 100)}
+		j.input = &fakeInput{release: make(chan struct{}, 100), attached: make(chan struct{}, 100)}
 		j.st.Stdin, j.st.TTY = true, req.TTY
 	}
 	switch req.Command {
@@ -261,12 +261,13 @@ func (f *fakeRunner) lastStart() jobrunner.StartRequest {
 // fakeInput records what a writer sent to a fake job started with Stdin.
 type fakeInput struct {
 	// mu guards the fields below.
-	mu      sync.Mutex
-	holder  string
-	data    []byte
-	sizes   [][2]uint16
-	closed  bool
-	release chan struct{} // gets a value on every Release
+	mu       sync.Mutex
+	holder   string
+	data     []byte
+	sizes    [][2]uint16
+	closed   bool
+	release  chan struct{} // gets a value on every Release
+	attached chan struct{} // gets a value on every attach
 }
 
 func (f *fakeRunner) AttachInput(id, holder string) (jobrunner.Input, error) {
@@ -289,14 +290,18 @@ func (f *fakeRunner) AttachInput(id, holder string) (jobrunner.Input, error) {
 		return nil, fmt.Errorf("%w (%s)", jobrunner.ErrInputBusy, in.holder)
 	}
 	in.holder = holder
-	return &fakeHold{in: in}, nil
+	in.attached <- struct{}{}
+	return &fakeHold{in: in, done: j.done}, nil
 }
 
 // fakeHold is one writer's hold on a fakeInput.
 type fakeHold struct {
 	in       *fakeInput
+	done     chan struct{}
 	released bool
 }
+
+func (h *fakeHold) Done() <-chan struct{} { return h.done }
 
 func (h *fakeHold) Write(ctx context.Context, p []byte) (int, error) {
 	h.in.mu.Lock()

@@ -53,6 +53,30 @@ func (f *foreman) WriteJobInput(stream grpc.ClientStreamingServer[pb.WriteJobInp
 	defer in.Release()
 	f.log.Info("input attached", "job", name, "owner", job.Owner, "by", who.Name)
 
+	// Messages come from a receiver goroutine, so that the call also ends
+	// when the job does (a client that attached and sends nothing would
+	// otherwise hold it open). The channel is unbuffered: the receiver
+	// holds at most one message while the previous one is written, and
+	// flow control still stops the client.
+	msgs := make(chan *pb.WriteJobInputRequest)
+	recvErr := make(chan error, 1)
+	// The receiver returns once the call ends: grpc cancels the stream's
+	// context when this handler returns, which ends a blocked Recv.
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
 	var written int64
 	done := func() error {
 		return stream.SendAndClose(&pb.WriteJobInputResponse{BytesWritten: written})
@@ -87,13 +111,17 @@ func (f *foreman) WriteJobInput(stream grpc.ClientStreamingServer[pb.WriteJobInp
 			}
 			return done()
 		}
-		msg, err = stream.Recv()
-		if errors.Is(err, io.EOF) {
-			// Detached: the input stays open for the next writer.
-			return done()
-		}
-		if err != nil {
+		select {
+		case msg = <-msgs:
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				// Detached: the input stays open for the next writer.
+				return done()
+			}
 			return err
+		case <-in.Done():
+			// The job ended; the receiver ends with the call.
+			return done()
 		}
 	}
 }

@@ -119,4 +119,20 @@ func TestWriteJobInput(t *testing.T) {
 	es, _ := alice.WriteJobInput(ctx)
 	_, err = es.CloseAndRecv()
 	wantCode(t, "an empty input stream", err, codes.InvalidArgument)
+
+	// An attached writer that sends nothing: the call ends with the job.
+	resp, err = alice.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, _ := alice.WriteJobInput(ctx)
+	idle.Send(&pb.WriteJobInputRequest{Name: resp.GetJob().GetName()})
+	<-ts.runner.input(resp.GetJob().GetName()).attached
+	if _, err := alice.StopJob(ctx, &pb.StopJobRequest{Name: resp.GetJob().GetName()}); err != nil {
+		t.Fatal(err)
+	}
+	var out pb.WriteJobInputResponse
+	if err := idle.RecvMsg(&out); err != nil {
+		t.Errorf("idle writer after the job ended: %v, want the call ended OK", err)
+	}
 }
