@@ -188,6 +188,12 @@ func printJob(w io.Writer, j *pb.Job) error {
 		line("dir", "%s", safeText(j.GetWorkingDir()))
 	}
 	line("state", "%s", describeState(st))
+	switch {
+	case j.GetTty():
+		line("input", "a terminal (telehandler attach %s)", j.GetName())
+	case j.GetStdin():
+		line("input", "stdin (telehandler attach %s)", j.GetName())
+	}
 	if st.GetStartTime() != nil {
 		line("started", "%s", st.GetStartTime().AsTime().Local().Format(time.RFC3339))
 	}
