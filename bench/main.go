@@ -54,7 +54,7 @@ func main() {
 	flag.BoolVar(&cfg.strict, "strict", false, "exit 1 when a performance target is missed (correctness failures always exit 1)")
 	flag.BoolVar(&cfg.noPeers, "no-peers", false, "skip the ssh and runc peers")
 	flag.BoolVar(&cfg.onlyPeers, "only-peers", false, "measure only the peers, without telehandler (to check the setup)")
-	flag.StringVar(&cfg.steps, "steps", "", "comma-separated steps to run: start,throughput,fanout,scale (default all)")
+	flag.StringVar(&cfg.steps, "steps", "", "comma-separated steps to run: start,throughput,stdin,fanout,scale (default all)")
 	flag.IntVar(&cfg.startRuns, "start-runs", 0, "start latency iterations (default 200, quick 20)")
 	flag.IntVar(&cfg.cliRuns, "cli-runs", 0, "CLI and ssh round trips (default 50, quick 10)")
 	flag.Int64Var(&cfg.tputBytes, "throughput-bytes", 0, "bytes the throughput job writes (default 1 GiB, quick 64 MiB)")
