@@ -161,6 +161,14 @@ func TestInteractiveStdin(t *testing.T) {
 		if err := cmd.Run(); err != nil || out.String() != "hi\n" {
 			t.Errorf("echo hi | start -i --watch -- cat: %v, stdout %q, stderr %q", err, out.String(), stderr)
 		}
+		// A job that ends without reading: its exit code, no input error.
+		for range 3 {
+			out.Reset()
+			cmd, stderr = alice.command(ctx, strings.NewReader(strings.Repeat("unread\n", 1000)), &out, "start", "-i", "--watch", "--", "sh", "-c", "exit 3")
+			if code := exitCode(t, cmd.Run()); code != 3 || stderr.String() != "" {
+				t.Errorf("start -i --watch of a job that exits at once: exit %d, stderr %q; want 3 and nothing", code, stderr)
+			}
+		}
 		// Without -i the job's stdin is /dev/null, and the CLI says so
 		// when its own stdin is a pipe with data.
 		out.Reset()

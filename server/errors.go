@@ -128,8 +128,7 @@ func toStatus(err error) error {
 			msg = fmt.Sprintf("job %s is running: stop it first, or remove it with force (telehandler rm --force)", je.name)
 		}
 	case errors.Is(err, jobrunner.ErrNoInput),
-		errors.Is(err, jobrunner.ErrInputBusy),
-		errors.Is(err, jobrunner.ErrInputClosed):
+		errors.Is(err, jobrunner.ErrInputBusy):
 		code = codes.FailedPrecondition
 	case errors.Is(err, sandbox.ErrExec):
 		code = codes.FailedPrecondition

@@ -47,6 +47,11 @@ func (f *foreman) WriteJobInput(stream grpc.ClientStreamingServer[pb.WriteJobInp
 		return err
 	}
 	in, err := f.runner.AttachInput(job.ID, who.Name)
+	if errors.Is(err, jobrunner.ErrInputClosed) {
+		// The job ended (or its stdin was closed) before this writer came:
+		// as when it stops reading later, nothing was written.
+		return stream.SendAndClose(&pb.WriteJobInputResponse{})
+	}
 	if err != nil {
 		return jobErr(name, err)
 	}

@@ -303,6 +303,10 @@ func TestTerminal(t *testing.T) {
 	m.line(pane, `echo cli-exit-$?`)
 	m.waitFor(pane, `cli-exit-7`)
 
+	// A terminal job that ends at once: its exit code.
+	m.line(pane, `$TH start -it -- sh -c 'exit 4'; echo quick-exit-$?`)
+	m.waitFor(pane, `quick-exit-4`)
+
 	// SIGTERM to the CLI restores the terminal.
 	m.line(pane, `$TH start -it -- sh`)
 	m.line(pane, `echo inside-$((3+4))`)

@@ -1033,7 +1033,8 @@ func (x *WriteJobInputRequest) GetClose() bool {
 type WriteJobInputResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Bytes written to the job by this call; fewer than sent when the job
-	// closed its stdin or ended first.
+	// closed its stdin or ended first (the call still succeeds, as a pipe's
+	// writer learns only that its reader went away).
 	BytesWritten  int64 `protobuf:"varint,1,opt,name=bytes_written,json=bytesWritten,proto3" json:"bytes_written,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
