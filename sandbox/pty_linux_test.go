@@ -73,7 +73,7 @@ func TestTTY(t *testing.T) {
 	ts := newTestSandbox(t)
 	nobody := uint32(65534)
 	spec := sh(`tty; stty size; echo "TERM=$TERM"; ls /dev/pts; stat -c 'owner=%u' "$(tty)"; ` +
-		`read line; echo "got:$line"; exit 7`)
+		`grep -q " /dev/pts .*max=64" /proc/self/mountinfo && echo max-ok; read line; echo "got:$line"; exit 7`)
 	spec.UID, spec.GID = &nobody, &nobody
 	spec.TTY, spec.TTYRows, spec.TTYCols = true, 33, 101
 	p, err := ts.Start(spec, StartConfig{Name: jobName(t), Limits: DefaultLimits()})
@@ -90,7 +90,7 @@ func TestTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := readTTY(t, master)
-	for _, want := range []string{"/dev/pts/0\r\n", "33 101\r\n", "TERM=xterm\r\n", "owner=65534\r\n", "got:hello\r\n"} {
+	for _, want := range []string{"/dev/pts/0\r\n", "33 101\r\n", "TERM=xterm\r\n", "owner=65534\r\n", "max-ok\r\n", "got:hello\r\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal output %q lacks %q", out, want)
 		}
