@@ -19,14 +19,10 @@ import (
 
 // devptsOptions: a private instance whose ptmx anyone in the job may open
 // (the job's own uid, not root, opens more terminals), slaves 0620, and at
-// most maxJobPTYs terminals: every instance but the host's draws on one
-// pool (kernel.pty.max less kernel.pty.reserve), which one job must not
-// drain for the others.
+// most 64 terminals (enough for tmux or screen with a few windows): every
+// instance but the host's draws on one pool (kernel.pty.max less
+// kernel.pty.reserve), which one job must not drain for the others.
 const devptsOptions = "newinstance,ptmxmode=0666,mode=0620,max=64"
-
-// maxJobPTYs is devptsOptions' max: enough for a shell running tmux or
-// screen with a few windows.
-const maxJobPTYs = 64
 
 // openTTY (shim) mounts the job's devpts instance, opens a pty pair in it,
 // sizes it, gives the slave to the job's user, sends the master on ttyFD
