@@ -56,13 +56,14 @@ func runAttach(c *cli.Context) error {
 		return conn.explain(err)
 	}
 	job := resp.GetJob()
+	shown := safeText(name)
 	switch {
 	case !job.GetStdin():
-		return fmt.Errorf("%s was started without -i: it has no input to attach to (telehandler watch %s shows its output)", name, name)
+		return fmt.Errorf("%s was started without -i: it has no input to attach to (telehandler watch %s shows its output)", shown, shown)
 	case job.GetStatus().GetState() != pb.State_STATE_RUNNING:
-		return fmt.Errorf("%s has ended: %s (telehandler watch %s shows its output)", name, describeState(job.GetStatus()), name)
+		return fmt.Errorf("%s has ended: %s (telehandler watch %s shows its output)", shown, describeState(job.GetStatus()), shown)
 	case job.GetTty() && !term.IsTerminal(int(os.Stdin.Fd())):
-		return errors.New(name + " has a terminal: attach needs a terminal on stdin")
+		return errors.New(shown + " has a terminal: attach needs a terminal on stdin")
 	}
 	s := &session{
 		conn: conn, name: name, tty: job.GetTty(),

@@ -190,9 +190,9 @@ func printJob(w io.Writer, j *pb.Job) error {
 	line("state", "%s", describeState(st))
 	switch {
 	case j.GetTty():
-		line("input", "a terminal (telehandler attach %s)", j.GetName())
+		line("input", "a terminal (telehandler attach %s)", safeText(j.GetName()))
 	case j.GetStdin():
-		line("input", "stdin (telehandler attach %s)", j.GetName())
+		line("input", "stdin (telehandler attach %s)", safeText(j.GetName()))
 	}
 	if st.GetStartTime() != nil {
 		line("started", "%s", st.GetStartTime().AsTime().Local().Format(time.RFC3339))

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -76,7 +75,8 @@ func (s *session) run(parent context.Context) error {
 				<-watchDone
 				// The job's prompt may have left the cursor mid-line.
 				fmt.Fprint(s.stderr, "\r\n")
-				return &ExitError{Code: 0, Msg: fmt.Sprintf("detached from %s, which keeps running; telehandler attach %s re-attaches", s.name, s.name)}
+				name := safeText(s.name)
+				return &ExitError{Code: 0, Msg: fmt.Sprintf("detached from %s, which keeps running; telehandler attach %s re-attaches", name, name)}
 			}
 			if err := inputError(ctx, s.conn, res); err != nil {
 				// Refused (someone else holds the input, the job has
@@ -90,19 +90,17 @@ func (s *session) run(parent context.Context) error {
 }
 
 // inputError is the error of an input stream worth telling the user: not
-// the end of our own context, nor a job that ended (its output says how).
+// the end of our own context (a job that ended or stopped reading ends the
+// stream without an error: its output says how it ended).
 func inputError(ctx context.Context, conn *Conn, res inputResult) error {
-	switch {
-	case res.err == nil, isCanceled(ctx, res.err):
+	if res.err == nil || isCanceled(ctx, res.err) {
 		return nil
-	case status.Code(res.err) == codes.FailedPrecondition:
-		msg := status.Convert(res.err).Message()
-		if strings.Contains(msg, "held by") {
-			msg += "\nhint: one writer at a time: the other must detach (Ctrl-P Ctrl-Q, or Ctrl-C without a terminal) first"
-		}
-		return errors.New(msg)
 	}
-	return conn.explain(res.err)
+	err := conn.explain(res.err)
+	if status.Code(res.err) == codes.FailedPrecondition && strings.Contains(err.Error(), "held by") {
+		return fmt.Errorf("%w\nhint: one writer at a time: the other must detach first (Ctrl-P Ctrl-Q, or Ctrl-C without a terminal)", err)
+	}
+	return err
 }
 
 // windowSize is the size of the terminal fd, nil when unknown.

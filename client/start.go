@@ -237,11 +237,12 @@ func feedStdin(parent context.Context, conn *Conn, name string, stdin io.Reader,
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res := sendInput(ctx, conn, inputConfig{name: name, in: stdin})
+	name = safeText(name)
 	if isCanceled(ctx, res.err) {
 		return &ExitError{Code: 130, Msg: fmt.Sprintf("stopped sending input to %s after %d bytes; its stdin stays open (telehandler attach %s)", name, res.sent, name)}
 	}
 	if err := inputError(ctx, conn, res); err != nil {
-		return fmt.Errorf("input of %s: %w", name, err)
+		return err
 	}
 	if res.written < res.sent {
 		fmt.Fprintf(stderr, "telehandler: %s stopped reading its stdin after %d of %d bytes\n", name, res.written, res.sent)
