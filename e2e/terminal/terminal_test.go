@@ -303,6 +303,17 @@ func TestTerminal(t *testing.T) {
 	m.line(pane, `echo cli-exit-$?`)
 	m.waitFor(pane, `cli-exit-7`)
 
+	// The terminal's output is the job's log: watch replays it, as
+	// stdout, and exits with the job's code.
+	watch := exec.Command(bin, "watch", job)
+	watch.Env = m.env
+	var wout, werr bytes.Buffer
+	watch.Stdout, watch.Stderr = &wout, &werr
+	err := watch.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || !strings.Contains(wout.String(), "hello-42 size-30 100 /dev/pts/0\r\n") || werr.Len() != 0 {
+		t.Errorf("watch of the terminal job: %v, stdout %q, stderr %q; want exit 7 and the session replayed on stdout", err, wout.String(), werr.String())
+	}
+
 	// A terminal job that ends at once: its exit code.
 	m.line(pane, `$TH start -it -- sh -c 'exit 4'; echo quick-exit-$?`)
 	m.waitFor(pane, `quick-exit-4`)
