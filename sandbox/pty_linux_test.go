@@ -30,6 +30,18 @@ func readTTY(t *testing.T, master *os.File) string {
 	}
 }
 
+// controllingTTY is tty_nr of this process (/proc/self/stat, field 7).
+func controllingTTY(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return fields[4] // state ppid pgrp session tty_nr
+}
+
 // TestStdinPipe: StartConfig.Stdin is the command's stdin, byte for byte,
 // EOF included.
 func TestStdinPipe(t *testing.T) {
@@ -76,9 +88,14 @@ func TestTTY(t *testing.T) {
 		`grep -q " /dev/pts .*max=64" /proc/self/mountinfo && echo max-ok; read line; echo "got:$line"; exit 7`)
 	spec.UID, spec.GID = &nobody, &nobody
 	spec.TTY, spec.TTYRows, spec.TTYCols = true, 33, 101
+	ctty := controllingTTY(t)
 	p, err := ts.Start(spec, StartConfig{Name: jobName(t), Limits: DefaultLimits()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Holding the master does not make it our controlling terminal.
+	if got := controllingTTY(t); got != ctty {
+		t.Errorf("the parent's controlling terminal changed from %s to %s", ctty, got)
 	}
 	t.Cleanup(func() { p.Kill() })
 	master := p.TTY()
