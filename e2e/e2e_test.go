@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,7 +58,17 @@ type result struct {
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	return fmt.Sprintf("exit %d, stdout %s, stderr %s", r.code, clip(r.stdout), clip(r.stderr))
+}
+
+// clip quotes s for a failure message, cut to its first and last 2 KiB
+// (a flood's output would print hundreds of megabytes).
+func clip(s string) string {
+	const keep = 2 << 10
+	if len(s) <= 2*keep {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q...(%d bytes)...%q", s[:keep], len(s)-2*keep, s[len(s)-keep:])
 }
 
 // run runs `telehandler args...` and returns its output and exit code.

@@ -33,7 +33,7 @@ while read -r dir bin; do
 	[ -n "$bin" ] || continue
 	echo "VMTEST-BEGIN $dir $bin"
 	start=$(now)
-	(cd "$top/src/$dir" && "./$bin" -test.v -test.count=1 -test.timeout=10m ${CGROUPV2_RUN:+-test.run "$CGROUPV2_RUN"})
+	(cd "$top/src/$dir" && "./$bin" -test.v -test.count=1 -test.timeout=10m ${CGROUPV2_RUN:+-test.run "$CGROUPV2_RUN"} ${CGROUPV2_SKIP:+-test.skip "$CGROUPV2_SKIP"})
 	r=$?
 	echo "VMTEST-END $dir rc=$r secs=$(($(now) - start))"
 	[ $r -eq 0 ] || rc=1
