@@ -129,7 +129,6 @@ type cgroupV1 struct {
 
 func (c *cgroupV1) Name() string               { return c.name }
 func (c *cgroupV1) Paths() []string            { return slices.Clone(c.paths) }
-func (c *cgroupV1) FD() (int, bool, error)     { return -1, false, nil }
 func (c *cgroupV1) file(ctrl, f string) string { return filepath.Join(c.dirs[ctrl], f) }
 
 // setLimits writes limits (zero fields: no limit) to a fresh cgroup. IO
@@ -230,17 +229,17 @@ func (c *cgroupV1) Add(pid int) error {
 	return nil
 }
 
-// tasksPaths are the tasks files of every hierarchy, for the shim to move
-// its own thread in (protocol.go). A thread moving itself with "0" skips the
+// Join gives the tasks files of every hierarchy, for the shim to move its
+// own thread in (protocol.go). A thread moving itself with "0" skips the
 // kernel's global cgroup_threadgroup_rwsem, which writing a pid to
 // cgroup.procs takes for writing: after a quiet moment that write waits for
 // an RCU grace period (~10 ms).
-func (c *cgroupV1) tasksPaths() []string {
+func (c *cgroupV1) Join() (CgroupJoin, error) {
 	paths := make([]string, len(c.paths))
 	for i, p := range c.paths {
 		paths[i] = filepath.Join(p, "tasks")
 	}
-	return paths
+	return CgroupJoin{CloneFD: -1, Tasks: paths}, nil
 }
 
 func (c *cgroupV1) Procs() ([]int, error) { return readProcsAll(c.paths) }

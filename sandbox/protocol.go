@@ -131,4 +131,8 @@ type shimSpec struct {
 	// (struct sock_filter records in native byte order, compiled once by
 	// New); empty = no filter (Config.DisableSeccomp, serve --seccomp=off).
 	Seccomp []byte `json:"seccomp,omitempty"`
+	// View is how the shim builds the job's file system view (view.go),
+	// after it entered the cgroup (so that the job's tmpfs pages are
+	// charged to the job) and before it drops privileges.
+	View view `json:"view"`
 }
