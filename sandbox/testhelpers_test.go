@@ -51,6 +51,9 @@ func init() {
 		if run, ok := seccompHelpers[os.Getenv(helperEnv)]; ok {
 			os.Exit(run())
 		}
+		if code, ok := isolationHelper(os.Getenv(helperEnv)); ok {
+			os.Exit(code)
+		}
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
 	}
