@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -172,7 +173,11 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 	if spec.Image != "" {
 		dir, ok := s.images[spec.Image]
 		if !ok {
-			return nil, fmt.Errorf("%w %q: this server has %s", ErrUnknownImage, spec.Image, s.imageNames())
+			name := strconv.Quote(spec.Image)
+			if !validImageName.MatchString(spec.Image) {
+				name = "(not a valid image name)"
+			}
+			return nil, fmt.Errorf("%w %s: this server has %s", ErrUnknownImage, name, s.imageNames())
 		}
 		v.Image, v.Hide = dir, nil
 	}
