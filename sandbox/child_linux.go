@@ -21,9 +21,11 @@ const maxSpecSize = 16 << 20
 // fresh namespaces (see protocol.go for the contract). It reads the Spec,
 // moves its thread into the job's cgroup (v1, when the spec lists the tasks
 // files), enters a new cgroup namespace rooted at the job's cgroup, makes mount
-// propagation private, mounts a fresh /proc, sets the hostname,
-// brings lo up, switches credentials, sets no_new_privs, marks every fd but
-// 0-2 close-on-exec, installs the seccomp filter and execs the user's command. It never returns: it execs,
+// propagation private, builds the job's view (view.go), sets the hostname,
+// brings lo up, limits the capabilities, switches credentials, joins a fresh
+// session keyring, sets no_new_privs, marks every fd but 0-2 close-on-exec,
+// installs the seccomp filter and execs the user's command. It never
+// returns: it execs,
 // or reports the failure on errorFD and exits with childFailedExit.
 //
 // The command becomes PID 1 of its PID namespace. The kernel then drops
@@ -88,8 +90,9 @@ func runChild() error {
 		return err
 	}
 
-	// Now that the shim is in the job's cgroup (v2: cloned into it; v1:
-	// moved before the spec was sent), a new cgroup namespace is rooted
+	// Now that the shim is in the job's cgroup (v2: cloned into it; v1: its
+	// thread wrote itself in just above, or the parent moved it before it
+	// sent the spec), a new cgroup namespace is rooted
 	// there: the job sees its cgroup as "/" in /proc/self/cgroup, and on v2
 	// (mounted nsdelegate, as systemd does) even a root job cannot move
 	// itself out of it. Created here, not at clone time, where it would be

@@ -95,6 +95,17 @@ func isolationHelper(name string) (int, bool) {
 		f.Close()
 		fmt.Println("sysctl opened for writing")
 		return 0, true
+	case "opendev": // open each of args, device nodes made by the host
+		for _, p := range args {
+			f, err := os.Open(p)
+			if err != nil {
+				fmt.Printf("open %s refused: %v\n", p, err)
+				continue
+			}
+			f.Close()
+			fmt.Printf("opened the block device %s\n", p)
+		}
+		return 0, true
 	case "mknod": // make a loop block device node and open it, in each of args
 		for _, dir := range args {
 			p := filepath.Join(dir, "telehandler-test-blk")
@@ -587,6 +598,28 @@ func TestRootJobIsNotHostRoot(t *testing.T) {
 		}
 	}
 
+	// A node of a real disk somewhere on the host, outside /dev (as in a
+	// container's root file system under /var/lib).
+	var nodes []string
+	if devs, err := blockDevices(defaultSysBlock); err == nil && len(devs) > 0 {
+		var major, minor uint32
+		fmt.Sscanf(devs[0], "%d:%d", &major, &minor)
+		if err := os.MkdirAll("/var/lib", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dir, err := os.MkdirTemp("/var/lib", "telehandler-test-dev-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		node := filepath.Join(dir, "disk")
+		if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(unix.Mkdev(major, minor))); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, node)
+	} else {
+		t.Logf("no block device on this host (%v): the host-node check is left out", err)
+	}
 	for _, tc := range []struct {
 		helper string
 		args   []string
@@ -595,6 +628,7 @@ func TestRootJobIsNotHostRoot(t *testing.T) {
 		{"adjtimex", nil, "set the clock"},
 		{"sysctl", nil, "opened for writing"},
 		{"mknod", []string{"/tmp", "/dev", "/dev/shm"}, "opened a block device"},
+		{"opendev", nodes, "opened the block device"},
 	} {
 		out := mustExit0(t, ts.startJob(t, Limits{}, asRoot(helper(t, tc.helper, tc.args...))))
 		t.Logf("%s: %q", tc.helper, out)
@@ -718,4 +752,23 @@ func randHex(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// TestMinimalDev: a job's /dev holds the few harmless nodes, which work for
+// any user, and nothing of the host's.
+func TestMinimalDev(t *testing.T) {
+	ts := newTestSandbox(t)
+	out := mustExit0(t, ts.startJob(t, Limits{}, asDynamic(sh(
+		`echo dev $(ls /dev); echo hi > /dev/null && echo null ok; echo $(head -c 8 /dev/urandom | wc -c) random; `+
+			`echo $(head -c 8 /dev/zero | wc -c) zero; echo pts $(ls /dev/pts)`))))
+	lines := strings.Split(out, "\n")
+	want := "dev fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"
+	if !isDir("/dev") || !slices.Contains(lines, want) {
+		t.Errorf("/dev in the job: %q, want %q", out, want)
+	}
+	for _, w := range []string{"null ok", "8 random", "8 zero", "pts ptmx"} {
+		if !slices.Contains(lines, w) {
+			t.Errorf("job output lacks %q: %q", w, out)
+		}
+	}
 }

@@ -84,8 +84,11 @@ func buildView(v view) (home string, err error) {
 		}
 		root = v.Image
 	}
-	// One call makes the whole tree read-only, every submount included.
-	if err := setMountAttr(root, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID, 0, true); err != nil {
+	// One call makes the whole tree read-only, every submount included, and
+	// nodev: no device node anywhere in it (a container's rootfs under
+	// /var/lib, a node in an image) opens; the job's /dev binds its few
+	// nodes back with nodev cleared.
+	if err := setMountAttr(root, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, 0, true); err != nil {
 		return "", shimErr("make the root read-only", err)
 	}
 	at := func(p string) string { return filepath.Join(root, p) }
@@ -208,7 +211,8 @@ func mountProc(at func(string) string, devFD int) error {
 }
 
 // mountDev builds the job's /dev: a tmpfs with the host's harmless nodes
-// bound in (the binds keep working although the tmpfs is nodev), a devpts
+// bound in (each bind a mount without nodev, although the tmpfs and the
+// rest of the view are nodev), a devpts
 // instance of its own, a private /dev/shm, and the usual symlinks; then the
 // tmpfs is made read-only, so that not even a root job can make nodes in it.
 func mountDev(dev string, devFD int, size uint64) error {
@@ -228,6 +232,9 @@ func mountDev(dev string, devFD int, size uint64) error {
 		unix.Close(fd)
 		if err := unix.Mount(fdPath(devFD, n), p, "", unix.MS_BIND, ""); err != nil {
 			return shimErr("mount /dev", fmt.Errorf("bind %s: %w", p, err))
+		}
+		if err := setMountAttr(p, 0, unix.MOUNT_ATTR_NODEV, false); err != nil {
+			return shimErr("mount /dev", err)
 		}
 	}
 	for _, d := range []string{"pts", "shm"} {

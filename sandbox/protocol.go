@@ -16,8 +16,9 @@ package sandbox
 //
 // in new PID, mount, network, UTS and IPC namespaces, with the parent-death
 // signal SIGKILL. (The shim adds a cgroup namespace itself once it is in the
-// job's cgroup; one made at clone time would be rooted at the server's.) Every other fd of the parent is close-on-exec and never
-// reaches the shim.
+// job's cgroup; one made at clone time would be rooted at the server's.)
+// Every other fd of the parent is close-on-exec and never reaches the shim.
+// How the shim enters its cgroup is the cgroup's answer (Cgroup.Join).
 //
 // The sequence, and who closes what:
 //

@@ -100,8 +100,8 @@ func TestCommandStartsInCgroup(t *testing.T) {
 
 	if version == 2 {
 		// v2 with nsdelegate: not even root can leave the job's cgroup
-		// namespace. (On v1 root can; there the PID namespace still dies
-		// with the job, and jobs should not run as root.)
+		// namespace. (On v1, TestRootJobCannotLeaveItsCgroup: the cgroup
+		// file systems are read-only in the job's view.)
 		j := ts.startJob(t, DefaultLimits(), sh(`echo $$ > /sys/fs/cgroup/cgroup.procs`))
 		if state, out := j.wait(t); state.ExitCode == 0 {
 			t.Errorf("a job moved itself to the root cgroup: %+v %q", state, out)

@@ -6,8 +6,8 @@ import "fmt"
 // command (mounts_linux.go):
 //
 //   - the root: the host's root file system (or, with Spec.Image, an image
-//     directory the shim pivots into), read-only and nosuid with every
-//     submount;
+//     directory the shim pivots into), read-only, nosuid and nodev with
+//     every submount;
 //   - private tmpfs mounts of Config.TmpfsSize each, mode 1777, nosuid and
 //     nodev, on /tmp, /var/tmp and /run (with /run/lock) where the view has
 //     those directories, and on /dev/shm; the job's writes to them are
