@@ -39,6 +39,13 @@ func maskedPaths() []string {
 	}
 }
 
+// hostSecrets are masked in the host's view like maskedPaths: root-only
+// files that a root job (CAP_DAC_OVERRIDE) could otherwise read through the
+// read-only host: password hashes, sshd's host keys, root's home.
+func hostSecrets() []string {
+	return []string{"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/root"}
+}
+
 // readOnlyProcPaths are read-only in the job's /proc (the rest of it stays
 // writable for the job's own processes: oom_score_adj, comm, ...).
 func readOnlyProcPaths() []string {
@@ -96,6 +103,11 @@ func buildView(v view) (home string, err error) {
 		for _, h := range v.Hide {
 			if err := mountEmpty(h); err != nil && !errors.Is(err, unix.ENOENT) {
 				return "", shimErr("hide "+h, err)
+			}
+		}
+		for _, p := range hostSecrets() {
+			if err := mask(p, devFD); err != nil {
+				return "", shimErr("mask "+p, err)
 			}
 		}
 	}
@@ -181,7 +193,10 @@ func mask(p string, devFD int) error {
 	if err := unix.Mount(fdPath(devFD, "null"), p, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("mask %s: %w", p, err)
 	}
-	return nil
+	// The bind is a copy of the host's /dev mount, nodev in the view:
+	// cleared, the masked file reads empty (rather than "permission
+	// denied").
+	return setMountAttr(p, 0, unix.MOUNT_ATTR_NODEV, false)
 }
 
 // mountProc mounts the PID namespace's /proc, masks runc's masked paths in
