@@ -688,7 +688,8 @@ func TestImage(t *testing.T) {
 	ts.Sandbox = sb
 
 	spec := asDynamic(Spec{Path: "/bin/sh", Args: []string{"-c",
-		`ls /; cat /etc/image-marker; touch /etc/x 2>&1; touch /tmp/x && echo tmp writable; ls /dev; cat /etc/passwd 2>&1; echo end`},
+		`ls /; cat /etc/image-marker; touch /etc/x 2>&1; touch /tmp/x && echo tmp writable; ls /dev; cat /etc/passwd 2>&1; `+
+			`for d in /sys/fs/cgroup /sys/fs/cgroup/*/; do touch $d/x 2>/dev/null && echo "wrote $d"; done; ls /sys/fs/cgroup | wc -l; echo end`},
 		Env: []string{"PATH=/bin"}, Image: "busybox"})
 	out := mustExit0(t, ts.startJob(t, Limits{}, spec))
 	t.Logf("job in the image: %q", out)
@@ -696,6 +697,9 @@ func TestImage(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+	if strings.Contains(out, "wrote") || strings.Contains(out, "\n0\nend") {
+		t.Errorf("the job's cgroup is missing or writable in the image: %q", out)
 	}
 	if _, err := ts.tryStart(t, Limits{}, Spec{Path: "/bin/true", Image: "alpine"}); !errors.Is(err, ErrUnknownImage) || !strings.Contains(err.Error(), "busybox") {
 		t.Errorf("unknown image: %v, want ErrUnknownImage naming busybox", err)

@@ -117,7 +117,9 @@ func buildView(v view) (home string, err error) {
 	if err := mountDev(at("/dev"), devFD, v.TmpfsSize); err != nil {
 		return "", err
 	}
-	if err := mountSys(at, devFD, v.Cgroups, cgFDs); err != nil {
+	// In the host's view the cgroup mounts are read-only already: their
+	// binds are born read-only.
+	if err := mountSys(at, devFD, v.Cgroups, cgFDs, v.Image == ""); err != nil {
 		return "", err
 	}
 	if err := mountPrivateTmpfs(at, v.TmpfsSize); err != nil {
@@ -281,7 +283,13 @@ func mountDev(dev string, devFD int, size uint64) error {
 // namespace, its /sys/class/net lists the job's interfaces (lo) only. The
 // host's cgroup tree is not in it: the job's own cgroup directories are
 // bound at /sys/fs/cgroup, read-only.
-func mountSys(at func(string) string, devFD int, cgroups []viewCgroup, cgFDs []int) error {
+func mountSys(at func(string) string, devFD int, cgroups []viewCgroup, cgFDs []int, readOnlySources bool) error {
+	bindCgroup := func(fd int, dst string) error {
+		if readOnlySources {
+			return unix.Mount(fdPath(fd), dst, "", unix.MS_BIND, "")
+		}
+		return bindReadOnly(fdPath(fd), dst)
+	}
 	sys := at("/sys")
 	if err := unix.Mount("sysfs", sys, "sysfs", unix.MS_RDONLY|sealedFlags, ""); err != nil {
 		return shimErr("mount /sys", err)
@@ -296,7 +304,7 @@ func mountSys(at func(string) string, devFD int, cgroups []viewCgroup, cgFDs []i
 	}
 	cg := at("/sys/fs/cgroup")
 	if len(cgroups) == 1 && cgroups[0].Name == "" {
-		if err := bindReadOnly(fdPath(cgFDs[0]), cg); err != nil {
+		if err := bindCgroup(cgFDs[0], cg); err != nil {
 			return shimErr("mount /sys/fs/cgroup", err)
 		}
 		return nil
@@ -309,7 +317,7 @@ func mountSys(at func(string) string, devFD int, cgroups []viewCgroup, cgFDs []i
 		if err := unix.Mkdir(dir, 0o755); err != nil {
 			return shimErr("mount /sys/fs/cgroup", err)
 		}
-		if err := bindReadOnly(fdPath(cgFDs[i]), dir); err != nil {
+		if err := bindCgroup(cgFDs[i], dir); err != nil {
 			return shimErr("mount /sys/fs/cgroup", err)
 		}
 		for _, l := range c.Links {
