@@ -688,7 +688,7 @@ func TestImage(t *testing.T) {
 	ts.Sandbox = sb
 
 	spec := asDynamic(Spec{Path: "/bin/sh", Args: []string{"-c",
-		`ls /; cat /etc/image-marker; touch /etc/x 2>&1; touch /tmp/x && echo tmp writable; ls /dev; cat /etc/passwd 2>&1; `+
+		`ls /; cat /etc/image-marker; touch /etc/x 2>&1; touch /tmp/x && echo tmp writable; ls /dev; cat /etc/passwd 2>&1; ` +
 			`for d in /sys/fs/cgroup /sys/fs/cgroup/*/; do touch $d/x 2>/dev/null && echo "wrote $d"; done; ls /sys/fs/cgroup | wc -l; echo end`},
 		Env: []string{"PATH=/bin"}, Image: "busybox"})
 	out := mustExit0(t, ts.startJob(t, Limits{}, spec))
