@@ -57,7 +57,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "run-as", Value: "dynamic", EnvVars: []string{"TELEHANDLER_RUN_AS"},
 			Usage: "user jobs run as: dynamic (a uid of its own for each job, from --uid-range), or one fixed user for all: UID:GID, UID, NAME[:GROUP], or root (with Docker's 14 default capabilities only)"},
 		&cli.StringFlag{Name: "uid-range", Value: sandbox.DefaultUIDRange.String(), EnvVars: []string{"TELEHANDLER_UID_RANGE"},
-			Usage: "FIRST-LAST: the uids (and gids) of --run-as dynamic jobs, one per running job; no id of /etc/passwd, /etc/group, /etc/subuid or /etc/subgid may fall in it"},
+			Usage: "FIRST-LAST: the uids (and gids) of --run-as dynamic jobs, one per running job; no id of /etc/passwd, /etc/group, /etc/subuid or /etc/subgid may fall in it, and servers sharing a host need disjoint ranges"},
 		&cli.StringFlag{Name: "tmpfs-size", Value: "256MiB", EnvVars: []string{"TELEHANDLER_TMPFS_SIZE"},
 			Usage: "size of each of a job's private tmpfs mounts (/tmp, /var/tmp, /run, /dev/shm, its home /home/job); their pages count against the job's memory limit"},
 		&cli.StringSliceFlag{Name: "bind-ro", EnvVars: []string{"TELEHANDLER_BIND_RO"},

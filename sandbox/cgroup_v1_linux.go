@@ -167,11 +167,31 @@ func (c *cgroupV1) setLimits(l Limits, devs []string) error {
 			return err
 		}
 	}
+	if _, ok := c.dirs["devices"]; ok {
+		// Deny every device, then allow the job's few: a belt to the
+		// view's braces (every other mount of the job is nodev).
+		if err := writeFile(c.file("devices", "devices.deny"), "a"); err != nil {
+			return err
+		}
+		if err := writeLines(c.file("devices", "devices.allow"), jobDeviceRules()); err != nil {
+			return err
+		}
+	}
 	pids := "max"
 	if l.Pids != 0 {
 		pids = strconv.FormatUint(l.Pids, 10)
 	}
 	return writeFile(c.file("pids", "pids.max"), pids)
+}
+
+// jobDeviceRules are the devices a job may open (devices.allow, v1): the
+// nodes of its minimal /dev (devNodes), its own ptmx and pseudo-terminals.
+// It may make no device node at all ("m" is not allowed).
+func jobDeviceRules() []string {
+	return []string{
+		"c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", // null zero full random urandom
+		"c 5:0 rw", "c 5:2 rw", "c 136:* rw", // tty ptmx pts/*
+	}
 }
 
 // setMemory sets the hard limit, the soft limit (75%) and, where swap is

@@ -458,7 +458,8 @@ func TestSysShowsOnlyTheJob(t *testing.T) {
 	}
 	out := mustExit0(t, ts.startJob(t, Limits{MemoryBytes: limit}, asRoot(sh(
 		`echo net $(ls /sys/class/net); echo cg $(ls /sys/fs/cgroup); echo limit $(cat `+limitFile+`); `+
-			`find /sys/fs/cgroup/ -mindepth 1 -type d | head -5; echo x > /sys/fs/cgroup/telehandler-test 2>&1; echo end`))))
+			`find /sys/fs/cgroup/ -mindepth 1 -type d | head -5; echo x > /sys/fs/cgroup/telehandler-test 2>&1; `+
+			`sed 's/^/devices /' /sys/fs/cgroup/devices/devices.list 2>/dev/null; echo end`))))
 	lines := strings.Split(out, "\n")
 	if !slices.Contains(lines, "net lo") {
 		t.Errorf("/sys/class/net in the job: %q, want lo only", out)
@@ -480,13 +481,16 @@ func TestSysShowsOnlyTheJob(t *testing.T) {
 			t.Errorf("/sys/fs/cgroup is not the job's v2 cgroup: %q", cg)
 		}
 	} else {
-		for _, h := range []string{"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"} {
+		for _, h := range []string{"cpu", "cpuacct", "memory", "blkio", "pids", "freezer", "devices"} {
+			if !isDir("/sys/fs/cgroup/"+h) && h == "devices" {
+				continue
+			}
 			if !slices.Contains(cg, h) {
 				t.Errorf("/sys/fs/cgroup lacks the job's %s hierarchy: %q", h, cg)
 			}
 		}
 		for _, h := range cg {
-			if !slices.Contains([]string{"cpu", "cpuacct", "memory", "blkio", "pids", "freezer", "cpu,cpuacct"}, h) {
+			if !slices.Contains([]string{"cpu", "cpuacct", "memory", "blkio", "pids", "freezer", "cpu,cpuacct", "devices"}, h) {
 				t.Errorf("/sys/fs/cgroup shows %s, a hierarchy the job is not limited by: %q", h, cg)
 			}
 		}
@@ -498,6 +502,16 @@ func TestSysShowsOnlyTheJob(t *testing.T) {
 	}
 	if !strings.Contains(out, "Read-only file system") {
 		t.Errorf("a root job could write to /sys/fs/cgroup: %q", out)
+	}
+	// v1 with a devices hierarchy: the job may use its own few devices.
+	var devices []string
+	for _, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "devices "); ok {
+			devices = append(devices, rest)
+		}
+	}
+	if ts.Cgroups().Version() == 1 && isDir("/sys/fs/cgroup/devices") && !slices.Equal(devices, jobDeviceRules()) {
+		t.Errorf("the job's devices.list %q, want %q", devices, jobDeviceRules())
 	}
 }
 
