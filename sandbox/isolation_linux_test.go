@@ -76,8 +76,8 @@ func isolationHelper(name string) (int, bool) {
 	case "adjtimex": // set the clock's tick to the value it has
 		var tx unix.Timex
 		if _, err := unix.Adjtimex(&tx); err != nil {
-			fmt.Println("read adjtimex:", err)
-			return 1, true
+			fmt.Println("adjtimex refused (even reading, seccomp):", err)
+			return 0, true
 		}
 		tx.Modes = unix.ADJ_TICK
 		if _, err := unix.Adjtimex(&tx); err != nil {
