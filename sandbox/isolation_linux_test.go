@@ -752,8 +752,12 @@ func TestBinds(t *testing.T) {
 	if err := os.Chmod(rw, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	ts.bind(t, Bind{Host: ro, Job: "/tmp/ro"}, Bind{Host: rw, Job: "/tmp/rw", Writable: true})
-	out := mustExit0(t, ts.startJob(t, Limits{}, asRoot(sh(`cat /tmp/ro/shared; touch /tmp/ro/x 2>&1; echo out > /tmp/rw/out && echo wrote`))))
+	ts.bind(t, Bind{Host: ro, Job: "/tmp/a/b/ro"}, Bind{Host: rw, Job: "/tmp/rw", Writable: true})
+	// A server with systemd's UMask=0077: the mount points the shim makes
+	// must still be reachable for a job of another uid.
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	out := mustExit0(t, ts.startJob(t, Limits{}, asDynamic(sh(`cat /tmp/a/b/ro/shared; touch /tmp/a/b/ro/x 2>&1; echo out > /tmp/rw/out && echo wrote`))))
 	if !strings.Contains(out, "shared data\n") || !strings.Contains(out, "Read-only file system") || !strings.Contains(out, "wrote\n") {
 		t.Errorf("binds: %q", out)
 	}

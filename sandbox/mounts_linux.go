@@ -62,6 +62,11 @@ func privateTmpfsDirs() []string { return []string{"/tmp", "/var/tmp", "/run"} }
 // It runs in the shim, in its own mount namespace with private propagation,
 // as root, before the credentials change.
 func buildView(v view) (home string, err error) {
+	// The directories and files made here get the modes asked for, whatever
+	// umask the server runs with (systemd's UMask=0077 would make a bind's
+	// mount point under /tmp unreachable for the job). The job gets the
+	// server's umask back.
+	defer unix.Umask(unix.Umask(0o022))
 	// The host objects that mounts below will cover, opened now.
 	devFD, err := openPath("/dev")
 	if err != nil {
