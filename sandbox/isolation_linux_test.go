@@ -440,6 +440,13 @@ func TestServerFilesAreHidden(t *testing.T) {
 		if out := mustExit0(t, ts.startJob(t, Limits{}, asRoot(sh(cmd)))); strings.TrimSpace(out) != "0" {
 			t.Errorf("a root job reads %s: %q", p, out)
 		}
+		// Not masked for a dynamic user, which owns nothing of the host
+		// and reads none of the root-only files.
+		if !st.IsDir() {
+			if out := mustExit0(t, ts.startJob(t, Limits{}, asDynamic(sh("{ "+cmd+"; } 2>/dev/null")))); strings.TrimSpace(out) != "0" {
+				t.Errorf("a dynamic-user job reads %s: %q", p, out)
+			}
+		}
 	}
 }
 

@@ -41,7 +41,8 @@ func maskedPaths() []string {
 
 // hostSecrets are masked in the host's view like maskedPaths: root-only
 // files that a root job (CAP_DAC_OVERRIDE) could otherwise read through the
-// read-only host: password hashes, sshd's host keys, root's home.
+// read-only host: password hashes, sshd's host keys, root's home. Jobs of a
+// dynamic user cannot read them anyway and skip the masks (view.MaskSecrets).
 func hostSecrets() []string {
 	return []string{"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/root"}
 }
@@ -110,9 +111,11 @@ func buildView(v view) (home string, err error) {
 				return "", shimErr("hide "+h, err)
 			}
 		}
-		for _, p := range hostSecrets() {
-			if err := mask(p, devFD); err != nil {
-				return "", shimErr("mask "+p, err)
+		if v.MaskSecrets {
+			for _, p := range hostSecrets() {
+				if err := mask(p, devFD); err != nil {
+					return "", shimErr("mask "+p, err)
+				}
 			}
 		}
 	}

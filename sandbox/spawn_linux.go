@@ -193,6 +193,7 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 		spec.UID, spec.GID = &uid, &uid
 		release = func() { s.uids.release(uid) }
 	}
+	v.MaskSecrets = !spec.DynamicUser
 	if spec.UID != nil {
 		v.HomeUID = *spec.UID
 	}

@@ -99,6 +99,9 @@ type view struct {
 	// HomeUID and HomeGID own the job's home.
 	HomeUID uint32 `json:"home_uid"`
 	HomeGID uint32 `json:"home_gid"`
+	// MaskSecrets masks hostSecrets: for every job but a dynamic user's,
+	// which owns nothing on the host and so reads none of them anyway.
+	MaskSecrets bool `json:"mask_secrets,omitempty"`
 }
 
 // viewCgroup is one of the job's cgroup directories and where the job sees
