@@ -280,8 +280,9 @@ func endState(exit sandbox.ExitState, stopped, lost bool) State {
 }
 
 // StartRequest is what to run. Zero fields: no arguments, the minimal
-// environment (PATH and HOME), working directory /, no limits of any kind
-// (start from sandbox.DefaultLimits for the defaults), run as root.
+// environment (PATH, and HOME the job's home), the job's home as working
+// directory (see sandbox.Spec), no limits of any kind (start from
+// sandbox.DefaultLimits for the defaults), run as root, the host's files.
 type StartRequest struct {
 	// Owner is recorded in the job's status; jobrunner gives it no meaning.
 	Owner string
