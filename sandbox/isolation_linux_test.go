@@ -722,6 +722,13 @@ func TestImage(t *testing.T) {
 	if strings.Contains(out, "wrote") || strings.Contains(out, "\n0\nend") {
 		t.Errorf("the job's cgroup is missing or writable in the image: %q", out)
 	}
+	// A root job cannot change the host's device nodes through its /dev or
+	// the masks (chmod to the mode they have: harmless if it worked).
+	out = mustExit0(t, ts.startJob(t, Limits{}, Spec{Path: "/bin/sh", Args: []string{"-c",
+		`chmod 666 /dev/null 2>&1 || echo refused; chmod 666 /proc/keys 2>&1 || echo refused`}, Env: []string{"PATH=/bin"}, Image: "busybox"}))
+	if strings.Count(out, "refused") != 2 {
+		t.Errorf("a root job in the image changed a host device node's mode: %q", out)
+	}
 	if _, err := ts.tryStart(t, Limits{}, Spec{Path: "/bin/true", Image: "alpine"}); !errors.Is(err, ErrUnknownImage) || !strings.Contains(err.Error(), "busybox") {
 		t.Errorf("unknown image: %v, want ErrUnknownImage naming busybox", err)
 	}

@@ -205,8 +205,9 @@ func mask(p string, devFD int) error {
 	}
 	// The bind is a copy of the host's /dev mount, nodev in the view:
 	// cleared, the masked file reads empty (rather than "permission
-	// denied").
-	return setMountAttr(p, 0, unix.MOUNT_ATTR_NODEV, false)
+	// denied"). Read-only: a root job's chmod must not reach the host's
+	// /dev/null (the host's /dev is not read-only in an image's view).
+	return setMountAttr(p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID, unix.MOUNT_ATTR_NODEV, false)
 }
 
 // mountProc mounts the PID namespace's /proc, masks runc's masked paths in
@@ -258,7 +259,9 @@ func mountDev(dev string, devFD int, size uint64) error {
 		if err := unix.Mount(fdPath(devFD, n), p, "", unix.MS_BIND, ""); err != nil {
 			return shimErr("mount /dev", fmt.Errorf("bind %s: %w", p, err))
 		}
-		if err := setMountAttr(p, 0, unix.MOUNT_ATTR_NODEV, false); err != nil {
+		// Read-only (a root job's chmod must not reach the host's node, the
+		// host's /dev is not read-only in an image's view), and not nodev.
+		if err := setMountAttr(p, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID, unix.MOUNT_ATTR_NODEV, false); err != nil {
 			return shimErr("mount /dev", err)
 		}
 	}
