@@ -50,11 +50,14 @@ func (m *cgroupsV1) cgroup(name string) *cgroupV1 {
 	for c, mp := range m.mounts {
 		dirs[c] = filepath.Join(mp, m.parent, name)
 	}
-	var paths []string
+	var paths, procsPaths []string
 	for _, h := range m.hierarchies() {
 		paths = append(paths, filepath.Join(h, m.parent, name))
+		if slices.ContainsFunc(v1Controllers(), func(c string) bool { return m.mounts[c] == h }) {
+			procsPaths = append(procsPaths, filepath.Join(h, m.parent, name))
+		}
 	}
-	return &cgroupV1{name: name, dirs: dirs, paths: paths}
+	return &cgroupV1{name: name, dirs: dirs, paths: paths, procsPaths: procsPaths}
 }
 
 func (m *cgroupsV1) Create(name string, limits Limits) (Cgroup, error) {
@@ -125,6 +128,10 @@ type cgroupV1 struct {
 	name  string
 	dirs  map[string]string // controller -> its directory
 	paths []string          // the distinct directories, sorted
+	// procsPaths are paths without the optional hierarchies (devices):
+	// Procs reads these. Each read is a snapshot of its own, so every
+	// hierarchy more widens the union of a job that forks and exits fast.
+	procsPaths []string
 }
 
 func (c *cgroupV1) Name() string               { return c.name }
@@ -262,7 +269,7 @@ func (c *cgroupV1) Join() (CgroupJoin, error) {
 	return CgroupJoin{CloneFD: -1, Tasks: paths}, nil
 }
 
-func (c *cgroupV1) Procs() ([]int, error) { return readProcsAll(c.paths) }
+func (c *cgroupV1) Procs() ([]int, error) { return readProcsAll(c.procsPaths) }
 
 func (c *cgroupV1) Signal(sig int) error {
 	pids, err := c.Procs()
