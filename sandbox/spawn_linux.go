@@ -243,6 +243,11 @@ func (s *Sandbox) start(spec Spec, cfg StartConfig, v view, release func()) (*Pr
 		sh.abort()
 		return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err), release)
 	}
+	if join.CloneFD >= 0 {
+		// Started already, it cannot be cloned in: it is moved instead.
+		unix.Close(join.CloneFD)
+		join.CloneFD = -1
+	}
 	return sh.finish(cg, join, spec, s.jobView(v, cg), release)
 }
 
