@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -34,7 +35,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "listen", Value: server.DefaultListen, EnvVars: []string{"TELEHANDLER_LISTEN"},
 			Usage: "TCP address to listen on"},
 		&cli.StringFlag{Name: "state-dir", Value: "/var/lib/telehandler", EnvVars: []string{"TELEHANDLER_STATE_DIR"},
-			Usage: "directory for the jobs' output logs (created 0700)"},
+			Usage: "directory for the jobs' output logs (created 0700; must be owned by root and writable by no one else)"},
 		&cli.StringFlag{Name: "ca", EnvVars: []string{"TELEHANDLER_SERVER_CA"},
 			Usage: "CA certificate (PEM) that client certificates must be signed by (certgen's ca.crt)"},
 		&cli.StringFlag{Name: "cert", EnvVars: []string{"TELEHANDLER_SERVER_CERT"},
@@ -53,8 +54,18 @@ func serveCommand() *cli.Command {
 			Usage: "most output kept on disk for all jobs; past it the jobs that ended first are removed (running jobs never are)"},
 		&cli.IntFlag{Name: "retain-jobs", Value: jobrunner.DefaultRetainJobs, EnvVars: []string{"TELEHANDLER_RETAIN_JOBS"},
 			Usage: "most ended jobs kept; past it the jobs that ended first are removed"},
-		&cli.StringFlag{Name: "run-as", Value: "65534:65534", EnvVars: []string{"TELEHANDLER_RUN_AS"},
-			Usage: "user jobs run as: UID:GID, UID, NAME[:GROUP], or root"},
+		&cli.StringFlag{Name: "run-as", Value: "dynamic", EnvVars: []string{"TELEHANDLER_RUN_AS"},
+			Usage: "user jobs run as: dynamic (a uid of its own for each job, from --uid-range), or one fixed user for all: UID:GID, UID, NAME[:GROUP], or root (with Docker's 14 default capabilities only)"},
+		&cli.StringFlag{Name: "uid-range", Value: sandbox.DefaultUIDRange.String(), EnvVars: []string{"TELEHANDLER_UID_RANGE"},
+			Usage: "FIRST-LAST: the uids (and gids) of --run-as dynamic jobs, one per running job; no id of /etc/passwd, /etc/group, /etc/subuid or /etc/subgid may fall in it, and servers sharing a host need disjoint ranges"},
+		&cli.StringFlag{Name: "tmpfs-size", Value: "256MiB", EnvVars: []string{"TELEHANDLER_TMPFS_SIZE"},
+			Usage: "size of each of a job's private tmpfs mounts (/tmp, /var/tmp, /run, /dev/shm, its home /home/job); their pages count against the job's memory limit"},
+		&cli.StringSliceFlag{Name: "bind-ro", EnvVars: []string{"TELEHANDLER_BIND_RO"},
+			Usage: "HOST:JOB: bind host path HOST read-only at JOB in every job's view (repeatable)"},
+		&cli.StringSliceFlag{Name: "bind-rw", EnvVars: []string{"TELEHANDLER_BIND_RW"},
+			Usage: "HOST:JOB: bind host path HOST read-write at JOB in every job's view, shared by all jobs (repeatable)"},
+		&cli.StringSliceFlag{Name: "image", EnvVars: []string{"TELEHANDLER_IMAGES"},
+			Usage: "NAME=DIR: a root file system (an extracted Alpine minirootfs, a busybox tree: DIR needs proc, dev and sys directories) jobs may ask for with start --image NAME (repeatable)"},
 		&cli.IntFlag{Name: "max-jobs", Value: server.DefaultMaxJobs, EnvVars: []string{"TELEHANDLER_MAX_JOBS"},
 			Usage: "most jobs running at once"},
 		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"TELEHANDLER_LOG_FORMAT"},
@@ -100,16 +111,23 @@ certificate signed by --ca; its common name is who they are, its role (user
 or admin, written by telehandler certgen) what they may do: a user sees and
 controls its own jobs, an admin every job.
 
-Jobs run in their own PID, mount, network and UTS namespaces, as --run-as
-(nobody by default), under a seccomp filter modelled on Docker's default
-profile (--seccomp=off removes it), each in a cgroup under --cgroup-parent
-with the limits the client asked for (within the --max-* limits) or the
+Jobs run in their own PID, mount, network, UTS, IPC and cgroup namespaces, as
+--run-as (a uid of their own by default), under a seccomp filter modelled on
+Docker's default profile (--seccomp=off removes it), each in a cgroup under
+--cgroup-parent with the limits the client asked for (within the --max-* limits) or the
 --default-* limits. Their output and a record of each are kept under
 --state-dir, so that status and output outlive a restart; a job that ran
 when the server died comes back FAILED ("the server stopped while it ran").
 Ended jobs are removed after --retain, or sooner, the first to end first,
 once their output passes --retain-bytes or their number --retain-jobs
 (telehandler rm removes one at once).
+
+Each job sees the host's files read-only (or an --image), with private tmpfs
+mounts of --tmpfs-size on /tmp, /var/tmp, /run, /dev/shm and its home
+/home/job (its HOME and default working directory), a minimal /dev, and
+only its own cgroup under /sys/fs/cgroup. --state-dir and the directories of
+--ca, --cert and --key are hidden from jobs. --bind-ro and --bind-rw share
+host paths with every job on purpose.
 
 SIGHUP reloads --ca, --cert, --key and --deny-list: renew the server's
 certificate with certgen --renew server, or shut out a leaked client
@@ -134,7 +152,8 @@ TELEHANDLER_CA/CERT/KEY in the same shell do not leak into it.
 Example:
   telehandler certgen --out certs --user alice --user admin:admin
   sudo telehandler serve --ca certs/ca.crt --cert certs/server.crt --key certs/server.key \
-      --state-dir /var/lib/telehandler --default-memory 256MiB --max-cpu 2`,
+      --state-dir /var/lib/telehandler --default-memory 256MiB --max-cpu 2 \
+      --bind-ro /srv/datasets:/data --image alpine=/srv/images/alpine`,
 		Flags:  flags,
 		Action: runServe,
 	}
@@ -172,9 +191,19 @@ func runServe(c *cli.Context) error {
 	if c.Int("retain-jobs") <= 0 {
 		return fmt.Errorf("--retain-jobs %d: must be more than 0", c.Int("retain-jobs"))
 	}
-	uid, gid, err := parseRunAs(c.String("run-as"))
+	dynamicUsers := c.String("run-as") == "dynamic"
+	var uid, gid *uint32
+	if !dynamicUsers {
+		if uid, gid, err = parseRunAs(c.String("run-as")); err != nil {
+			return fmt.Errorf("--run-as: %w", err)
+		}
+	}
+	sbCfg, err := sandboxConfig(c)
 	if err != nil {
-		return fmt.Errorf("--run-as: %w", err)
+		return err
+	}
+	if err := checkStateDir(c.String("state-dir")); err != nil {
+		return err
 	}
 	defaults, err := limits.FromFlags(c, "default-")
 	if err != nil {
@@ -223,7 +252,9 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
-	sb, err := sandbox.New(sandbox.Config{Cgroups: cgroups, DisableSeccomp: disableSeccomp})
+	sbCfg.Cgroups = cgroups
+	sb, err := sandbox.New(sbCfg)
+	sbCfg.DisableSeccomp = disableSeccomp
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -259,6 +290,7 @@ func runServe(c *cli.Context) error {
 		MaxJobs:         c.Int("max-jobs"),
 		RunAsUID:        uid,
 		RunAsGID:        gid,
+		DynamicUsers:    dynamicUsers,
 		Logger:          logger,
 		ShutdownTimeout: c.Duration("shutdown-timeout"),
 
@@ -311,6 +343,58 @@ func limitValues(l sandbox.Limits) limits.Values {
 func sandboxLimits(v limits.Values) sandbox.Limits {
 	return sandbox.Limits{CPUMilli: v.CPUMilli, MemoryBytes: v.MemoryBytes, Pids: v.Pids,
 		IOReadBPS: v.IOReadBPS, IOWriteBPS: v.IOWriteBPS, IOReadIOPS: v.IOReadIOPS, IOWriteIOPS: v.IOWriteIOPS}
+}
+
+// sandboxConfig is the jobs' view and uids from serve's flags: the state
+// directory and the directories of the certificate files are hidden from
+// jobs (the CA's key usually lives next to the CA's certificate).
+func sandboxConfig(c *cli.Context) (sandbox.Config, error) {
+	var cfg sandbox.Config
+	size, err := limits.ParseBytes(c.String("tmpfs-size"))
+	if err != nil || size < 1<<20 {
+		return cfg, fmt.Errorf("--tmpfs-size %q: want a size of at least 1MiB, such as 256MiB", c.String("tmpfs-size"))
+	}
+	cfg.TmpfsSize = size
+	first, last, ok := strings.Cut(c.String("uid-range"), "-")
+	f, err1 := strconv.ParseUint(first, 10, 32)
+	l, err2 := strconv.ParseUint(last, 10, 32)
+	if !ok || err1 != nil || err2 != nil || l < f {
+		return cfg, fmt.Errorf("--uid-range %q: want FIRST-LAST, such as %s", c.String("uid-range"), sandbox.DefaultUIDRange)
+	}
+	cfg.UIDs = sandbox.UIDRange{First: uint32(f), Count: uint32(l - f + 1)}
+	for _, flag := range []string{"state-dir", "ca", "cert", "key"} {
+		p, err := filepath.Abs(c.String(flag))
+		if err != nil {
+			return cfg, fmt.Errorf("--%s: %w", flag, err)
+		}
+		if flag != "state-dir" {
+			p = filepath.Dir(p)
+		}
+		cfg.Hide = append(cfg.Hide, p)
+	}
+	for _, flag := range []string{"bind-ro", "bind-rw"} {
+		for _, v := range c.StringSlice(flag) {
+			host, job, ok := strings.Cut(v, ":")
+			if !ok || host == "" || job == "" {
+				return cfg, fmt.Errorf("--%s %q: want HOST:JOB, such as /srv/data:/data", flag, v)
+			}
+			cfg.Binds = append(cfg.Binds, sandbox.Bind{Host: host, Job: job, Writable: flag == "bind-rw"})
+		}
+	}
+	for _, v := range c.StringSlice("image") {
+		name, dir, ok := strings.Cut(v, "=")
+		if !ok || name == "" || dir == "" {
+			return cfg, fmt.Errorf("--image %q: want NAME=DIR, such as alpine=/srv/images/alpine", v)
+		}
+		if cfg.Images == nil {
+			cfg.Images = make(map[string]string)
+		}
+		if _, dup := cfg.Images[name]; dup {
+			return cfg, fmt.Errorf("--image %s: given twice", name)
+		}
+		cfg.Images[name] = dir
+	}
+	return cfg, nil
 }
 
 // servePprof serves the runtime profiles (net/http/pprof) on addr until

@@ -356,7 +356,7 @@ func (b *bench) expectOutput(ctx context.Context, name string, n int64) error {
 // at once; each stream's bytes are checked against the file's SHA-256.
 func (b *bench) fanout(ctx context.Context) error {
 	n, watchers := b.cfg.fanoutBytes, b.cfg.watchers
-	data, want, err := writeSeededFile(filepath.Join(filepath.Dir(b.srv.certs), "data"), n)
+	data, want, err := writeSeededFile(filepath.Join(filepath.Dir(b.srv.certs), "shared", "data"), n)
 	if err != nil {
 		return err
 	}

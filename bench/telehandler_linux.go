@@ -39,6 +39,12 @@ func startServer(ctx context.Context, e *env, bin, cgroupParent string, outputCa
 	if err := runQuiet(ctx, bin, "certgen", "--out", certs, "--user", benchUser+":admin"); err != nil {
 		return nil, fmt.Errorf("certgen: %w", err)
 	}
+	// Jobs see the host read-only but not its /tmp (theirs is private):
+	// the fan-out data is shared with them through a read-only bind.
+	shared := e.path("shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -63,6 +69,7 @@ func startServer(ctx context.Context, e *env, bin, cgroupParent string, outputCa
 		"--key", filepath.Join(certs, "server.key"),
 		"--cgroup-parent", cgroupParent,
 		"--output-cap", strconv.FormatInt(outputCap, 10),
+		"--bind-ro", shared+":"+shared,
 	)
 	if s.d, err = startDaemon("telehandler serve", cmd, s.log); err != nil {
 		return nil, err

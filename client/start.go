@@ -32,8 +32,13 @@ func StartCommand() *cli.Command {
 		},
 		&cli.StringFlag{
 			Name:    "dir",
-			Usage:   "absolute working directory of the job (default /)",
+			Usage:   "absolute working directory of the job (default: its own writable home, /home/job)",
 			EnvVars: []string{"TELEHANDLER_DIR"},
+		},
+		&cli.StringFlag{
+			Name:    "image",
+			Usage:   "run the job in the server's root file system NAME (serve --image NAME=DIR) instead of the host's",
+			EnvVars: []string{"TELEHANDLER_IMAGE"},
 		},
 		&cli.BoolFlag{
 			Name:  "merge",
@@ -87,6 +92,7 @@ Examples:
   telehandler start --env GREETING=hi --dir /tmp -- sh -c 'pwd; echo $GREETING'
   telehandler start --watch --rm -- make test
   telehandler start --watch --merge -- sh -c 'echo out; echo err >&2'   # out, err in order, on stdout
+  telehandler start --watch --image alpine -- cat /etc/alpine-release
 
 Interactive jobs: -i streams your stdin to the job's (flow-controlled, EOF
 included); with --watch you see the output too. -t gives the job a terminal
@@ -96,6 +102,7 @@ exit code.
   tar c mydir | telehandler start -i -- tar x -C /tmp
   echo hi | telehandler start -i --watch -- cat
   telehandler start -it -- sh`,
+
 		Flags:  flags,
 		Action: runStart,
 		// -it is -i -t, as in docker.
@@ -146,6 +153,8 @@ func runStart(c *cli.Context) error {
 		// interactive (issue 12)
 		Stdin: interactive,
 		Tty:   tty,
+		// iso (issue 8)
+		Image: c.String("image"),
 	}
 	if tty {
 		req.TtySize = windowSize(int(stdin.Fd()))

@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drrev/telehandler/sandbox"
 )
 
 // requireRoot skips a test that needs root, except under CI (env CI set),
@@ -419,13 +421,16 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("start --watch: the job runs in a sandbox as nobody", func(t *testing.T) {
+	t.Run("start --watch: the job runs in a sandbox as a user of its own", func(t *testing.T) {
 		alice.t = t
 		// telehandler start --watch -- sh -c 'echo hello from $(hostname)'
 		// /proc/net/dev lists the interfaces of the job's network namespace.
 		r := alice.run("start", "--watch", "--", "sh", "-c", "echo hello from $(hostname); id -u; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").want(t, "start --watch", 0)
-		if r.stdout != "hello from sandbox\n65534\nlo\n" || r.stderr != "" {
-			t.Errorf("start --watch: %v", r)
+		lines := strings.Split(r.stdout, "\n")
+		uid, err := strconv.ParseUint(lines[min(1, len(lines)-1)], 10, 32)
+		if len(lines) != 4 || lines[0] != "hello from sandbox" || lines[2] != "lo" || r.stderr != "" ||
+			err != nil || uid < uint64(sandbox.DefaultUIDRange.First) || uid > uint64(sandbox.DefaultUIDRange.Last()) {
+			t.Errorf("start --watch: %v, want a uid of %s", r, sandbox.DefaultUIDRange)
 		}
 		// A few MB in many chunks arrive byte-exact, stdout and stderr apart.
 		r = alice.run("start", "--watch", "--cpu", "1", "--", "sh", "-c", "seq 1 300000; seq 1 1000 >&2").want(t, "start --watch of seq", 0)

@@ -280,8 +280,9 @@ func endState(exit sandbox.ExitState, stopped, lost bool) State {
 }
 
 // StartRequest is what to run. Zero fields: no arguments, the minimal
-// environment (PATH and HOME), working directory /, no limits of any kind
-// (start from sandbox.DefaultLimits for the defaults), run as root.
+// environment (PATH, and HOME the job's home), the job's home as working
+// directory (see sandbox.Spec), no limits of any kind (start from
+// sandbox.DefaultLimits for the defaults), run as root, the host's files.
 type StartRequest struct {
 	// Owner is recorded in the job's status; jobrunner gives it no meaning.
 	Owner string
@@ -295,7 +296,7 @@ type StartRequest struct {
 	Dir string
 	// Limits are the job's cgroup limits; a zero field means no limit.
 	Limits sandbox.Limits
-	// UID and GID the command runs as; nil stays root.
+	// UID and GID the command runs as; nil stays root (unless DynamicUser).
 	UID, GID *uint32
 	// Quota bounds the jobs running at once (zero = no bound).
 	Quota Quota
@@ -313,6 +314,11 @@ type StartRequest struct {
 	TTY     bool
 	TTYRows uint16
 	TTYCols uint16
+	// DynamicUser runs the command as a uid of its own
+	// (sandbox.Spec.DynamicUser); UID and GID must be nil.
+	DynamicUser bool
+	// Image is the job's root file system (sandbox.Spec.Image).
+	Image string
 }
 
 // validate checks what the sandbox would choke on or misread. Every error
@@ -342,6 +348,9 @@ func (r StartRequest) validate() error {
 	}
 	if err := r.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if r.DynamicUser && (r.UID != nil || r.GID != nil) {
+		return fmt.Errorf("%w: a dynamic user has no fixed uid or gid", ErrInvalidRequest)
 	}
 	return nil
 }

@@ -287,6 +287,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		TTY:     req.TTY,
 		TTYRows: req.TTYRows,
 		TTYCols: req.TTYCols,
+
+		DynamicUser: req.DynamicUser,
+		Image:       req.Image,
 	}, sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW, Stdin: inR})
 	// The job has its own copies of the write ends (or is gone); ours would
 	// keep the pipes from ever reaching EOF.

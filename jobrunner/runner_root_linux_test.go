@@ -75,7 +75,10 @@ func newRootEnvIn(t *testing.T, outputCap int64, stateDir string) *rootEnv {
 		}
 	})
 
-	sb, err := sandbox.New(sandbox.Config{Cgroups: cgs})
+	// The scratch directory is under /tmp, which jobs do not see (theirs
+	// is a tmpfs of their own): it is bound in.
+	dir := t.TempDir()
+	sb, err := sandbox.New(sandbox.Config{Cgroups: cgs, Binds: []sandbox.Bind{{Host: dir, Job: dir, Writable: true}}})
 	if err != nil {
 		t.Fatalf("sandbox.New: %v", err)
 	}
@@ -92,7 +95,7 @@ func newRootEnvIn(t *testing.T, outputCap int64, stateDir string) *rootEnv {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	return &rootEnv{r: r, parent: parent, parents: parents, dir: t.TempDir(), logs: logs}
+	return &rootEnv{r: r, parent: parent, parents: parents, dir: dir, logs: logs}
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers (a log).

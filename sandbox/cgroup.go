@@ -55,10 +55,9 @@ type Cgroup interface {
 	// Paths are the directories of the cgroup: one on v2, one per
 	// controller hierarchy on v1.
 	Paths() []string
-	// FD opens the v2 directory for clone3's CLONE_INTO_CGROUP
-	// (SysProcAttr.UseCgroupFD). ok is false on v1, where the process must
-	// be moved with Add instead. The caller closes fd.
-	FD() (fd int, ok bool, err error)
+	// Join says how a new process enters the cgroup before it runs any
+	// code of its own (see CgroupJoin). Start asks nothing else.
+	Join() (CgroupJoin, error)
 	// Add moves process pid (all its threads) into the cgroup, in every
 	// hierarchy.
 	Add(pid int) error
@@ -82,4 +81,21 @@ type Cgroup interface {
 	// Delete kills what is left and removes the cgroup directories (and
 	// any the job made below them). Deleting a deleted cgroup is a no-op.
 	Delete() error
+}
+
+// CgroupJoin is how a new process enters a cgroup before it runs any code of
+// its own, as Cgroup.Join says. Start follows it in one place
+// (Sandbox.Start and shim.finish):
+//
+//   - CloneFD >= 0 (v2): the process is cloned into the cgroup (clone3
+//     CLONE_INTO_CGROUP, SysProcAttr.UseCgroupFD), which therefore exists
+//     before it starts; the caller closes CloneFD;
+//   - else, Tasks (v1): the process's exec thread writes itself into each
+//     of these tasks files (one per hierarchy) first thing, so the cgroup
+//     may be made while the process boots;
+//   - else: the parent moves the process with Cgroup.Add before it lets it
+//     run.
+type CgroupJoin struct {
+	CloneFD int
+	Tasks   []string
 }

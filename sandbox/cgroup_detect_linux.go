@@ -26,6 +26,10 @@ func v1Controllers() []string {
 	return []string{"cpu", "cpuacct", "memory", "blkio", "pids", "freezer"}
 }
 
+// v1OptionalControllers are v1 controllers a job's cgroup joins where the
+// host has them: devices, for the device allow-list (jobDeviceRules).
+func v1OptionalControllers() []string { return []string{"devices"} }
+
 // v2Controllers are the cgroup v2 controllers a job needs; they are enabled
 // in the cgroup.subtree_control of every ancestor of the jobs' cgroups.
 func v2Controllers() []string { return []string{"cpu", "memory", "io", "pids"} }
@@ -202,7 +206,7 @@ func v1Hierarchies(cgroupRoot string, mounts []mountInfo) (map[string]string, er
 			continue
 		}
 		for _, opt := range m.superOpts {
-			if !slices.Contains(v1Controllers(), opt) {
+			if !slices.Contains(v1Controllers(), opt) && !slices.Contains(v1OptionalControllers(), opt) {
 				continue
 			}
 			if s, seen := best[opt]; seen && s >= score(m) {

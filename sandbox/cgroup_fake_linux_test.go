@@ -179,8 +179,8 @@ func TestCgroupDetectHybridV1(t *testing.T) {
 			t.Errorf("controller %s at %s, want %s", c, got, want)
 		}
 	}
-	if got := len(m.hierarchies()); got != 6 {
-		t.Errorf("%d hierarchies %v, want 6 (cpuset, devices and systemd unused)", got, m.hierarchies())
+	if got := len(m.hierarchies()); got != 7 {
+		t.Errorf("%d hierarchies %v, want 7 (devices for the allow-list; cpuset and systemd unused)", got, m.hierarchies())
 	}
 }
 
@@ -287,6 +287,9 @@ func v1ControlFiles(ctrl string, memsw bool) map[string]string {
 		files["pids.max"] = "max\n"
 	case "freezer":
 		files["freezer.state"] = "THAWED\n"
+	case "devices":
+		files["devices.deny"] = ""
+		files["devices.allow"] = ""
 	}
 	return files
 }
@@ -328,6 +331,8 @@ func TestCgroupV1Limits(t *testing.T) {
 			"blkio/blkio.throttle.read_iops_device":  "259:0 1000\n254:0 1000\n",
 			"blkio/blkio.throttle.write_iops_device": "259:0 1000\n254:0 1000\n",
 			"pids/pids.max":                          "1024\n",
+			"devices/devices.deny":                   "a\n",
+			"devices/devices.allow":                  strings.Join(jobDeviceRules(), "\n") + "\n",
 		},
 	}, {
 		name: "zero is no limit", limits: Limits{}, memsw: true,

@@ -50,11 +50,14 @@ func (m *cgroupsV1) cgroup(name string) *cgroupV1 {
 	for c, mp := range m.mounts {
 		dirs[c] = filepath.Join(mp, m.parent, name)
 	}
-	var paths []string
+	var paths, procsPaths []string
 	for _, h := range m.hierarchies() {
 		paths = append(paths, filepath.Join(h, m.parent, name))
+		if slices.ContainsFunc(v1Controllers(), func(c string) bool { return m.mounts[c] == h }) {
+			procsPaths = append(procsPaths, filepath.Join(h, m.parent, name))
+		}
 	}
-	return &cgroupV1{name: name, dirs: dirs, paths: paths}
+	return &cgroupV1{name: name, dirs: dirs, paths: paths, procsPaths: procsPaths}
 }
 
 func (m *cgroupsV1) Create(name string, limits Limits) (Cgroup, error) {
@@ -125,11 +128,14 @@ type cgroupV1 struct {
 	name  string
 	dirs  map[string]string // controller -> its directory
 	paths []string          // the distinct directories, sorted
+	// procsPaths are paths without the optional hierarchies (devices):
+	// Procs reads these. Each read is a snapshot of its own, so every
+	// hierarchy more widens the union of a job that forks and exits fast.
+	procsPaths []string
 }
 
 func (c *cgroupV1) Name() string               { return c.name }
 func (c *cgroupV1) Paths() []string            { return slices.Clone(c.paths) }
-func (c *cgroupV1) FD() (int, bool, error)     { return -1, false, nil }
 func (c *cgroupV1) file(ctrl, f string) string { return filepath.Join(c.dirs[ctrl], f) }
 
 // setLimits writes limits (zero fields: no limit) to a fresh cgroup. IO
@@ -168,11 +174,31 @@ func (c *cgroupV1) setLimits(l Limits, devs []string) error {
 			return err
 		}
 	}
+	if _, ok := c.dirs["devices"]; ok {
+		// Deny every device, then allow the job's few: a belt to the
+		// view's braces (every other mount of the job is nodev).
+		if err := writeFile(c.file("devices", "devices.deny"), "a"); err != nil {
+			return err
+		}
+		if err := writeLines(c.file("devices", "devices.allow"), jobDeviceRules()); err != nil {
+			return err
+		}
+	}
 	pids := "max"
 	if l.Pids != 0 {
 		pids = strconv.FormatUint(l.Pids, 10)
 	}
 	return writeFile(c.file("pids", "pids.max"), pids)
+}
+
+// jobDeviceRules are the devices a job may open (devices.allow, v1): the
+// nodes of its minimal /dev (devNodes), its own ptmx and pseudo-terminals.
+// It may make no device node at all ("m" is not allowed).
+func jobDeviceRules() []string {
+	return []string{
+		"c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", // null zero full random urandom
+		"c 5:0 rw", "c 5:2 rw", "c 136:* rw", // tty ptmx pts/*
+	}
 }
 
 // setMemory sets the hard limit, the soft limit (75%) and, where swap is
@@ -230,20 +256,20 @@ func (c *cgroupV1) Add(pid int) error {
 	return nil
 }
 
-// tasksPaths are the tasks files of every hierarchy, for the shim to move
-// its own thread in (protocol.go). A thread moving itself with "0" skips the
+// Join gives the tasks files of every hierarchy, for the shim to move its
+// own thread in (protocol.go). A thread moving itself with "0" skips the
 // kernel's global cgroup_threadgroup_rwsem, which writing a pid to
 // cgroup.procs takes for writing: after a quiet moment that write waits for
 // an RCU grace period (~10 ms).
-func (c *cgroupV1) tasksPaths() []string {
+func (c *cgroupV1) Join() (CgroupJoin, error) {
 	paths := make([]string, len(c.paths))
 	for i, p := range c.paths {
 		paths[i] = filepath.Join(p, "tasks")
 	}
-	return paths
+	return CgroupJoin{CloneFD: -1, Tasks: paths}, nil
 }
 
-func (c *cgroupV1) Procs() ([]int, error) { return readProcsAll(c.paths) }
+func (c *cgroupV1) Procs() ([]int, error) { return readProcsAll(c.procsPaths) }
 
 func (c *cgroupV1) Signal(sig int) error {
 	pids, err := c.Procs()

@@ -144,13 +144,14 @@ func (c *cgroupV2) Name() string         { return c.name }
 func (c *cgroupV2) Paths() []string      { return []string{c.dir} }
 func (c *cgroupV2) file(f string) string { return filepath.Join(c.dir, f) }
 
-// FD opens the cgroup directory for CLONE_INTO_CGROUP. The caller closes it.
-func (c *cgroupV2) FD() (int, bool, error) {
+// Join opens the cgroup directory for CLONE_INTO_CGROUP: a process is born
+// inside. The caller closes CloneFD.
+func (c *cgroupV2) Join() (CgroupJoin, error) {
 	fd, err := unix.Open(c.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, false, fmt.Errorf("cgroup: open %s: %w", c.dir, err)
+		return CgroupJoin{CloneFD: -1}, fmt.Errorf("cgroup: open %s: %w", c.dir, err)
 	}
-	return fd, true, nil
+	return CgroupJoin{CloneFD: fd}, nil
 }
 
 // setLimits writes limits (zero fields: no limit) to a fresh cgroup. IO

@@ -21,9 +21,11 @@ const maxSpecSize = 16 << 20
 // fresh namespaces (see protocol.go for the contract). It reads the Spec,
 // moves its thread into the job's cgroup (v1, when the spec lists the tasks
 // files), enters a new cgroup namespace rooted at the job's cgroup, makes mount
-// propagation private, mounts a fresh /proc, sets the hostname,
-// brings lo up, switches credentials, sets no_new_privs, marks every fd but
-// 0-2 close-on-exec, installs the seccomp filter and execs the user's command. It never returns: it execs,
+// propagation private, builds the job's view (view.go), sets the hostname,
+// brings lo up, limits the capabilities, switches credentials, joins a fresh
+// session keyring, sets no_new_privs, marks every fd but 0-2 close-on-exec,
+// installs the seccomp filter and execs the user's command. It never
+// returns: it execs,
 // or reports the failure on errorFD and exits with childFailedExit.
 //
 // The command becomes PID 1 of its PID namespace. The kernel then drops
@@ -88,8 +90,9 @@ func runChild() error {
 		return err
 	}
 
-	// Now that the shim is in the job's cgroup (v2: cloned into it; v1:
-	// moved before the spec was sent), a new cgroup namespace is rooted
+	// Now that the shim is in the job's cgroup (v2: cloned into it; v1: its
+	// thread wrote itself in just above, or the parent moved it before it
+	// sent the spec), a new cgroup namespace is rooted
 	// there: the job sees its cgroup as "/" in /proc/self/cgroup, and on v2
 	// (mounted nsdelegate, as systemd does) even a root job cannot move
 	// itself out of it. Created here, not at clone time, where it would be
@@ -100,30 +103,21 @@ func runChild() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return shimErr("make mounts private", err)
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return shimErr("mount /proc", err)
+	// The job's file system view (view.go): the host's root (or an image)
+	// read-only, private tmpfs mounts, a minimal /dev, a fresh /proc and
+	// /sys with only the job's own cgroup, the server's files hidden.
+	home, err := buildView(spec.View)
+	if err != nil {
+		return err
 	}
-	// Spec.TTY: the job's own devpts instance and terminal (pty_linux.go);
-	// the master goes to the parent now, the slave becomes the command's
-	// terminal right before exec.
+	// Spec.TTY: the job's terminal, in its view's own devpts instance
+	// (pty_linux.go); the master goes to the parent now, the slave becomes
+	// the command's terminal right before exec.
 	slave := -1
 	if spec.TTY {
 		if slave, err = openTTY(spec); err != nil {
 			return err
 		}
-	}
-	// The job cannot leave its cgroup, even as root: the cgroup file
-	// systems are read-only in its mount namespace, and the command gets no
-	// CAP_SYS_ADMIN to remount them (see dropSysAdmin below).
-	if err := readOnlyCgroupMounts(); err != nil {
-		return shimErr("make cgroup mounts read-only", err)
-	}
-	// Out of the bounding set, CAP_SYS_ADMIN is not among a root command's
-	// capabilities after execve: it cannot remount the cgroup file systems
-	// read-write (nor mount anything else). Dropped while the shim is still
-	// root (it needs CAP_SETPCAP); its own capabilities stay until execve.
-	if err := unix.Prctl(unix.PR_CAPBSET_DROP, unix.CAP_SYS_ADMIN, 0, 0, 0); err != nil {
-		return shimErr("drop CAP_SYS_ADMIN", err)
 	}
 	hostname := spec.Hostname
 	if hostname == "" {
@@ -135,6 +129,13 @@ func runChild() error {
 	if err := loopbackUp(); err != nil {
 		return shimErr("bring lo up", err)
 	}
+	// Out of the bounding set, CAP_SYS_ADMIN and every other capability but
+	// jobCapabilities are never among what the command gets: not even a
+	// root job can remount its view or its cgroups writable, or mount
+	// anything else.
+	if err := limitBoundingSet(); err != nil {
+		return err
+	}
 	// As root, so that it cannot fail; the job's own Dir is entered after
 	// the credential switch so that its permissions are the job user's.
 	if err := unix.Chdir("/"); err != nil {
@@ -144,16 +145,24 @@ func runChild() error {
 	if err := switchCredentials(spec.UID, spec.GID); err != nil {
 		return err
 	}
-	if spec.Dir != "" {
-		if err := unix.Chdir(spec.Dir); err != nil {
-			return execErr("chdir", fmt.Errorf("working directory %q: %w", spec.Dir, err))
+	if spec.UID == nil {
+		// A root job keeps Docker's 14 capabilities and nothing else.
+		if err := dropRootCapabilities(); err != nil {
+			return err
 		}
 	}
-
-	env := spec.Env
-	if env == nil {
-		env = []string{"PATH=" + defaultPath, "HOME=/"}
+	if err := joinSessionKeyring(spec.DynamicUser); err != nil {
+		return err
 	}
+	dir := spec.Dir
+	if dir == "" {
+		dir = home
+	}
+	if err := unix.Chdir(dir); err != nil {
+		return execErr("chdir", fmt.Errorf("working directory %q: %w", dir, err))
+	}
+
+	env := jobEnv(spec.Env, home)
 	if spec.TTY {
 		env = withTERM(env)
 	}
@@ -415,45 +424,16 @@ func writeAll(fd int, data []byte) {
 	}
 }
 
-// readOnlyCgroupMounts remounts every cgroup and cgroup2 mount of the
-// shim's (private) mount namespace read-only, keeping its other flags. The
-// host's mounts are not affected.
-func readOnlyCgroupMounts() error {
-	mounts, err := readMountinfo(defaultMountinfo)
-	if err != nil {
-		return err
+// jobEnv is the command's environment: env, or a minimal PATH when env is
+// nil, with HOME set to the job's home unless env sets it.
+func jobEnv(env []string, home string) []string {
+	if env == nil {
+		env = []string{"PATH=" + defaultPath}
 	}
-	for _, m := range mounts {
-		if m.fsType != "cgroup" && m.fsType != "cgroup2" {
-			continue
-		}
-		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
-		for _, opt := range m.mountOpts {
-			flags |= mountFlag(opt)
-		}
-		if err := unix.Mount("", m.mountPoint, "", flags, ""); err != nil {
-			return fmt.Errorf("%s: %w", m.mountPoint, err)
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "HOME=") {
+			return env
 		}
 	}
-	return nil
-}
-
-// mountFlag is the flag of a per-mount option that a read-only remount
-// keeps (0 for the others).
-func mountFlag(opt string) uintptr {
-	switch opt {
-	case "nosuid":
-		return unix.MS_NOSUID
-	case "nodev":
-		return unix.MS_NODEV
-	case "noexec":
-		return unix.MS_NOEXEC
-	case "relatime":
-		return unix.MS_RELATIME
-	case "noatime":
-		return unix.MS_NOATIME
-	case "nodiratime":
-		return unix.MS_NODIRATIME
-	}
-	return 0
+	return append(env[:len(env):len(env)], "HOME="+home)
 }

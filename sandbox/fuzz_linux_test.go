@@ -22,6 +22,10 @@ func FuzzDecodeSpec(f *testing.F) {
 		{Spec: Spec{Path: "sh", Args: []string{"-c", "echo hi"}, Env: []string{"PATH=/bin"}, Dir: "/tmp", UID: &uid, GID: &gid}},
 		{Spec: Spec{Path: "/bin/true", Hostname: "box"}, CgroupTasks: []string{"/sys/fs/cgroup/cpu/telehandler/j/tasks"}},
 		{Spec: Spec{Path: "printf", Args: []string{"\x1b[2J\u202e", ""}}},
+		{Spec: Spec{Path: "ls", DynamicUser: true, Image: "alpine"}, View: view{Image: "/srv/alpine", TmpfsSize: 1 << 20,
+			Hide: []string{}, Binds: []Bind{{Host: "/srv", Job: "/tmp/srv", Writable: true}},
+			Cgroups: []viewCgroup{{Host: "/sys/fs/cgroup/cpu,cpuacct/telehandler/j", Name: "cpu,cpuacct", Links: []string{"cpu", "cpuacct"}}},
+			HomeUID: 1879048192, HomeGID: 1879048192, MaskSecrets: true}},
 	} {
 		data, err := json.Marshal(s)
 		if err != nil {

@@ -13,16 +13,23 @@ type Spec struct {
 	Path string `json:"path"`
 	// Args are the arguments after the command (not including argv[0]).
 	Args []string `json:"args,omitempty"`
-	// Dir is the working directory ("" = /).
+	// Dir is the working directory ("" = the job's home, see view.go).
 	Dir string `json:"dir,omitempty"`
 	// Env is the whole environment of the command ("KEY=VALUE"); nothing of
-	// the server's environment leaks in. nil = a minimal PATH and HOME; an
-	// empty Env is an empty environment (so the JSON keeps "env":[] apart
-	// from null: no omitempty).
+	// the server's environment leaks in. nil = a minimal PATH; an empty Env
+	// is an empty environment (so the JSON keeps "env":[] apart from null:
+	// no omitempty). Either way HOME is the job's home unless Env sets it.
 	Env []string `json:"env"`
-	// UID and GID the command runs as; nil = stay root.
+	// UID and GID the command runs as; nil = stay root (with Docker's
+	// default capabilities only, see jobCapabilities).
 	UID *uint32 `json:"uid,omitempty"`
 	GID *uint32 `json:"gid,omitempty"`
+	// DynamicUser runs the command as a uid and gid of its own, allocated
+	// from Config.UIDs while the job lives; UID and GID must be nil.
+	DynamicUser bool `json:"dynamic_user,omitempty"`
+	// Image names the root file system of the job, one of Config.Images;
+	// "" = the host's, read-only.
+	Image string `json:"image,omitempty"`
 	// Hostname inside the UTS namespace ("" = "sandbox").
 	Hostname string `json:"hostname,omitempty"`
 	// TTY gives the command a pseudo-terminal of its own (pty_linux.go):

@@ -16,8 +16,9 @@ package sandbox
 //
 // in new PID, mount, network, UTS and IPC namespaces, with the parent-death
 // signal SIGKILL. (The shim adds a cgroup namespace itself once it is in the
-// job's cgroup; one made at clone time would be rooted at the server's.) Every other fd of the parent is close-on-exec and never
-// reaches the shim.
+// job's cgroup; one made at clone time would be rooted at the server's.)
+// Every other fd of the parent is close-on-exec and never reaches the shim.
+// How the shim enters its cgroup is the cgroup's answer (Cgroup.Join).
 //
 // The sequence, and who closes what:
 //
@@ -131,4 +132,8 @@ type shimSpec struct {
 	// (struct sock_filter records in native byte order, compiled once by
 	// New); empty = no filter (Config.DisableSeccomp, serve --seccomp=off).
 	Seccomp []byte `json:"seccomp,omitempty"`
+	// View is how the shim builds the job's file system view (view.go),
+	// after it entered the cgroup (so that the job's tmpfs pages are
+	// charged to the job) and before it drops privileges.
+	View view `json:"view"`
 }

@@ -8,10 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A job's terminal (Spec.TTY). The shim mounts a new devpts instance on
-// /dev/pts in the job's mount namespace (not the host's: the job cannot
-// see or open the host's terminals, nor the server's), opens a pty pair
-// there, makes the slave the controlling terminal of the command's session
+// A job's terminal (Spec.TTY). The job's view has a devpts instance of its
+// own on /dev/pts (mountDev; not the host's: the job cannot see or open the
+// host's terminals, nor the server's); the shim opens a pty pair there, makes the slave the controlling terminal of the command's session
 // and its fds 0-2, and sends the master to the parent over ttyFD. The
 // parent (the server) only reads and writes the master and sets its window
 // size; it never makes it a controlling terminal of its own: it gets the fd
@@ -24,14 +23,11 @@ import (
 // kernel.pty.reserve), which one job must not drain for the others.
 const devptsOptions = "newinstance,ptmxmode=0666,mode=0620,max=64"
 
-// openTTY (shim) mounts the job's devpts instance, opens a pty pair in it,
+// openTTY (shim) opens a pty pair in the job's devpts instance (the view's),
 // sizes it, gives the slave to the job's user, sends the master on ttyFD
 // and returns the slave (O_NOCTTY: it becomes the controlling terminal
 // only in useTTY, right before exec).
 func openTTY(spec shimSpec) (int, error) {
-	if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, devptsOptions); err != nil {
-		return -1, shimErr("mount devpts", err)
-	}
 	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, shimErr("open ptmx", err)

@@ -33,6 +33,10 @@ var (
 	ErrNoController = errors.New("cgroup controller not available")
 	// ErrInvalidLimits means a Limits value is out of range.
 	ErrInvalidLimits = errors.New("invalid limits")
+	// ErrUnknownImage means Spec.Image names no image of Config.Images.
+	ErrUnknownImage = errors.New("unknown image")
+	// ErrNoUID means every uid of Config.UIDs is held by a running job.
+	ErrNoUID = errors.New("no free uid")
 )
 
 // Limits are the resource limits of one job. A zero field means "no limit

@@ -100,8 +100,8 @@ func TestCommandStartsInCgroup(t *testing.T) {
 
 	if version == 2 {
 		// v2 with nsdelegate: not even root can leave the job's cgroup
-		// namespace. (On v1 root can; there the PID namespace still dies
-		// with the job, and jobs should not run as root.)
+		// namespace. (On v1, TestRootJobCannotLeaveItsCgroup: the cgroup
+		// file systems are read-only in the job's view.)
 		j := ts.startJob(t, DefaultLimits(), sh(`echo $$ > /sys/fs/cgroup/cgroup.procs`))
 		if state, out := j.wait(t); state.ExitCode == 0 {
 			t.Errorf("a job moved itself to the root cgroup: %+v %q", state, out)
@@ -195,6 +195,8 @@ func TestIOWriteLimit(t *testing.T) {
 		dir = d
 	}
 	file := filepath.Join(dir, "dd.out")
+	// The job's own /tmp is a tmpfs: the directory is bound in.
+	ts.bind(t, Bind{Host: dir, Job: dir, Writable: true})
 
 	// 20 MiB of direct (uncached) writes at 5 MiB/s take 4 s in theory;
 	// at least 3 s leaves room for the throttle's initial burst.
@@ -347,6 +349,7 @@ func TestStartErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("\x01\x02 not a program\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	ts.bind(t, Bind{Host: tmp, Job: tmp})
 
 	for _, tc := range []struct {
 		name string
@@ -494,7 +497,9 @@ func TestShimFailuresAreNotJobs(t *testing.T) {
 		{"tiny pids.max", "", Limits{Pids: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sb, err := New(Config{Cgroups: ts.rec, Exe: tc.exe})
+			cfg := testConfig(t, ts.rec)
+			cfg.Exe = tc.exe
+			sb, err := New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -520,6 +525,16 @@ func TestShimFailuresAreNotJobs(t *testing.T) {
 	}
 }
 
+// jobCgroupDir is where a job sees its cgroup directory hostPath (under
+// parent): /sys/fs/cgroup itself on v2, /sys/fs/cgroup/HIERARCHY on v1.
+func jobCgroupDir(version int, hostPath, parent string) string {
+	if version == 2 {
+		return "/sys/fs/cgroup"
+	}
+	mount, _, _ := strings.Cut(hostPath, "/"+parent+"/")
+	return filepath.Join("/sys/fs/cgroup", filepath.Base(mount))
+}
+
 // checkCommandStartsInCgroup runs cat, the exec'd command itself, on the
 // cgroup.procs of its job's cgroup in every hierarchy: it must find itself
 // (PID 1 of the job's PID namespace) in each, so its first instructions ran
@@ -531,7 +546,7 @@ func (ts *testSandbox) checkCommandStartsInCgroup(t *testing.T) {
 	paths := ts.cgroupPaths(t, name)
 	args := []string{"/proc/self/cgroup"}
 	for _, p := range paths {
-		args = append(args, filepath.Join(p, "cgroup.procs"))
+		args = append(args, filepath.Join(jobCgroupDir(ts.Cgroups().Version(), p, ts.parent), "cgroup.procs"))
 	}
 	j := ts.startNamedJob(t, name, DefaultLimits(), Spec{Path: "cat", Args: args})
 	state, out := j.wait(t)

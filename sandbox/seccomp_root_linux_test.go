@@ -429,7 +429,9 @@ date +%Y >/dev/null && sleep 0.01 && echo done`)
 		run("static Go program", Spec{Path: static}, "static go ok")
 	}
 
-	if py, err := exec.LookPath("python3"); err == nil {
+	// Looked up in the job's PATH: the host's may name directories jobs do
+	// not see (a pyenv under /root, say).
+	if py, err := lookPath("python3", []string{"PATH=" + defaultPath}); err == nil {
 		run("python3", Spec{Path: py, Args: []string{"-c", `
 import hashlib, json, os, subprocess, tempfile, threading
 r = []
@@ -446,14 +448,14 @@ print("python ok", n, subprocess.run(["echo", "sub"], capture_output=True, text=
 
 	// ptrace is allowed: strace works, and so does its fault injection,
 	// which skips the call by setting its number to -1.
-	if strace, err := exec.LookPath("strace"); err == nil {
+	if strace, err := lookPath("strace", []string{"PATH=" + defaultPath}); err == nil {
 		run("strace", sh(strace+` -qq -f -o /dev/null /bin/true && echo strace ok
 `+strace+` -qq -o /dev/null -e inject=uname:error=EPERM uname 2>/dev/null; echo "injected rc=$?"`), "strace ok\ninjected rc=1")
 	} else {
 		t.Logf("no strace on this host")
 	}
 
-	if git, err := exec.LookPath("git"); err == nil {
+	if git, err := lookPath("git", []string{"PATH=" + defaultPath}); err == nil {
 		run("git", Spec{Path: "/bin/sh", Args: []string{"-c", `set -e
 d=$(mktemp -d); cd "$d"; export HOME="$d"
 ` + git + ` init -q
@@ -538,7 +540,9 @@ func main() {
 // runs without a filter.
 func TestSeccompOff(t *testing.T) {
 	ts := newTestSandbox(t)
-	sb, err := New(Config{Cgroups: ts.rec, DisableSeccomp: true})
+	cfg := testConfig(t, ts.rec)
+	cfg.DisableSeccomp = true
+	sb, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +35,27 @@ type Config struct {
 	// DisableSeccomp runs jobs without the seccomp filter (serve
 	// --seccomp=off). The zero value filters every job (seccomp_linux.go).
 	DisableSeccomp bool
+
+	// The job's view (view.go).
+
+	// TmpfsSize is the size in bytes of each of a job's private tmpfs
+	// mounts; 0 = DefaultTmpfsSize.
+	TmpfsSize uint64
+	// Hide are host paths (directories) no job may see: each is covered by
+	// an empty read-only tmpfs (the server's state directory, the
+	// directories of its certificates and keys). Paths under a job's own
+	// mounts (/tmp, /var/tmp, /run, /dev, /proc, /sys, /home) are hidden
+	// already. "/" cannot be hidden.
+	Hide []string
+	// Binds are host paths bound into every job's view, in order.
+	Binds []Bind
+	// Images are the root file systems a job may ask for by name
+	// (Spec.Image): directories with at least proc, dev and sys in them.
+	Images map[string]string
+	// UIDs is the range of Spec.DynamicUser jobs' uids; the zero value is
+	// DefaultUIDRange. No id of /etc/passwd, /etc/group, /etc/subuid or
+	// /etc/subgid may fall in it.
+	UIDs UIDRange
 }
 
 // defaultStartTimeout is Config.StartTimeout's default: the shim normally
@@ -48,6 +73,13 @@ type Sandbox struct {
 	// seccomp is the compiled filter every shim installs (shimSpec.Seccomp);
 	// nil when Config.DisableSeccomp.
 	seccomp []byte
+	// view is the part of every job's view that Config fixes.
+	view   view
+	images map[string]string
+	uids   *uidPool
+	// cgroupMounts are the host's cgroup file systems, to name the job's
+	// cgroup directories in its view.
+	cgroupMounts []mountInfo
 }
 
 // New returns a Sandbox for cfg, filling in the defaults.
@@ -75,7 +107,35 @@ func New(cfg Config) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
-	return &Sandbox{cgroups: cgroups, exe: exe, startTimeout: startTimeout, seccomp: seccomp}, nil
+	v, err := cfg.baseView()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := cfg.checkImages(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	uids := cfg.UIDs
+	if uids == (UIDRange{}) {
+		uids = DefaultUIDRange
+	}
+	if err := uids.validate("/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	mounts, err := readMountinfo(defaultMountinfo)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	var cgroupMounts []mountInfo
+	for _, m := range mounts {
+		if m.fsType == "cgroup" || m.fsType == "cgroup2" {
+			cgroupMounts = append(cgroupMounts, m)
+		}
+	}
+	return &Sandbox{
+		cgroups: cgroups, exe: exe, startTimeout: startTimeout,
+		seccomp: seccomp,
+		view:    v, images: maps.Clone(cfg.Images), uids: newUIDPool(uids), cgroupMounts: cgroupMounts,
+	}, nil
 }
 
 // Cgroups returns the cgroup manager the sandbox creates jobs' cgroups with
@@ -90,11 +150,17 @@ func (s *Sandbox) Cgroups() Cgroups { return s.cgroups }
 // outside its cgroup (v2: the shim is cloned into it; v1: the shim's thread
 // that execs the command moves itself into it first thing, see protocol.go).
 //
+// The command sees the view view.go describes (the host's root read-only, or
+// the image spec.Image names), and runs as spec's user: with
+// spec.DynamicUser, a uid of its own from Config.UIDs, given back once the
+// job ended and its cgroup is gone.
+//
 // Errors wrap ErrExec when the command could not be started (missing binary,
 // not executable, bad working directory, bad credentials), ErrShim when the
 // sandbox could not be set up (or the shim did not exec the command within
-// Config.StartTimeout: it is killed), or Cgroups.Create's error. On error nothing is
-// left behind: the shim is reaped and the cgroup removed.
+// Config.StartTimeout: it is killed), ErrUnknownImage, ErrNoUID, or
+// Cgroups.Create's error. On error nothing is left behind: the shim is
+// reaped and the cgroup removed.
 //
 // The shim also enters a new cgroup namespace once it is in the job's cgroup,
 // so the job sees its own cgroup as "/" in /proc/self/cgroup and, on v2
@@ -103,31 +169,95 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 	if spec.Path == "" {
 		return nil, fmt.Errorf("%w: empty command", ErrExec)
 	}
-	if s.cgroups.Version() == 2 {
-		// The shim is cloned into the cgroup: it must exist first.
-		cg, err := s.createCgroup(cfg)
+	v := s.view
+	if spec.Image != "" {
+		dir, ok := s.images[spec.Image]
+		if !ok {
+			name := strconv.Quote(spec.Image)
+			if !validImageName.MatchString(spec.Image) {
+				name = "(not a valid image name)"
+			}
+			return nil, fmt.Errorf("%w %s: this server has %s", ErrUnknownImage, name, s.imageNames())
+		}
+		v.Image, v.Hide = dir, nil
+	}
+	release := func() {}
+	if spec.DynamicUser {
+		if spec.UID != nil || spec.GID != nil {
+			return nil, fmt.Errorf("%w: a dynamic user has no fixed uid or gid", ErrExec)
+		}
+		uid, err := s.uids.allocate()
 		if err != nil {
 			return nil, err
 		}
-		sh, err := s.startShim(cg, cfg, spec.TTY)
-		if err != nil {
-			return nil, removeOnError(cg, err)
-		}
-		return sh.finish(cg, spec)
+		spec.UID, spec.GID = &uid, &uid
+		release = func() { s.uids.release(uid) }
 	}
-	// v1: the shim boots (Go runtime, package init: most of a start) while
-	// the cgroup is made. It waits for its spec and joins the cgroup (or is
-	// moved into it) before it does anything else.
-	sh, err := s.startShim(nil, cfg, spec.TTY)
+	v.MaskSecrets = !spec.DynamicUser
+	if spec.UID != nil {
+		v.HomeUID = *spec.UID
+	}
+	if spec.GID != nil {
+		v.HomeGID = *spec.GID
+	}
+	return s.start(spec, cfg, v, release)
+}
+
+// start is Start once the job's uid and view are chosen. release gives the
+// uid back; it is called once the job is over and its cgroup is gone (on
+// error: before start returns, unless the cgroup could not be removed).
+func (s *Sandbox) start(spec Spec, cfg StartConfig, v view, release func()) (*Process, error) {
+	// The one layout question: a shim cloned into its cgroup (v2) needs
+	// the cgroup first; one that joins by itself (v1) boots (Go runtime,
+	// package init: most of a start) while the cgroup is made, and waits
+	// for its spec before it joins, see Cgroup.Join.
+	if s.cgroups.Version() == 2 {
+		cg, err := s.createCgroup(cfg)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		join, err := cg.Join()
+		if err != nil {
+			return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err), release)
+		}
+		sh, err := s.startShim(join.CloneFD, cfg, spec.TTY)
+		if err != nil {
+			return nil, removeOnError(cg, err, release)
+		}
+		return sh.finish(cg, join, spec, s.jobView(v, cg), release)
+	}
+	sh, err := s.startShim(-1, cfg, spec.TTY)
 	if err != nil {
+		release()
 		return nil, err
 	}
 	cg, err := s.createCgroup(cfg)
 	if err != nil {
 		sh.abort()
+		release()
 		return nil, err
 	}
-	return sh.finish(cg, spec)
+	join, err := cg.Join()
+	if err != nil {
+		sh.abort()
+		return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err), release)
+	}
+	if join.CloneFD >= 0 {
+		// Started already, it cannot be cloned in: it is moved instead.
+		unix.Close(join.CloneFD)
+		join.CloneFD = -1
+	}
+	return sh.finish(cg, join, spec, s.jobView(v, cg), release)
+}
+
+// imageNames lists the images a job may ask for, for an error message.
+func (s *Sandbox) imageNames() string {
+	if len(s.images) == 0 {
+		return "no images (serve --image NAME=DIR registers one)"
+	}
+	names := slices.Sorted(maps.Keys(s.images))
+	return "images " + strings.Join(names, ", ")
 }
 
 func (s *Sandbox) createCgroup(cfg StartConfig) (Cgroup, error) {
@@ -138,22 +268,22 @@ func (s *Sandbox) createCgroup(cfg StartConfig) (Cgroup, error) {
 	return cg, nil
 }
 
-// removeOnError removes the cgroup of a start that failed with err.
-func removeOnError(cg Cgroup, err error) error {
+// removeOnError removes the cgroup of a start that failed with err, and
+// then gives the job's uid back (release), unless the cgroup stays.
+func removeOnError(cg Cgroup, err error, release func()) error {
 	if dErr := cg.Delete(); dErr != nil {
-		err = errors.Join(err, fmt.Errorf("remove cgroup %q: %w", cg.Name(), dErr))
+		return errors.Join(err, fmt.Errorf("remove cgroup %q: %w", cg.Name(), dErr))
 	}
+	release()
 	return err
 }
 
 // shim is a started shim waiting for its spec: the parent half of the
 // protocol in protocol.go.
 type shim struct {
-	cmd *exec.Cmd
-	// intoCgroup: cloned into the job's cgroup (v2, CLONE_INTO_CGROUP).
-	intoCgroup bool
-	specW      *os.File // write end of the spec pipe
-	errR       *os.File // read end of the error pipe
+	cmd   *exec.Cmd
+	specW *os.File // write end of the spec pipe
+	errR  *os.File // read end of the error pipe
 	// timeout bounds the spec write and the wait for the exec.
 	timeout time.Duration
 	// seccomp is sent in the spec (Sandbox.seccomp).
@@ -163,10 +293,14 @@ type shim struct {
 	ttySock *os.File
 }
 
-// startShim starts the shim in its namespaces, inside cg when cg is given
-// and can be cloned into (v2), with the terminal's socket at ttyFD when tty.
-// The shim then blocks reading its spec.
-func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig, tty bool) (*shim, error) {
+// startShim starts the shim in its namespaces, cloned into the cgroup
+// whose directory cloneFD is when cloneFD >= 0 (v2; startShim closes it),
+// with the terminal's socket at ttyFD when tty. The shim then blocks reading
+// its spec.
+func (s *Sandbox) startShim(cloneFD int, cfg StartConfig, tty bool) (*shim, error) {
+	if cloneFD >= 0 {
+		defer unix.Close(cloneFD)
+	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: spec pipe: %w", ErrShim, err)
@@ -212,18 +346,9 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig, tty bool) (*shim, error)
 		// directly.
 		Setsid: true,
 	}
-	intoCgroup := false
-	if cg != nil {
-		cgFD, ok, err := cg.FD()
-		if err != nil {
-			return fail(fmt.Errorf("%w: open cgroup: %w", ErrShim, err))
-		}
-		if ok {
-			defer unix.Close(cgFD)
-			attr.UseCgroupFD = true
-			attr.CgroupFD = cgFD
-			intoCgroup = true
-		}
+	if cloneFD >= 0 {
+		attr.UseCgroupFD = true
+		attr.CgroupFD = cloneFD
 	}
 
 	extra := make([]*os.File, 2, 3)
@@ -252,7 +377,7 @@ func (s *Sandbox) startShim(cg Cgroup, cfg StartConfig, tty bool) (*shim, error)
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err))
 	}
-	return &shim{cmd: cmd, intoCgroup: intoCgroup, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp, ttySock: ttySock}, nil
+	return &shim{cmd: cmd, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp, ttySock: ttySock}, nil
 }
 
 // abort kills a shim that was never sent its spec and reaps it.
@@ -266,26 +391,29 @@ func (sh *shim) abort() {
 	_ = sh.cmd.Wait()
 }
 
-// finish puts the shim into cg unless it was cloned into it, sends it spec
-// and waits until the command was exec'd. On error the shim is reaped and cg
-// removed.
-func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
-	wire := shimSpec{Spec: spec, Seccomp: sh.seccomp}
-	if !sh.intoCgroup {
-		if tp, ok := cg.(tasksPather); ok {
-			// v1: the shim's thread moves itself in, first thing after
-			// reading the spec.
-			wire.CgroupTasks = tp.tasksPaths()
-		} else if err := cg.Add(sh.cmd.Process.Pid); err != nil {
-			// The shim blocks reading the spec until it has been moved.
+// finish puts the shim into cg as join says (unless it was cloned into
+// it), sends it spec and v and waits until the command was exec'd. On error
+// the shim is reaped and cg removed (then release is called).
+func (sh *shim) finish(cg Cgroup, join CgroupJoin, spec Spec, v view, release func()) (*Process, error) {
+	wire := shimSpec{Spec: spec, View: v, Seccomp: sh.seccomp}
+	switch {
+	case join.CloneFD >= 0:
+		// Born inside.
+	case len(join.Tasks) > 0:
+		// The shim's thread moves itself in, first thing after reading
+		// the spec.
+		wire.CgroupTasks = join.Tasks
+	default:
+		// The shim blocks reading the spec until it has been moved.
+		if err := cg.Add(sh.cmd.Process.Pid); err != nil {
 			sh.abort()
-			return nil, removeOnError(cg, fmt.Errorf("%w: move shim into cgroup: %w", ErrShim, err))
+			return nil, removeOnError(cg, fmt.Errorf("%w: move shim into cgroup: %w", ErrShim, err), release)
 		}
 	}
 	specData, err := json.Marshal(wire)
 	if err != nil {
 		sh.abort()
-		return nil, removeOnError(cg, fmt.Errorf("%w: encode spec: %w", ErrShim, err))
+		return nil, removeOnError(cg, fmt.Errorf("%w: encode spec: %w", ErrShim, err), release)
 	}
 
 	if sh.ttySock != nil {
@@ -305,13 +433,13 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 	report, execTried := bytes.CutPrefix(report, []byte{execMarker})
 	if execTried && len(report) == 0 && writeErr == nil && readErr == nil {
 		// The marker, then EOF: the exec closed the error pipe.
-		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, done: make(chan struct{})}
+		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, release: release, done: make(chan struct{})}
 		if sh.ttySock != nil {
 			master, err := recvMaster(sh.ttySock)
 			if err != nil {
 				_ = cmd.Process.Kill()
 				_ = cmd.Wait()
-				return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err))
+				return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err), release)
 			}
 			p.tty = master
 		}
@@ -330,7 +458,7 @@ func (sh *shim) finish(cg Cgroup, spec Spec) (*Process, error) {
 	} else {
 		err = shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState)
 	}
-	return nil, removeOnError(cg, err)
+	return nil, removeOnError(cg, err, release)
 }
 
 // execFailure is the ErrExec error of a command that could not start; a
@@ -360,12 +488,6 @@ type detailedExecError struct {
 
 func (e *detailedExecError) Error() string   { return e.err.Error() }
 func (e *detailedExecError) Unwrap() []error { return []error{e.err, e.kind} }
-
-// tasksPather is a v1 cgroup whose tasks files the shim's thread writes
-// itself into (cgroupV1.tasksPaths).
-type tasksPather interface {
-	tasksPaths() []string
-}
 
 // shimFailure turns what the shim said (or did not say) into Start's error.
 func shimFailure(report []byte, writeErr, readErr, waitErr error, ps *os.ProcessState) error {
@@ -403,6 +525,9 @@ type Process struct {
 	// tty is the master of the job's terminal (Spec.TTY), else nil; its
 	// owner is the caller (TTY).
 	tty *os.File
+	// release gives the job's uid back; reap calls it once the cgroup is
+	// gone.
+	release func()
 
 	// mu serializes the cgroup's Kill/Signal/Stats with its removal by reap.
 	mu sync.Mutex
@@ -476,9 +601,10 @@ func (p *Process) Kill() error {
 	err := p.cg.Kill()
 	p.mu.Unlock()
 	// Also the command itself, by its process handle (no pid reuse): done
-	// waits for it alone, and a job that left its cgroup (a root job can
-	// write itself into another on v1) is not killed by the cgroup. PID 1
-	// dying makes the kernel kill the rest of its PID namespace.
+	// waits for it alone, and a job moved out of its cgroup from the host
+	// (a job cannot leave it: its cgroup mounts are read-only and it has
+	// no CAP_SYS_ADMIN) is not killed by the cgroup. PID 1 dying makes the
+	// kernel kill the rest of its PID namespace.
 	if kErr := p.cmd.Process.Kill(); kErr != nil && !errors.Is(kErr, os.ErrProcessDone) {
 		err = errors.Join(err, kErr)
 	}
@@ -536,7 +662,10 @@ func (p *Process) reap() {
 	state.Stats = st
 	state.OOMKilled = st.OOMKills > 0
 	if err := p.cg.Delete(); err != nil {
+		// The uid stays taken: something of the job may be left.
 		errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+	} else {
+		p.release()
 	}
 	p.state = state
 	p.cleanupErr = errors.Join(errs...)

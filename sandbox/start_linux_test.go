@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hidingCgroups hands out its cgroups wrapped so that Start sees only the
-// Cgroup interface: no tasks files for the shim, as with a Cgroups
-// implementation of another package.
+// hidingCgroups hands out its cgroups wrapped so that their Join offers
+// neither a clone nor tasks files, as a Cgroups implementation of another
+// package might.
 type hidingCgroups struct{ Cgroups }
 
 func (h hidingCgroups) Create(name string, limits Limits) (Cgroup, error) {
@@ -25,16 +25,20 @@ func (h hidingCgroups) Create(name string, limits Limits) (Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return struct{ Cgroup }{cg}, nil
+	return movedCgroup{cg}, nil
 }
 
+type movedCgroup struct{ Cgroup }
+
+func (movedCgroup) Join() (CgroupJoin, error) { return CgroupJoin{CloneFD: -1}, nil }
+
 // TestCommandStartsInCgroupWhenMoved is TestCommandStartsInCgroup's first
-// check for cgroups that offer only the Cgroup interface: on v1 the parent
-// then moves the shim (Cgroup.Add) before it sends the spec, instead of the
-// shim's thread joining by itself.
+// check for cgroups whose Join asks to be moved: the parent then moves the
+// shim (Cgroup.Add) before it sends the spec, instead of cloning it in or
+// letting the shim's thread join by itself.
 func TestCommandStartsInCgroupWhenMoved(t *testing.T) {
 	ts := newTestSandbox(t)
-	sb, err := New(Config{Cgroups: hidingCgroups{ts.rec}})
+	sb, err := New(testConfig(t, hidingCgroups{ts.rec}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +177,9 @@ func TestWedgedShimDoesNotHangStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	const timeout = 500 * time.Millisecond
-	sb, err := New(Config{Cgroups: ts.rec, Exe: exe, StartTimeout: timeout})
+	cfg := testConfig(t, ts.rec)
+	cfg.Exe, cfg.StartTimeout = exe, timeout
+	sb, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +241,9 @@ func TestShimOffMainThread(t *testing.T) {
 	if err := os.WriteFile(exe, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := New(Config{Cgroups: ts.rec, Exe: exe})
+	cfg := testConfig(t, ts.rec)
+	cfg.Exe = exe
+	sb, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,9 @@ func init() {
 		if run, ok := seccompHelpers[os.Getenv(helperEnv)]; ok {
 			os.Exit(run())
 		}
+		if code, ok := isolationHelper(os.Getenv(helperEnv)); ok {
+			os.Exit(code)
+		}
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
 	}
@@ -105,7 +108,7 @@ func newTestSandbox(t *testing.T) *testSandbox {
 		t.Fatalf("NewCgroups: %v", err)
 	}
 	rec := &recordingCgroups{Cgroups: cgs}
-	sb, err := New(Config{Cgroups: rec})
+	sb, err := New(testConfig(t, rec))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -123,6 +126,31 @@ func newTestSandbox(t *testing.T) *testSandbox {
 		}
 	})
 	return &testSandbox{Sandbox: sb, parent: parent, rec: rec}
+}
+
+// testConfig is the Config of the tests' sandboxes: the job's view has this
+// test binary (a helper program for some tests), bound read-only at its
+// own path (under /tmp when go test built it, which the job does not see).
+func testConfig(t *testing.T, cgroups Cgroups) Config {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(exe)
+	return Config{Cgroups: cgroups, Binds: []Bind{{Host: dir, Job: dir}}}
+}
+
+// bind makes ts's jobs see binds too (after the test binary's directory).
+func (ts *testSandbox) bind(t *testing.T, binds ...Bind) {
+	t.Helper()
+	cfg := testConfig(t, ts.rec)
+	cfg.Binds = append(cfg.Binds, binds...)
+	sb, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts.Sandbox = sb
 }
 
 // recordingCgroups remembers the paths of every cgroup created, so that a

@@ -102,7 +102,8 @@ func toStatus(err error) error {
 		}
 	case errors.Is(err, errInvalidArgument),
 		errors.Is(err, jobrunner.ErrInvalidRequest),
-		errors.Is(err, sandbox.ErrInvalidLimits):
+		errors.Is(err, sandbox.ErrInvalidLimits),
+		errors.Is(err, sandbox.ErrUnknownImage):
 		code = codes.InvalidArgument
 	case errors.Is(err, errUnauthenticated):
 		code = codes.Unauthenticated
@@ -113,7 +114,8 @@ func toStatus(err error) error {
 		}
 	case errors.Is(err, jobrunner.ErrTooManyJobs),
 		errors.Is(err, errTooManyWatchers),
-		errors.Is(err, jobrunner.ErrStateDirFull):
+		errors.Is(err, jobrunner.ErrStateDirFull),
+		errors.Is(err, sandbox.ErrNoUID):
 		code = codes.ResourceExhausted
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition

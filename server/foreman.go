@@ -50,6 +50,7 @@ type foreman struct {
 	defaultLimits sandbox.Limits
 	maxLimits     sandbox.Limits
 	uid, gid      *uint32
+	dynamicUsers  bool
 
 	// The running-jobs cap (see Config): quota turns it into each start's
 	// jobrunner.Quota; the runner counts the jobs and decides.
@@ -124,6 +125,9 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 		TTY:     req.GetTty(),
 		TTYRows: uint16(req.GetTtySize().GetRows()),
 		TTYCols: uint16(req.GetTtySize().GetCols()),
+
+		DynamicUser: f.dynamicUsers,
+		Image:       req.GetImage(),
 	})
 	if qe := (*jobrunner.QuotaError)(nil); errors.As(err, &qe) {
 		return nil, f.tooManyJobs(who, qe)

@@ -131,8 +131,12 @@ type Config struct {
 	MaxConns, MaxConnsPerIP, MaxStreamsPerConn, MaxWatchersPerUser, MaxHeaderBytes int
 	HandshakeTimeout, IdleTimeout                                                  time.Duration
 	// RunAsUID and RunAsGID are the credentials jobs run with; nil means
-	// the server's own (root). Set both or neither.
+	// the server's own (root, with Docker's default capabilities only) or,
+	// with DynamicUsers, a uid of the job's own. Set both or neither.
 	RunAsUID, RunAsGID *uint32
+	// DynamicUsers runs every job as a uid of its own
+	// (sandbox.Spec.DynamicUser); RunAsUID and RunAsGID must be nil.
+	DynamicUsers bool
 	// Logger receives one structured line per call (nil = discard).
 	Logger *slog.Logger
 	// ShutdownTimeout bounds stopping the jobs and draining the calls
@@ -199,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 		maxWatchers:    cfg.MaxWatchersPerUser,
 		uid:            cfg.RunAsUID,
 		gid:            cfg.RunAsGID,
+		dynamicUsers:   cfg.DynamicUsers,
 	})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -225,6 +230,9 @@ func (c *Config) validate(h host) ([]clamp, error) {
 	}
 	if (c.RunAsUID == nil) != (c.RunAsGID == nil) {
 		return nil, errors.New("server: set both RunAsUID and RunAsGID, or neither")
+	}
+	if c.DynamicUsers && c.RunAsUID != nil {
+		return nil, errors.New("server: DynamicUsers and RunAsUID exclude each other")
 	}
 	if c.MaxJobs < 0 {
 		return nil, fmt.Errorf("server: MaxJobs %d is negative", c.MaxJobs)

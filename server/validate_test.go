@@ -294,6 +294,8 @@ func TestToStatus(t *testing.T) {
 		{jobrunner.ErrShuttingDown, codes.Unavailable},
 		{fmt.Errorf("%w: mount", sandbox.ErrShim), codes.Internal},
 		{sandbox.ErrNoController, codes.Internal},
+		{fmt.Errorf("%w \"alpine\": this server has images busybox", sandbox.ErrUnknownImage), codes.InvalidArgument},
+		{fmt.Errorf("%w: all 2 uids in use", sandbox.ErrNoUID), codes.ResourceExhausted},
 		{errors.New("disk on fire"), codes.Internal},
 		{context.Canceled, codes.Canceled},
 		{fmt.Errorf("w: %w", context.DeadlineExceeded), codes.DeadlineExceeded},

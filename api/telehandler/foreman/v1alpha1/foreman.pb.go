@@ -786,9 +786,10 @@ type StartJobRequest struct {
 	// Command to run; looked up in PATH when it has no slash.
 	Command string   `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
 	Args    []string `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
-	// Working directory ("" = /).
+	// Working directory ("" = the job's own writable home, /home/job).
 	WorkingDir string `protobuf:"bytes,3,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
-	// Environment as KEY=VALUE; empty = a minimal PATH and HOME.
+	// Environment as KEY=VALUE; empty = a minimal PATH. HOME is the job's
+	// home unless set here.
 	Env []string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
 	// Limits; unset or zero fields take the server's defaults.
 	Limits *Limits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
@@ -805,7 +806,12 @@ type StartJobRequest struct {
 	// logged as stdout. Implies stdin.
 	Tty bool `protobuf:"varint,8,opt,name=tty,proto3" json:"tty,omitempty"`
 	// Initial size of the tty (unset: the kernel's 0x0).
-	TtySize       *WindowSize `protobuf:"bytes,9,opt,name=tty_size,json=ttySize,proto3" json:"tty_size,omitempty"`
+	TtySize *WindowSize `protobuf:"bytes,9,opt,name=tty_size,json=ttySize,proto3" json:"tty_size,omitempty"`
+	// --- iso (issue 8) ---
+	// Root file system of the job: the name of an image the server registered
+	// (serve --image NAME=DIR); "" = the host's, read-only. An image the
+	// server does not have is INVALID_ARGUMENT.
+	Image         string `protobuf:"bytes,10,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -901,6 +907,13 @@ func (x *StartJobRequest) GetTtySize() *WindowSize {
 		return x.TtySize
 	}
 	return nil
+}
+
+func (x *StartJobRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
 }
 
 // WindowSize is a terminal's size in characters.
@@ -1722,7 +1735,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\x12[\n" +
 	"\x11output_truncation\x18\r \x01(\x0e2..telehandler.foreman.v1alpha1.TruncationReasonR\x10outputTruncation\x120\n" +
 	"\x14output_dropped_bytes\x18\x0e \x01(\x03R\x12outputDroppedBytes\x12!\n" +
-	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xc0\x02\n" +
+	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xd6\x02\n" +
 	"\x0fStartJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
@@ -1733,7 +1746,9 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\fmerge_output\x18\x06 \x01(\bR\vmergeOutput\x12\x14\n" +
 	"\x05stdin\x18\a \x01(\bR\x05stdin\x12\x10\n" +
 	"\x03tty\x18\b \x01(\bR\x03tty\x12C\n" +
-	"\btty_size\x18\t \x01(\v2(.telehandler.foreman.v1alpha1.WindowSizeR\attySize\"4\n" +
+	"\btty_size\x18\t \x01(\v2(.telehandler.foreman.v1alpha1.WindowSizeR\attySize\x12\x14\n" +
+	"\x05image\x18\n" +
+	" \x01(\tR\x05image\"4\n" +
 	"\n" +
 	"WindowSize\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
