@@ -127,8 +127,8 @@ func TestTTY(t *testing.T) {
 func TestTTYResizeAndSignals(t *testing.T) {
 	ts := newTestSandbox(t)
 	spec := sh(`trap 'stty size; echo winched' WINCH; echo ready; ` +
-		`while :; do read line || exit 3; [ "$line" = go ] && break; done; ` +
-		`sleep 100; echo "sleep ended $?"; exit 5`)
+		`i=0; while [ $i -lt 100 ]; do read line; [ "$line" = go ] && break; i=$((i+1)); done; ` +
+		`echo sleeping; sleep 100; echo "sleep ended $?"; exit 5`)
 	spec.TTY = true
 	p, err := ts.Start(spec, StartConfig{Name: jobName(t), Limits: DefaultLimits()})
 	if err != nil {
@@ -146,6 +146,11 @@ func TestTTYResizeAndSignals(t *testing.T) {
 			n, err := master.Read(buf)
 			out.Write(buf[:n])
 			if err != nil {
+				select {
+				case <-p.Done():
+					t.Fatalf("waiting for %q: %v; output %q; the job ended %+v", s, err, out.String(), p.Wait())
+				case <-time.After(time.Second):
+				}
 				t.Fatalf("waiting for %q: %v; output %q", s, err, out.String())
 			}
 		}
@@ -160,8 +165,32 @@ func TestTTYResizeAndSignals(t *testing.T) {
 		t.Errorf("after the resize the job saw %q, want 40 120", out.String())
 	}
 	master.Write([]byte("go\n"))
-	time.Sleep(200 * time.Millisecond) // let sleep start; ^C before it only ends the loop sooner
-	master.Write([]byte{3})            // ^C: SIGINT to the foreground process group
+	waitFor("sleeping")
+	// (The loop reads again whatever read returns: the WINCH trap may
+	// interrupt a read, which then fails; 100 reads bound it should the
+	// terminal end.)
+	// ^C: SIGINT to the foreground process group. Until sleep runs, that
+	// is sh alone, PID 1 of the job, which ignores it (no handler), so ^C
+	// is typed again every 100 ms until the job ends: the first one that
+	// finds sleep in the foreground ends it. (A ^C typed while sh still
+	// read its input would flush "go" from the line and leave the loop
+	// waiting, hence "sleeping" first.)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			master.Write([]byte{3})
+			select {
+			case <-stop:
+				return
+			case <-p.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	rest := readTTY(t, master)
 	st := p.Wait()
 	// sleep, in the terminal's foreground process group, dies of SIGINT;

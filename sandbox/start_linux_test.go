@@ -96,7 +96,11 @@ func TestForkedProcessesStayInCgroup(t *testing.T) {
 	ts := newTestSandbox(t)
 	const maxPids = 32
 	j := ts.startJob(t, Limits{Pids: maxPids},
-		sh(`f(){ if [ $1 -gt 0 ]; then f $(($1-1)) & f $(($1-1)) & fi; sleep 100; }; f 7 & wait`))
+		sh(`sleep 1000 & f(){ if [ $1 -gt 0 ]; then f $(($1-1)) & f $(($1-1)) & fi; sleep 100; }; f 7 & wait`))
+	// PID 1 forks its sleep first, so the job lives even when the tree's
+	// top shell cannot fork its own sleep (its descendants took every
+	// slot) and exits: under load, that ended the whole job before it had
+	// maxPids/2 processes.
 	j.waitForProcs(t, maxPids/2)
 	// Counted with the job frozen: while it forks and reaps, the union of
 	// several cgroup.procs (v1) or a walk of /proc is not one snapshot and
