@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,6 +63,25 @@ func (e env) command(ctx context.Context, stdin io.Reader, stdout io.Writer, arg
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	return cmd, &stderr
+}
+
+// lockedBuffer is a bytes.Buffer that a command writes while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // exitCode is the exit status of a finished command (0 for a nil error).
@@ -209,11 +229,19 @@ func TestInteractiveStdin(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		in := &countingReader{src: rand.NewChaCha8([32]byte{2}), left: -1}
-		var out bytes.Buffer
+		var out lockedBuffer
 		cmd, stderr := alice.command(ctx, in, &out, "start", "-i", "--", "sleep", "1000")
 		before := vmRSS(t, d.srv.cmd.Process.Pid)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
+		}
+		// The job runs once start printed its name (StartJob can take
+		// seconds in the emulated VM; a Ctrl-C before that is no detach).
+		for !strings.HasPrefix(out.String(), "jobs/") {
+			if ctx.Err() != nil {
+				t.Fatalf("start -i printed no job name: stderr %q", stderr)
+			}
+			time.Sleep(50 * time.Millisecond) // polling the CLI's output, bounded by ctx
 		}
 		// Wait until the CLI stops reading: no progress for 2 s.
 		last, still := int64(-1), time.Now()
