@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -63,6 +64,13 @@ func authenticate(ctx context.Context, deny *DenyList) (Identity, error) {
 	return identityOf(chains[0][0])
 }
 
+// clientCert is the verified client certificate of the connection, after
+// authenticate accepted it.
+func clientCert(ctx context.Context) *x509.Certificate {
+	p, _ := peer.FromContext(ctx)
+	return p.AuthInfo.(credentials.TLSInfo).State.VerifiedChains[0][0]
+}
+
 // identityOf reads the identity out of a verified client certificate.
 func identityOf(cert *x509.Certificate) (Identity, error) {
 	name := cert.Subject.CommonName
@@ -119,8 +127,20 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	id, err := authenticate(ss.Context(), s.tls.Load().deny)
 	w := &identityStream{ServerStream: ss}
 	if err == nil {
-		w.ctx = withIdentity(ss.Context(), id)
-		err = handler(srv, w)
+		// A stream (watch) may outlive a reload that denies its
+		// certificate: Reload ends it then (see revokeStreams).
+		ctx, cancel := context.WithCancelCause(ss.Context())
+		untrack := s.trackStream(clientCert(ctx), cancel)
+		// A reload between authenticate and trackStream is seen here.
+		if err = s.tls.Load().deny.check(clientCert(ctx)); err == nil {
+			w.ctx = withIdentity(ctx, id)
+			err = handler(srv, w)
+		}
+		if cause := context.Cause(ctx); errors.Is(cause, errRevoked) {
+			err = cause
+		}
+		untrack()
+		cancel(nil)
 	}
 	err = toStatus(err)
 	s.logCall(ss.Context(), id, info.FullMethod, w.job, start, err)

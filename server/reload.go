@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -75,7 +76,47 @@ func (s *Server) Reload() error {
 	}
 	s.tls.Store(st)
 	s.logState("reloaded certificates and deny list", st)
+	s.revokeStreams(st.deny)
 	return nil
+}
+
+// openStream is a streaming call in progress: the certificate it was
+// authenticated with, and how to end it.
+type openStream struct {
+	cert   *x509.Certificate
+	cancel context.CancelCauseFunc
+}
+
+// trackStream registers a streaming call until the returned function is
+// called, so that a reload that denies its certificate ends it.
+func (s *Server) trackStream(cert *x509.Certificate, cancel context.CancelCauseFunc) func() {
+	o := &openStream{cert: cert, cancel: cancel}
+	s.streamsMu.Lock()
+	if s.streams == nil {
+		s.streams = make(map[*openStream]struct{})
+	}
+	s.streams[o] = struct{}{}
+	s.streamsMu.Unlock()
+	return func() {
+		s.streamsMu.Lock()
+		delete(s.streams, o)
+		s.streamsMu.Unlock()
+	}
+}
+
+// revokeStreams ends every open stream whose certificate deny refuses,
+// with the refusal as the stream's error: a watch that a leaked
+// certificate opened before it was denied does not go on.
+func (s *Server) revokeStreams(deny *DenyList) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	for o := range s.streams {
+		if err := deny.check(o.cert); err != nil {
+			s.log.Warn("ending a stream of a certificate now denied", "user", o.cert.Subject.CommonName,
+				"serial", certgen.SerialHex(o.cert.SerialNumber))
+			o.cancel(err)
+		}
+	}
 }
 
 // logState logs what a state holds: the server certificate's serial and

@@ -139,3 +139,69 @@ func TestDenyListAndReload(t *testing.T) {
 		t.Errorf("served certificate serial %v, want the renewed %v", got.SerialNumber, renewed.Cert.SerialNumber)
 	}
 }
+
+// TestReloadEndsDeniedStreams: a watch opened before its certificate was
+// denied ends at the reload that denies it, with PermissionDenied naming
+// the deny list, instead of streaming on; another user's watch goes on.
+func TestReloadEndsDeniedStreams(t *testing.T) {
+	deny := ""
+	ts := startServer(t, func(c *Config) {
+		deny = c.CAFile + ".deny"
+		if err := os.WriteFile(deny, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.DenyListFile = deny
+	})
+	ctx := testCtx(t)
+	watch := func(c pb.ForemanClient) pb.Foreman_WatchJobOutputClient {
+		t.Helper()
+		job, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Args: []string{"first"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := c.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: job.GetJob().GetName()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("first message: %v", err)
+		}
+		return stream
+	}
+	alice := watch(ts.as(t, "alice", certgen.RoleUser))
+	bob := watch(ts.as(t, "bob", certgen.RoleUser))
+
+	os.WriteFile(deny, []byte("user:alice\n"), 0o644)
+	if err := ts.server.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := alice.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		st := wantCode(t, "alice's watch after the reload", err, codes.PermissionDenied)
+		if !strings.Contains(st.Message(), "deny list") {
+			t.Errorf("message %q does not name the deny list", st.Message())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("alice's watch still open 30s after the reload that denied her")
+	}
+	go func() {
+		_, err := bob.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		t.Errorf("bob's watch ended with the reload: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ts.server.streamsMu.Lock()
+	n := len(ts.server.streams)
+	ts.server.streamsMu.Unlock()
+	if n != 1 {
+		t.Errorf("%d streams tracked, want bob's alone", n)
+	}
+}
