@@ -176,6 +176,9 @@ func runServe(c *cli.Context) error {
 	if !validCgroupParent(parent) {
 		return fmt.Errorf("--cgroup-parent %q: must be one name of letters, digits, '.', '_' or '-' starting with \"telehandler\" (everything inside it is killed at start)", parent)
 	}
+	if err := checkPositiveFlags(c); err != nil {
+		return err
+	}
 	outputCap, err := limits.ParseBytes(c.String("output-cap"))
 	if err != nil {
 		return fmt.Errorf("--output-cap: %w", err)
@@ -464,6 +467,30 @@ func parseRetain(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: must be more than 0", s)
 	}
 	return d, nil
+}
+
+// positiveIntFlags and positiveDurationFlags are the serve flags that must
+// be above zero when given: the server would otherwise take 0 for its
+// default (or a negative value for none at all), not for what was typed.
+var (
+	positiveIntFlags      = []string{"max-jobs", "max-jobs-per-user", "max-conns", "max-conns-per-ip", "max-streams-per-conn", "max-watchers-per-user"}
+	positiveDurationFlags = []string{"handshake-timeout", "idle-timeout", "shutdown-timeout"}
+)
+
+// checkPositiveFlags refuses a count or a time of zero or less given to one
+// of positiveIntFlags or positiveDurationFlags.
+func checkPositiveFlags(c *cli.Context) error {
+	for _, name := range positiveIntFlags {
+		if v := c.Int(name); c.IsSet(name) && v <= 0 {
+			return fmt.Errorf("--%s %d: must be at least 1 (leave it out for the default)", name, v)
+		}
+	}
+	for _, name := range positiveDurationFlags {
+		if v := c.Duration(name); c.IsSet(name) && v <= 0 {
+			return fmt.Errorf("--%s %v: must be more than 0, such as 10s (leave it out for the default)", name, v)
+		}
+	}
+	return nil
 }
 
 // validCgroupParent accepts one path element starting with "telehandler",
