@@ -145,16 +145,28 @@ func resolveConn(c *cli.Context) (*connParams, error) {
 			}
 		}
 	}
+	var shadowed []string // variables that beat a context named on purpose
 	for _, s := range connSettings {
 		if v, from, ok := flagValue(c, s.flag); ok {
 			p.values[s.flag], p.sources[s.flag] = v, from
 		} else if v := os.Getenv(s.env); v != "" {
 			p.values[s.flag], p.sources[s.flag] = v, s.env
+			if ctx != nil && ctxSource != "" && !strings.HasPrefix(ctxSource, "current context") &&
+				*ctx.field(s.flag) != "" && *ctx.field(s.flag) != v {
+				shadowed = append(shadowed, s.env)
+			}
 		} else if ctx != nil && *ctx.field(s.flag) != "" {
 			p.values[s.flag], p.sources[s.flag] = *ctx.field(s.flag), "context "+ctx.Name
 		} else if s.flag == "addr" {
 			p.values[s.flag], p.sources[s.flag] = DefaultAddr, "default"
 		}
+	}
+	if len(shadowed) > 0 {
+		// Settings come from flags, then variables, then the context: a
+		// context asked for by name but overridden must not pass silently
+		// for itself (say, as another user).
+		fmt.Fprintf(c.App.ErrWriter, "telehandler: warning: context %s (%s) is overridden by %s set in this shell; unset %[3]s to use the context's settings\n",
+			ctxName, ctxSource, strings.Join(shadowed, " "))
 	}
 	return p, nil
 }
