@@ -134,6 +134,9 @@ func resolveConn(c *cli.Context) (*connParams, error) {
 			if err != nil {
 				return nil, err
 			}
+			if w := configWarning(path); w != "" {
+				fmt.Fprintln(c.App.ErrWriter, w)
+			}
 			if ctxName == "" {
 				ctxName, ctxSource = cfg.Current, "current context of "+path
 			}
@@ -289,6 +292,9 @@ func Dial(c *cli.Context) (*Conn, error) {
 			err = fmt.Errorf("%w\n(context %s is in use)", err, p.context)
 		}
 		return nil, err
+	}
+	if w := keyWarning(p.values["key"]); w != "" {
+		fmt.Fprintln(c.App.ErrWriter, w)
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),

@@ -152,6 +152,9 @@ func runContextAdd(c *cli.Context) error {
 	if _, err := TLSConfig(ctx.CA, ctx.Cert, ctx.Key, "localhost"); err != nil {
 		return err
 	}
+	if w := keyWarning(ctx.Key); w != "" {
+		fmt.Fprintln(c.App.ErrWriter, w)
+	}
 	if old := cfg.find(name); old != nil {
 		*old = ctx
 	} else {
