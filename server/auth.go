@@ -44,8 +44,8 @@ func identityFrom(ctx context.Context) (Identity, bool) {
 
 // authenticate derives the caller's identity from the verified client
 // certificate of the connection, and nothing else, and refuses a
-// certificate on the deny list.
-func authenticate(ctx context.Context, deny *DenyList) (Identity, error) {
+// certificate st no longer accepts (see tlsState.refuse).
+func authenticate(ctx context.Context, st *tlsState) (Identity, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return Identity{}, errorf(errUnauthenticated, "no peer information")
@@ -58,17 +58,17 @@ func authenticate(ctx context.Context, deny *DenyList) (Identity, error) {
 	if len(chains) == 0 || len(chains[0]) == 0 {
 		return Identity{}, errorf(errUnauthenticated, "no verified client certificate")
 	}
-	if err := deny.check(chains[0][0]); err != nil {
+	if err := st.refuse(chains[0]); err != nil {
 		return Identity{}, err
 	}
 	return identityOf(chains[0][0])
 }
 
-// clientCert is the verified client certificate of the connection, after
-// authenticate accepted it.
-func clientCert(ctx context.Context) *x509.Certificate {
+// clientChain is the verified chain of the connection's client
+// certificate, after authenticate accepted it.
+func clientChain(ctx context.Context) []*x509.Certificate {
 	p, _ := peer.FromContext(ctx)
-	return p.AuthInfo.(credentials.TLSInfo).State.VerifiedChains[0][0]
+	return p.AuthInfo.(credentials.TLSInfo).State.VerifiedChains[0]
 }
 
 // identityOf reads the identity out of a verified client certificate.
@@ -107,7 +107,7 @@ func jobOf(m any) string {
 // context, runs the handler, maps its error to a status and logs the call.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	id, err := authenticate(ctx, s.tls.Load().deny)
+	id, err := authenticate(ctx, s.tls.Load())
 	var resp any
 	if err == nil {
 		resp, err = handler(withIdentity(ctx, id), req)
@@ -124,15 +124,15 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 // streamInterceptor is unaryInterceptor for streaming calls.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	id, err := authenticate(ss.Context(), s.tls.Load().deny)
+	id, err := authenticate(ss.Context(), s.tls.Load())
 	w := &identityStream{ServerStream: ss}
 	if err == nil {
-		// A stream (watch) may outlive a reload that denies its
+		// A stream (watch) may outlive a reload that refuses its
 		// certificate: Reload ends it then (see revokeStreams).
 		ctx, cancel := context.WithCancelCause(ss.Context())
-		untrack := s.trackStream(clientCert(ctx), cancel)
+		untrack := s.trackStream(clientChain(ctx), cancel)
 		// A reload between authenticate and trackStream is seen here.
-		if err = s.tls.Load().deny.check(clientCert(ctx)); err == nil {
+		if err = s.tls.Load().refuse(clientChain(ctx)); err == nil {
 			w.ctx = withIdentity(ctx, id)
 			err = handler(srv, w)
 		}

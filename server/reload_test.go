@@ -205,3 +205,52 @@ func TestReloadEndsDeniedStreams(t *testing.T) {
 		t.Errorf("%d streams tracked, want bob's alone", n)
 	}
 }
+
+// TestReloadNewCAEndsOldCertificates: once the server reloaded another CA
+// (the old one's key leaked, say), certificates of the old CA are refused
+// on connections opened before the reload too, and their open watch ends;
+// a certificate of the new CA works.
+func TestReloadNewCAEndsOldCertificates(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := testCtx(t)
+	oldCA := ts.ca
+	alice := ts.as(t, "alice", certgen.RoleUser)
+	job, err := alice.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Args: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := alice.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: job.GetJob().GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	newCA, err := certgen.NewCA(time.Now(), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKP, err := certgen.NewServerCert(newCA, nil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.write(t, "ca", newCA)
+	ts.write(t, "server", srvKP)
+	if err := ts.server.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.ListJobs(ctx, &pb.ListJobsRequest{})
+	st := wantCode(t, "a certificate of the old CA on an open connection", err, codes.PermissionDenied)
+	if !strings.Contains(st.Message(), "no longer trusts") {
+		t.Errorf("message %q", st.Message())
+	}
+	_, err = stream.Recv()
+	wantCode(t, "the old certificate's open watch", err, codes.PermissionDenied)
+
+	ts.ca = newCA
+	if _, err := ts.as(t, "alice", certgen.RoleUser).ListJobs(ctx, &pb.ListJobsRequest{}); err != nil {
+		t.Errorf("a certificate of the new CA: %v", err)
+	}
+	ts.ca = oldCA
+}
