@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -265,6 +266,9 @@ func hostPort(addr string) (string, string, error) {
 	}
 	if host == "" {
 		return "", "", fmt.Errorf("--addr %q has no host", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", "", fmt.Errorf("--addr %q: the port %q is not a number from 1 to 65535", addr, port)
 	}
 	return net.JoinHostPort(host, port), host, nil
 }

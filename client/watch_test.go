@@ -216,7 +216,7 @@ func TestHostPort(t *testing.T) {
 			t.Errorf("hostPort(%q) = %q, %q, %v; want %q, %q", in, addr, host, err, want[0], want[1])
 		}
 	}
-	for _, in := range []string{"", ":7443", "a b", "[]", "[a b]"} {
+	for _, in := range []string{"", ":7443", "a b", "[]", "[a b]", "h:1 2", "h:abc", "h:-1", "h:0", "h:99999", "h:https", "[::1]:"} {
 		if _, _, err := hostPort(in); err == nil {
 			t.Errorf("hostPort(%q) accepted", in)
 		}
