@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/drrev/telehandler/certgen"
 )
@@ -226,12 +228,20 @@ func ParseDenyList(r io.Reader) (*DenyList, error) {
 			if line[len("user:"):] == "" {
 				return nil, fmt.Errorf("line %d: %q: no identity", n, line)
 			}
+			if !plainIdentity(line[len("user:"):]) {
+				return nil, fmt.Errorf("line %d: %q: an identity is printable text without '=' or ':'", n, line)
+			}
 			d.identities[line[len("user:"):]] = true
 		default:
 			if s, ok := normalSerial(line); ok && len(s) >= 16 {
 				d.serials[s] = true
-			} else {
+			} else if plainIdentity(line) {
 				d.identities[line] = true
+			} else {
+				// A serial mistyped ("serial = ..", "Serial Number:",
+				// an editor's byte order mark) must not pass for a
+				// name no certificate has, denying nobody.
+				return nil, fmt.Errorf("line %d: %q: neither serial=HEX nor user:NAME (an identity is printable text without '=' or ':')", n, line)
 			}
 		}
 	}
@@ -239,6 +249,14 @@ func ParseDenyList(r io.Reader) (*DenyList, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// plainIdentity reports whether s can be an identity in a deny list:
+// printable UTF-8 without '=' or ':', which only the serial= and user:
+// forms use.
+func plainIdentity(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsAny(s, "=:") &&
+		!strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
 }
 
 // normalSerial writes a hex serial as certgen.SerialHex does: upper case,

@@ -38,7 +38,8 @@ user:deadbeefdeadbeefdead
 	if len(d.serials) != 3 || len(d.identities) != 2 {
 		t.Errorf("parsed %v and %v", d.serials, d.identities)
 	}
-	for _, bad := range []string{"serial=xyz\n", "alice bob\n", "user:\n", "serial=\n"} {
+	for _, bad := range []string{"serial=xyz\n", "alice bob\n", "user:\n", "serial=\n",
+		"\ufeffserial=0A1B2C3D\n", "serialnumber=0A1B\n", "Serial:=0A\n", "user:a=b\n", "al\x1bice\n", "user:\xff\n"} {
 		if _, err := ParseDenyList(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("ParseDenyList(%q): %v, want an error naming line 1", bad, err)
 		}
