@@ -251,7 +251,8 @@ func runServe(c *cli.Context) error {
 	}
 	defer unlock()
 
-	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
+	jobsPids := server.JobsPidsCap()
+	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent, ParentPids: jobsPids})
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
@@ -316,7 +317,7 @@ func runServe(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
-		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
+		"cgroup_parent", parent, "jobs_pids_cap", jobsPids, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
