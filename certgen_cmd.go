@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,18 +177,15 @@ func runCertgen(c *cli.Context) error {
 // choosing (an admin's included). certgen creates them 0700 and 0600, but
 // keeps the modes of what exists.
 func looseCertFiles(caDir, outDir string) []string {
-	if runtime.GOOS == "windows" { // no such modes
-		return nil
-	}
 	var out []string
 	for _, d := range slices.Compact([]string{filepath.Clean(caDir), filepath.Clean(outDir)}) {
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o022 != 0 {
-			out = append(out, fmt.Sprintf("others may change the files in %s (mode %04o): chmod go-w %s", d, fi.Mode().Perm(), d))
+		if mode, ok := certgen.WritableByOthers(d); ok {
+			out = append(out, fmt.Sprintf("others may change the files in %s (mode %04o): chmod go-w %s", d, mode, d))
 		}
 	}
 	key := filepath.Join(caDir, "ca.key")
-	if fi, err := os.Stat(key); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		out = append(out, fmt.Sprintf("others may read the CA's key %s (mode %04o), and sign any certificate with it: chmod 600 %s", key, fi.Mode().Perm(), key))
+	if mode, ok := certgen.KeyExposed(key); ok {
+		out = append(out, fmt.Sprintf("others may read the CA's key %s (mode %04o), and sign any certificate with it: chmod 600 %s", key, mode, key))
 	}
 	return out
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/drrev/telehandler/certgen"
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/limits"
 	"github.com/drrev/telehandler/sandbox"
@@ -223,6 +224,10 @@ func runServe(c *cli.Context) error {
 	logger, err := newLogger(c.String("log-format"))
 	if err != nil {
 		return err
+	}
+	if mode, ok := certgen.KeyExposed(c.String("key")); ok {
+		logger.Warn("others than root may read the server's key, and pose as this server: chmod 600 it",
+			"key", c.String("key"), "mode", fmt.Sprintf("%04o", mode))
 	}
 	headerBytes, err := limits.ParseBytes(c.String("max-header-size"))
 	if err == nil && (headerBytes == 0 || headerBytes > 1<<30) {

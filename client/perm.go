@@ -2,17 +2,15 @@ package client
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
-	"runtime"
+
+	"github.com/drrev/telehandler/certgen"
 )
 
 // keyWarning warns when others than its owner may read or change the
-// private key at path (any group or other bit, as ssh checks before it
-// refuses such a key): whoever reads it acts as you until the certificate
+// private key at path: whoever reads it acts as you until the certificate
 // is denied or expires.
 func keyWarning(path string) string {
-	mode, ok := looseMode(path, 0o077)
+	mode, ok := certgen.KeyExposed(path)
 	if !ok {
 		return ""
 	}
@@ -23,23 +21,9 @@ func keyWarning(path string) string {
 // configuration file at path, which names the server your commands go to
 // and the CA that vouches for it.
 func configWarning(path string) string {
-	mode, ok := looseMode(path, 0o022)
+	mode, ok := certgen.WritableByOthers(path)
 	if !ok {
 		return ""
 	}
 	return fmt.Sprintf("telehandler: warning: %s can be changed by others than you (mode %04o), who could send your commands to their server: chmod go-w %s", path, mode, path)
-}
-
-// looseMode returns the permissions of the file at path when one of the
-// bits of mask is set. A file that cannot be read is not reported (using
-// it fails with the reason); Windows has no such modes.
-func looseMode(path string, mask fs.FileMode) (fs.FileMode, bool) {
-	if runtime.GOOS == "windows" || path == "" {
-		return 0, false
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm()&mask == 0 {
-		return 0, false
-	}
-	return fi.Mode().Perm(), true
 }
