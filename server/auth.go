@@ -136,7 +136,9 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 			w.ctx = withIdentity(ctx, id)
 			err = handler(srv, w)
 		}
-		if cause := context.Cause(ctx); errors.Is(cause, errRevoked) {
+		// A stream that ended because a reload refused it says why (one
+		// that completed meanwhile stays a success).
+		if cause := context.Cause(ctx); err != nil && errors.Is(cause, errRevoked) {
 			err = cause
 		}
 		untrack()
