@@ -61,7 +61,18 @@ func authenticate(ctx context.Context, st *tlsState) (Identity, error) {
 	if err := st.refuse(chains[0]); err != nil {
 		return Identity{}, err
 	}
+	if leaf := chains[0][0]; time.Now().After(leaf.NotAfter) {
+		return Identity{}, expired(leaf)
+	}
 	return identityOf(chains[0][0])
+}
+
+// expired is the error for a client certificate past its end, which the
+// handshake accepted while it was valid: a connection, and a stream on it,
+// do not outlive the certificate.
+func expired(leaf *x509.Certificate) error {
+	return errorf(errRevokedCert, "client certificate of %q (serial %s) expired at %s: renew it (telehandler certgen --renew %s)",
+		leaf.Subject.CommonName, certgen.SerialHex(leaf.SerialNumber), leaf.NotAfter.UTC().Format(time.RFC3339), leaf.Subject.CommonName)
 }
 
 // clientChain is the verified chain of the connection's client
@@ -130,14 +141,18 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		// A stream (watch) may outlive a reload that refuses its
 		// certificate: Reload ends it then (see revokeStreams).
 		ctx, cancel := context.WithCancelCause(ss.Context())
+		leaf := clientChain(ctx)[0]
+		ctx, stopExpiry := context.WithDeadlineCause(ctx, leaf.NotAfter, expired(leaf))
+		defer stopExpiry()
 		untrack := s.trackStream(clientChain(ctx), cancel)
 		// A reload between authenticate and trackStream is seen here.
 		if err = s.tls.Load().refuse(clientChain(ctx)); err == nil {
 			w.ctx = withIdentity(ctx, id)
 			err = handler(srv, w)
 		}
-		// A stream that ended because a reload refused it says why (one
-		// that completed meanwhile stays a success).
+		// A stream that ended because a reload refused it, or its
+		// certificate expired, says why (one that completed meanwhile
+		// stays a success).
 		if cause := context.Cause(ctx); err != nil && errors.Is(cause, errRevoked) {
 			err = cause
 		}

@@ -255,3 +255,38 @@ func TestReloadNewCAEndsOldCertificates(t *testing.T) {
 	}
 	ts.ca = oldCA
 }
+
+// TestExpiredCertificateOnOpenConnection: a certificate that expires while
+// its connection is open is refused from then on, on that connection too,
+// and its open watch ends (short-lived certificates bound a leak only if
+// a connection cannot outlive them).
+func TestExpiredCertificateOnOpenConnection(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := testCtx(t)
+	kp, err := certgen.NewClientCert(ts.ca, certgen.User{Name: "alice"}, time.Now(), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := ts.dial(t, ts.clientTLS(tlsCert(t, kp)))
+	job, err := alice.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Args: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := alice.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: job.GetJob().GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv() // blocks until the certificate expires
+	st := wantCode(t, "the watch of an expired certificate", err, codes.PermissionDenied)
+	if !strings.Contains(st.Message(), "expired") {
+		t.Errorf("message %q", st.Message())
+	}
+	if time.Now().Before(kp.Cert.NotAfter) {
+		t.Errorf("the watch ended before the certificate expired (%v)", kp.Cert.NotAfter)
+	}
+	_, err = alice.ListJobs(ctx, &pb.ListJobsRequest{})
+	wantCode(t, "a call with an expired certificate on its open connection", err, codes.PermissionDenied)
+}
