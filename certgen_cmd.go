@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,7 +165,29 @@ func runCertgen(c *cli.Context) error {
 		fmt.Fprintf(w, "serve with: --ca %s --cert %s --key %s\n",
 			filepath.Join(dir, "ca.crt"), filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	}
+	for _, warning := range looseCertFiles(filepath.Dir(res.CACert), dir) {
+		fmt.Fprintln(c.App.ErrWriter, "telehandler: warning: "+warning)
+	}
 	return nil
+}
+
+// looseCertFiles says which of the CA's directory and key and the output
+// directory others than their owner may change or read: whoever replaces
+// a certificate there or reads ca.key issues certificates of their own
+// choosing (an admin's included). certgen creates them 0700 and 0600, but
+// keeps the modes of what exists.
+func looseCertFiles(caDir, outDir string) []string {
+	var out []string
+	for _, d := range slices.Compact([]string{filepath.Clean(caDir), filepath.Clean(outDir)}) {
+		if mode, ok := certgen.WritableByOthers(d); ok {
+			out = append(out, fmt.Sprintf("others may change the files in %s (mode %04o): chmod go-w %s", d, mode, d))
+		}
+	}
+	key := filepath.Join(caDir, "ca.key")
+	if mode, ok := certgen.KeyExposed(key); ok {
+		out = append(out, fmt.Sprintf("others may read the CA's key %s (mode %04o), and sign any certificate with it: chmod 600 %s", key, mode, key))
+	}
+	return out
 }
 
 // durationFlag parses a duration flag that may be given in days or years.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,27 @@ func TestValidCgroupParent(t *testing.T) {
 	for _, bad := range []string{"", "system.slice", "telehandler/..", "telehandler/x", "../telehandler", "tele", "telehandler.."} {
 		if validCgroupParent(bad) {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestCertgenWarnsLooseFiles: certgen keeps the modes of a directory or CA
+// key that exist, and says when others may change the certificates or
+// read the CA's key; the files it makes itself draw no warning.
+func TestCertgenWarnsLooseFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	if code, _, errOut := runApp(t, "certgen", "--out", dir, "--user", "alice"); code != 0 || errOut != "" {
+		t.Fatalf("certgen into a new directory: %d, stderr %q", code, errOut)
+	}
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Join(dir, "ca.key"), 0o644)
+	code, _, errOut := runApp(t, "certgen", "--out", dir, "--user", "bob")
+	if code != 0 {
+		t.Fatalf("certgen --user bob: %d %s", code, errOut)
+	}
+	for _, want := range []string{"chmod go-w " + dir, "chmod 600 " + filepath.Join(dir, "ca.key")} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q lacks %q", errOut, want)
 		}
 	}
 }

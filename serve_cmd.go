@@ -21,6 +21,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/drrev/telehandler/certgen"
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/limits"
 	"github.com/drrev/telehandler/sandbox"
@@ -176,6 +177,9 @@ func runServe(c *cli.Context) error {
 	if !validCgroupParent(parent) {
 		return fmt.Errorf("--cgroup-parent %q: must be one name of letters, digits, '.', '_' or '-' starting with \"telehandler\" (everything inside it is killed at start)", parent)
 	}
+	if err := checkPositiveFlags(c); err != nil {
+		return err
+	}
 	outputCap, err := limits.ParseBytes(c.String("output-cap"))
 	if err != nil {
 		return fmt.Errorf("--output-cap: %w", err)
@@ -221,6 +225,10 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if mode, ok := certgen.KeyExposed(c.String("key")); ok {
+		logger.Warn("others than root may read the server's key, and pose as this server: chmod 600 it",
+			"key", c.String("key"), "mode", fmt.Sprintf("%04o", mode))
+	}
 	headerBytes, err := limits.ParseBytes(c.String("max-header-size"))
 	if err == nil && (headerBytes == 0 || headerBytes > 1<<30) {
 		err = errors.New("give a size from 1 byte to 1GiB, such as 16KiB")
@@ -248,7 +256,8 @@ func runServe(c *cli.Context) error {
 	}
 	defer unlock()
 
-	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent})
+	jobsPids := server.JobsPidsCap()
+	cgroups, err := sandbox.NewCgroups(sandbox.CgroupConfig{Parent: parent, ParentPids: jobsPids})
 	if err != nil {
 		return fmt.Errorf("cgroups: %w", err)
 	}
@@ -313,7 +322,7 @@ func runServe(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
-		"cgroup_parent", parent, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
+		"cgroup_parent", parent, "jobs_pids_cap", jobsPids, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
@@ -464,6 +473,30 @@ func parseRetain(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: must be more than 0", s)
 	}
 	return d, nil
+}
+
+// positiveIntFlags and positiveDurationFlags are the serve flags that must
+// be above zero when given: the server would otherwise take 0 for its
+// default (or a negative value for none at all), not for what was typed.
+var (
+	positiveIntFlags      = []string{"max-jobs", "max-jobs-per-user", "max-conns", "max-conns-per-ip", "max-streams-per-conn", "max-watchers-per-user"}
+	positiveDurationFlags = []string{"handshake-timeout", "idle-timeout", "shutdown-timeout"}
+)
+
+// checkPositiveFlags refuses a count or a time of zero or less given to one
+// of positiveIntFlags or positiveDurationFlags.
+func checkPositiveFlags(c *cli.Context) error {
+	for _, name := range positiveIntFlags {
+		if v := c.Int(name); c.IsSet(name) && v <= 0 {
+			return fmt.Errorf("--%s %d: must be at least 1 (leave it out for the default)", name, v)
+		}
+	}
+	for _, name := range positiveDurationFlags {
+		if v := c.Duration(name); c.IsSet(name) && v <= 0 {
+			return fmt.Errorf("--%s %v: must be more than 0, such as 10s (leave it out for the default)", name, v)
+		}
+	}
+	return nil
 }
 
 // validCgroupParent accepts one path element starting with "telehandler",

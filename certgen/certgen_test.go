@@ -710,3 +710,26 @@ func TestCAValidity(t *testing.T) {
 		t.Errorf("CA shorter than its leaves: %v", err)
 	}
 }
+
+// TestLooseModes: the one rule for too-open key files and directories.
+func TestLooseModes(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for mode, want := range map[os.FileMode][2]bool{ // KeyExposed, WritableByOthers
+		0o600: {false, false}, 0o400: {false, false}, 0o640: {true, false}, 0o644: {true, false},
+		0o604: {true, false}, 0o620: {true, true}, 0o602: {true, true}, 0o666: {true, true},
+	} {
+		os.Chmod(p, mode)
+		_, key := KeyExposed(p)
+		_, w := WritableByOthers(p)
+		if key != want[0] || w != want[1] {
+			t.Errorf("mode %04o: KeyExposed %v, WritableByOthers %v; want %v", mode, key, w, want)
+		}
+	}
+	if _, ok := KeyExposed(filepath.Join(dir, "missing")); ok {
+		t.Error("a missing file is reported")
+	}
+}

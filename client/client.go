@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,6 +135,9 @@ func resolveConn(c *cli.Context) (*connParams, error) {
 			if err != nil {
 				return nil, err
 			}
+			if w := configWarning(path); w != "" {
+				fmt.Fprintln(c.App.ErrWriter, w)
+			}
 			if ctxName == "" {
 				ctxName, ctxSource = cfg.Current, "current context of "+path
 			}
@@ -145,16 +149,28 @@ func resolveConn(c *cli.Context) (*connParams, error) {
 			}
 		}
 	}
+	var shadowed []string // variables that beat a context named on purpose
 	for _, s := range connSettings {
 		if v, from, ok := flagValue(c, s.flag); ok {
 			p.values[s.flag], p.sources[s.flag] = v, from
 		} else if v := os.Getenv(s.env); v != "" {
 			p.values[s.flag], p.sources[s.flag] = v, s.env
+			if ctx != nil && ctxSource != "" && !strings.HasPrefix(ctxSource, "current context") &&
+				*ctx.field(s.flag) != "" && *ctx.field(s.flag) != v {
+				shadowed = append(shadowed, s.env)
+			}
 		} else if ctx != nil && *ctx.field(s.flag) != "" {
 			p.values[s.flag], p.sources[s.flag] = *ctx.field(s.flag), "context "+ctx.Name
 		} else if s.flag == "addr" {
 			p.values[s.flag], p.sources[s.flag] = DefaultAddr, "default"
 		}
+	}
+	if len(shadowed) > 0 {
+		// Settings come from flags, then variables, then the context: a
+		// context asked for by name but overridden must not pass silently
+		// for itself (say, as another user).
+		fmt.Fprintf(c.App.ErrWriter, "telehandler: warning: context %s (%s) is overridden by %s set in this shell; unset %[3]s to use the context's settings\n",
+			ctxName, ctxSource, strings.Join(shadowed, " "))
 	}
 	return p, nil
 }
@@ -251,6 +267,9 @@ func hostPort(addr string) (string, string, error) {
 	if host == "" {
 		return "", "", fmt.Errorf("--addr %q has no host", addr)
 	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", "", fmt.Errorf("--addr %q: the port %q is not a number from 1 to 65535", addr, port)
+	}
 	return net.JoinHostPort(host, port), host, nil
 }
 
@@ -277,6 +296,9 @@ func Dial(c *cli.Context) (*Conn, error) {
 			err = fmt.Errorf("%w\n(context %s is in use)", err, p.context)
 		}
 		return nil, err
+	}
+	if w := keyWarning(p.values["key"]); w != "" {
+		fmt.Fprintln(c.App.ErrWriter, w)
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),

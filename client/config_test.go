@@ -154,3 +154,51 @@ func TestResolveConn(t *testing.T) {
 		t.Errorf("a missing context: %v", err)
 	}
 }
+
+// TestResolveConnWarnsOverriddenContext: a context named with --context or
+// TELEHANDLER_CONTEXT whose settings TELEHANDLER_* variables override (the
+// README's shell, alice's variables exported, then --context bob) says so
+// on stderr instead of running silently as someone else; the current
+// context, or a variable equal to the context's value, says nothing.
+func TestResolveConnWarnsOverriddenContext(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, k := range []string{"TELEHANDLER_ADDR", "TELEHANDLER_CA", "TELEHANDLER_CERT", "TELEHANDLER_KEY", "TELEHANDLER_CONTEXT", "TELEHANDLER_TIMEOUT"} {
+		t.Setenv(k, "")
+	}
+	path, _ := ConfigPath()
+	cfg := &Config{Current: "bob", Contexts: []Context{
+		{Name: "bob", Addr: "h:1", CA: "/c/ca.crt", Cert: "/c/bob.crt", Key: "/c/bob.key"},
+	}}
+	if err := cfg.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	warned := func(args ...string) string {
+		t.Helper()
+		var stderr bytes.Buffer
+		app := &cli.App{Name: "telehandler", Flags: ConnFlags(), ErrWriter: &stderr, Commands: []*cli.Command{{
+			Name: "cmd", Flags: ConnFlags(),
+			Action: func(c *cli.Context) error { _, err := resolveConn(c); return err },
+		}}}
+		if err := app.Run(append([]string{"telehandler"}, args...)); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return stderr.String()
+	}
+	t.Setenv("TELEHANDLER_CA", "/c/ca.crt") // the same as the context's
+	t.Setenv("TELEHANDLER_CERT", "/c/alice.crt")
+	t.Setenv("TELEHANDLER_KEY", "/c/alice.key")
+	if got := warned("cmd"); got != "" {
+		t.Errorf("the current context overridden: warned %q", got)
+	}
+	got := warned("--context", "bob", "cmd")
+	if !strings.Contains(got, "context bob (--context) is overridden by TELEHANDLER_CERT TELEHANDLER_KEY") || strings.Contains(got, "TELEHANDLER_CA") {
+		t.Errorf("--context bob under alice's variables: warned %q", got)
+	}
+	t.Setenv("TELEHANDLER_CONTEXT", "bob")
+	if got := warned("cmd"); !strings.Contains(got, "(TELEHANDLER_CONTEXT)") {
+		t.Errorf("TELEHANDLER_CONTEXT=bob under alice's variables: warned %q", got)
+	}
+	if got := warned("cmd", "--cert", "/c/carol.crt", "--key", "/c/carol.key"); got != "" {
+		t.Errorf("flags override the context: warned %q", got)
+	}
+}

@@ -20,7 +20,8 @@ func ContextCommand() *cli.Command {
 with, stored under a name in $XDG_CONFIG_HOME/telehandler/config
 (~/.config/telehandler/config). Client commands use the current context, or the
 one --context or TELEHANDLER_CONTEXT names; a flag or TELEHANDLER_* variable
-still overrides each setting. Paths are stored absolute.
+still overrides each setting (with a warning, for a context you named). Paths
+are stored absolute.
 
 Examples:
   telehandler context add --addr worker1.example.com:7443 \
@@ -150,6 +151,9 @@ func runContextAdd(c *cli.Context) error {
 	}
 	if _, err := TLSConfig(ctx.CA, ctx.Cert, ctx.Key, "localhost"); err != nil {
 		return err
+	}
+	if w := keyWarning(ctx.Key); w != "" {
+		fmt.Fprintln(c.App.ErrWriter, w)
 	}
 	if old := cfg.find(name); old != nil {
 		*old = ctx

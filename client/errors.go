@@ -41,7 +41,7 @@ func (c *Conn) explain(err error) error {
 	case codes.PermissionDenied:
 		hint = "the server accepts certificates with a role: make one with telehandler certgen --user NAME[:user|admin]"
 		if reasonOf(err) == pb.ErrorReason_ERROR_REASON_CERTIFICATE_REVOKED {
-			hint = "the server's operator revoked this certificate (--cert, " + c.certSource + "); ask for a new one (telehandler certgen --renew NAME with the deployment's CA)"
+			hint = "the server's operator no longer accepts this certificate (--cert, " + c.certSource + "): ask them for a new one (telehandler certgen --renew NAME with the deployment's CA)"
 		}
 	case codes.Unauthenticated:
 		hint = "present a client certificate with --cert and --key (TELEHANDLER_CERT, TELEHANDLER_KEY)"

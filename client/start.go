@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -134,6 +135,9 @@ func runStart(c *cli.Context) error {
 	if !interactive && stdinHasData(stdin) {
 		fmt.Fprintln(c.App.ErrWriter, "telehandler: warning: your stdin has data, but the job's stdin is /dev/null; use start -i to pass it on")
 	}
+	if err := textOnly(c.Args().Slice(), env, c.String("dir")); err != nil {
+		return err
+	}
 	conn, err := Dial(c)
 	if err != nil {
 		return err
@@ -220,6 +224,30 @@ func (f *oneNameFlag) Names() []string { return []string{f.Name} }
 
 // envArgs checks --env values: KEY=VALUE is kept, a bare KEY takes the
 // value from this process's environment (as docker run -e does).
+// textOnly refuses a command line, environment or directory that is not
+// UTF-8 before it is sent: the API's strings are text, and gRPC would
+// refuse it with an internal error naming none of them.
+func textOnly(argv, env []string, dir string) error {
+	const fix = "the API carries UTF-8 text only: pass other bytes in a file, or encoded (base64)"
+	for i, a := range argv {
+		if !utf8.ValidString(a) {
+			if i == 0 {
+				return fmt.Errorf("command %s is not UTF-8; %s", shellQuote(a, nil), fix)
+			}
+			return fmt.Errorf("argument %d (%s) is not UTF-8; %s", i, shellQuote(a, nil), fix)
+		}
+	}
+	for _, e := range env {
+		if !utf8.ValidString(e) {
+			return fmt.Errorf("--env %s is not UTF-8; %s", shellQuote(e, nil), fix)
+		}
+	}
+	if !utf8.ValidString(dir) {
+		return fmt.Errorf("--dir %s is not UTF-8; %s", shellQuote(dir, nil), fix)
+	}
+	return nil
+}
+
 func envArgs(vals []string) ([]string, error) {
 	var env []string
 	for _, v := range vals {

@@ -143,6 +143,9 @@ func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, s
 	if st.GetEndReason() == pb.EndReason_END_REASON_SERVER_SHUTDOWN {
 		fmt.Fprintf(stderr, "telehandler: %s was stopped by server shutdown\n", shown)
 	}
+	if st.GetEndReason() == pb.EndReason_END_REASON_SERVER_LOST {
+		fmt.Fprintf(stderr, "telehandler: %s ended with the server, which stopped while it ran (killed or crashed): its output until then is all there is\n", shown)
+	}
 	code := jobExitCode(st)
 	if st.GetOutputTruncated() {
 		// Never exit 0 for output that was not delivered.

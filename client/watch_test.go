@@ -216,7 +216,7 @@ func TestHostPort(t *testing.T) {
 			t.Errorf("hostPort(%q) = %q, %q, %v; want %q, %q", in, addr, host, err, want[0], want[1])
 		}
 	}
-	for _, in := range []string{"", ":7443", "a b", "[]", "[a b]"} {
+	for _, in := range []string{"", ":7443", "a b", "[]", "[a b]", "h:1 2", "h:abc", "h:-1", "h:0", "h:99999", "h:https", "[::1]:"} {
 		if _, _, err := hostPort(in); err == nil {
 			t.Errorf("hostPort(%q) accepted", in)
 		}
@@ -261,6 +261,9 @@ func TestWatchFinalMessage(t *testing.T) {
 		{"stopped by server shutdown", append(output(), final(&pb.JobStatus{State: pb.State_STATE_FAILED, ExitCode: -1, Signal: 9,
 			Stopped: true, EndReason: pb.EndReason_END_REASON_SERVER_SHUTDOWN})),
 			137, "err1telehandler: jobs/x was stopped by server shutdown\n"},
+		{"server lost", append(output(), final(&pb.JobStatus{State: pb.State_STATE_FAILED, ExitCode: -1,
+			EndReason: pb.EndReason_END_REASON_SERVER_LOST})),
+			1, "err1telehandler: jobs/x ended with the server, which stopped while it ran (killed or crashed): its output until then is all there is\n"},
 		{"cap", append(output(), final(&pb.JobStatus{State: pb.State_STATE_COMPLETED, OutputTruncated: true,
 			OutputTruncation: pb.TruncationReason_TRUNCATION_REASON_CAP, OutputDroppedBytes: 100})),
 			1, "err1telehandler: the output of jobs/x is incomplete: 100 bytes dropped: the job wrote more than the server's output cap\n"},

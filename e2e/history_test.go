@@ -125,7 +125,8 @@ func TestHistoryEndToEnd(t *testing.T) {
 	if r := alice.run("status", lost).want(t, "status", 0); !strings.Contains(r.stdout, "FAILED (the server stopped while it ran)") {
 		t.Errorf("status of the lost job:\n%s", r.stdout)
 	}
-	if r := alice.run("watch", lost).want(t, "watch of the lost job", 1); r.stdout != "partial\n" || r.stderr != "partial-err\n" {
+	if r := alice.run("watch", lost).want(t, "watch of the lost job", 1); r.stdout != "partial\n" ||
+		!strings.HasPrefix(r.stderr, "partial-err\n") || !strings.Contains(r.stderr, "stopped while it ran") {
 		t.Errorf("output of the lost job: %v", r)
 	}
 	if !strings.Contains(srv.logs(), "was running when the server stopped") {

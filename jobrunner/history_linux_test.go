@@ -653,3 +653,31 @@ func TestWriteRecordAtomic(t *testing.T) {
 		t.Errorf("directory holds %d files, want the record alone", len(entries))
 	}
 }
+
+// TestWriteRecordPlantedSymlink: a symbolic link planted where the record's
+// temporary file goes (someone who can write the state directory, and
+// learnt a job's id from list) is replaced, never written through: the
+// file it points to keeps its content.
+func TestWriteRecordPlantedSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("root's file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, fakeID(1)+recordSuffix)
+	if err := os.Symlink(victim, path+tmpSuffix); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(path, []byte(`{"version":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "root's file\n" {
+		t.Errorf("the file a planted link points to now holds %q", got)
+	}
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("record: %v, %v; want a regular file", fi, err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != `{"version":1}` {
+		t.Errorf("record holds %q", got)
+	}
+}

@@ -161,10 +161,16 @@ func (r *Runner) writeRecord(j *job) {
 }
 
 // writeFileAtomic replaces path with data so that a crash leaves either the
-// old file or the new one, whole.
+// old file or the new one, whole. The temporary file is created anew
+// (O_EXCL), never opened through what is there: a symbolic link planted in
+// its place is removed, not followed, so that the root server never writes
+// through it into another file.
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

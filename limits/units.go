@@ -58,7 +58,7 @@ func ParseCPU(s string) (uint64, error) {
 }
 
 // ParseCount parses a positive whole number such as "1024" or "10k"
-// (k = 1000, m = million).
+// (k = 1000, m = million); a fraction ("2.5", "1.0005k") is refused.
 func ParseCount(s string) (uint64, error) {
 	num, unit := splitNumber(strings.TrimSpace(s))
 	var mult float64
@@ -70,6 +70,10 @@ func ParseCount(s string) (uint64, error) {
 	case "m":
 		mult = 1e6
 	default:
+		return 0, fmt.Errorf("%w %q: expected a whole number such as 1000 or 10k", errUnit, s)
+	}
+	// 1.5k is 1500, but 2.5 processes are not rounded to some number.
+	if f, err := strconv.ParseFloat(num, 64); err == nil && f*mult != math.Trunc(f*mult) {
 		return 0, fmt.Errorf("%w %q: expected a whole number such as 1000 or 10k", errUnit, s)
 	}
 	return positive(s, num, mult)

@@ -38,13 +38,13 @@ func TestParseCPU(t *testing.T) {
 }
 
 func TestParseCount(t *testing.T) {
-	good := map[string]uint64{"1024": 1024, "10k": 10000, "1m": 1e6}
+	good := map[string]uint64{"1024": 1024, "10k": 10000, "1m": 1e6, "1.5k": 1500, "2.0": 2}
 	for in, want := range good {
 		if got, err := ParseCount(in); err != nil || got != want {
 			t.Errorf("ParseCount(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "-1", "0", "ten", "5x"} {
+	for _, in := range []string{"", "-1", "0", "ten", "5x", "2.5", "0.4", "1.0005k"} {
 		if got, err := ParseCount(in); !errors.Is(err, errUnit) {
 			t.Errorf("ParseCount(%q) = %d, %v; want an error", in, got, err)
 		}

@@ -19,6 +19,10 @@ type CgroupConfig struct {
 	// SysBlock is where block devices are listed for IO limits
 	// ("" = /sys/block).
 	SysBlock string
+	// ParentPids is the pids.max of the parent: the most processes and
+	// threads all jobs together may have, so that many jobs, each within
+	// its own pids.max, cannot take every pid of the host (0 = no cap).
+	ParentPids uint64
 }
 
 // Cgroups creates, and cleans up after, the cgroups of jobs. One

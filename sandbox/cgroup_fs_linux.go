@@ -266,3 +266,16 @@ func listChildren(dir string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// setParentPids writes pids.max of the parent cgroup at dir, when n is
+// not 0. It is written before each job's cgroup is made, so a parent made
+// again (after a clean shutdown removed it) has it too.
+func setParentPids(dir string, n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	if err := writeFile(filepath.Join(dir, "pids.max"), strconv.FormatUint(n, 10)); err != nil {
+		return fmt.Errorf("cap the processes of all jobs: %w", err)
+	}
+	return nil
+}

@@ -480,3 +480,65 @@ func TestCgroupHelperHog(t *testing.T) {
 	}
 	os.Exit(len(chunks) & 0) // not reached under a 32 MiB limit
 }
+
+// TestCgroupRootParentPids: with ParentPids, the parent's pids.max caps
+// the processes of all jobs together, each job within its own larger
+// pids.max: two jobs of 1024 each cannot pass 12 together, which is what
+// keeps many jobs of one user from taking every pid of the host.
+func TestCgroupRootParentPids(t *testing.T) {
+	cgs := newRootCgroups(t)
+	switch m := cgs.(type) {
+	case *cgroupsV1:
+		m.parentPids = 12
+	case *cgroupsV2:
+		m.parentPids = 12
+	}
+	var jobs []Cgroup
+	for _, name := range []string{"one", "two"} {
+		cg, err := cgs.Create(name, Limits{Pids: 1024})
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		defer cg.Delete()
+		defer cg.Kill()
+		jobs = append(jobs, cg)
+	}
+	var parentPids string
+	for _, dir := range parentDirs(cgs) {
+		if b, err := os.ReadFile(filepath.Join(dir, "pids.max")); err == nil {
+			parentPids = strings.TrimSpace(string(b))
+		}
+	}
+	if parentPids != "12" {
+		t.Fatalf("parent pids.max = %q, want 12", parentPids)
+	}
+	// The first job's shell forks 10 sleeps: 11 processes of the 12. The
+	// second job's shell makes 12; its fork fails, although that job has
+	// 1 process of its 1024.
+	first := startGated(t, `read x; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1000 & done; echo ready; wait`)
+	if err := jobs[0].Add(first.cmd.Process.Pid); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if line := first.release(t); line != "ready" {
+		t.Fatalf("first job's script said %q", line)
+	}
+	second := startGated(t, `read x; sleep 1000 & echo forked; wait`)
+	if err := jobs[1].Add(second.cmd.Process.Pid); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	io.WriteString(second.stdin, "go\n")
+	if line, _ := second.out.ReadString('\n'); strings.TrimSpace(line) == "forked" {
+		t.Error("the second job forked past the parent's pids.max")
+	}
+	total := 0
+	for _, cg := range jobs {
+		pids, err := cg.Procs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(pids)
+	}
+	if total > 12 {
+		t.Errorf("%d processes in the two jobs, want at most the parent's 12", total)
+	}
+}

@@ -19,9 +19,10 @@ import (
 type cgroupsV1 struct {
 	// mounts maps each needed controller to its hierarchy's mount point;
 	// controllers sharing a hierarchy ("cpu,cpuacct") share a mount point.
-	mounts   map[string]string
-	parent   string // relative to each mount point
-	sysBlock string
+	mounts     map[string]string
+	parent     string // relative to each mount point
+	sysBlock   string
+	parentPids uint64 // pids.max of the parent; 0 = none
 }
 
 func newCgroupsV1(cfg CgroupConfig, mounts []mountInfo) (*cgroupsV1, error) {
@@ -29,7 +30,7 @@ func newCgroupsV1(cfg CgroupConfig, mounts []mountInfo) (*cgroupsV1, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cgroupsV1{mounts: h, parent: cfg.Parent, sysBlock: cfg.SysBlock}, nil
+	return &cgroupsV1{mounts: h, parent: cfg.Parent, sysBlock: cfg.SysBlock, parentPids: cfg.ParentPids}, nil
 }
 
 func (m *cgroupsV1) Version() int { return 1 }
@@ -88,6 +89,10 @@ func (m *cgroupsV1) Create(name string, limits Limits) (Cgroup, error) {
 			return nil, fmt.Errorf("cgroup: create %s: %w", name, err)
 		}
 		made = append(made, p)
+	}
+	if err := setParentPids(filepath.Join(m.mounts["pids"], m.parent), m.parentPids); err != nil {
+		undo()
+		return nil, err
 	}
 	if err := cg.setLimits(limits, devs); err != nil {
 		undo()

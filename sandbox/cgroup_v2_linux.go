@@ -20,16 +20,17 @@ import (
 // no-internal-process rule), so the controllers can be enabled in its
 // cgroup.subtree_control.
 type cgroupsV2 struct {
-	root     string // the cgroup2 mount point
-	parent   string // relative to root
-	sysBlock string
+	root       string // the cgroup2 mount point
+	parent     string // relative to root
+	sysBlock   string
+	parentPids uint64 // pids.max of the parent; 0 = none
 }
 
 func newCgroupsV2(cfg CgroupConfig) (*cgroupsV2, error) {
 	if err := checkV2Controllers(cfg.Root); err != nil {
 		return nil, err
 	}
-	return &cgroupsV2{root: cfg.Root, parent: cfg.Parent, sysBlock: cfg.SysBlock}, nil
+	return &cgroupsV2{root: cfg.Root, parent: cfg.Parent, sysBlock: cfg.SysBlock, parentPids: cfg.ParentPids}, nil
 }
 
 func (m *cgroupsV2) Version() int { return 2 }
@@ -99,6 +100,9 @@ func (m *cgroupsV2) Create(name string, limits Limits) (Cgroup, error) {
 		return nil, err
 	}
 	if err := m.ensureParent(); err != nil {
+		return nil, err
+	}
+	if err := setParentPids(m.parentDir(), m.parentPids); err != nil {
 		return nil, err
 	}
 	cg := &cgroupV2{name: name, dir: filepath.Join(m.parentDir(), name)}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -43,8 +44,8 @@ func identityFrom(ctx context.Context) (Identity, bool) {
 
 // authenticate derives the caller's identity from the verified client
 // certificate of the connection, and nothing else, and refuses a
-// certificate on the deny list.
-func authenticate(ctx context.Context, deny *DenyList) (Identity, error) {
+// certificate st no longer accepts (see tlsState.refuse).
+func authenticate(ctx context.Context, st *tlsState) (Identity, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return Identity{}, errorf(errUnauthenticated, "no peer information")
@@ -57,10 +58,28 @@ func authenticate(ctx context.Context, deny *DenyList) (Identity, error) {
 	if len(chains) == 0 || len(chains[0]) == 0 {
 		return Identity{}, errorf(errUnauthenticated, "no verified client certificate")
 	}
-	if err := deny.check(chains[0][0]); err != nil {
+	if err := st.refuse(chains[0]); err != nil {
 		return Identity{}, err
 	}
+	if leaf := chains[0][0]; time.Now().After(leaf.NotAfter) {
+		return Identity{}, expired(leaf)
+	}
 	return identityOf(chains[0][0])
+}
+
+// expired is the error for a client certificate past its end, which the
+// handshake accepted while it was valid: a connection, and a stream on it,
+// do not outlive the certificate.
+func expired(leaf *x509.Certificate) error {
+	return errorf(errRevokedCert, "client certificate of %q (serial %s) expired at %s: renew it (telehandler certgen --renew %s)",
+		leaf.Subject.CommonName, certgen.SerialHex(leaf.SerialNumber), leaf.NotAfter.UTC().Format(time.RFC3339), leaf.Subject.CommonName)
+}
+
+// clientChain is the verified chain of the connection's client
+// certificate, after authenticate accepted it.
+func clientChain(ctx context.Context) []*x509.Certificate {
+	p, _ := peer.FromContext(ctx)
+	return p.AuthInfo.(credentials.TLSInfo).State.VerifiedChains[0]
 }
 
 // identityOf reads the identity out of a verified client certificate.
@@ -99,7 +118,7 @@ func jobOf(m any) string {
 // context, runs the handler, maps its error to a status and logs the call.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	id, err := authenticate(ctx, s.tls.Load().deny)
+	id, err := authenticate(ctx, s.tls.Load())
 	var resp any
 	if err == nil {
 		resp, err = handler(withIdentity(ctx, id), req)
@@ -116,11 +135,29 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 // streamInterceptor is unaryInterceptor for streaming calls.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	id, err := authenticate(ss.Context(), s.tls.Load().deny)
+	id, err := authenticate(ss.Context(), s.tls.Load())
 	w := &identityStream{ServerStream: ss}
 	if err == nil {
-		w.ctx = withIdentity(ss.Context(), id)
-		err = handler(srv, w)
+		// A stream (watch) may outlive a reload that refuses its
+		// certificate: Reload ends it then (see revokeStreams).
+		ctx, cancel := context.WithCancelCause(ss.Context())
+		leaf := clientChain(ctx)[0]
+		ctx, stopExpiry := context.WithDeadlineCause(ctx, leaf.NotAfter, expired(leaf))
+		defer stopExpiry()
+		untrack := s.trackStream(clientChain(ctx), cancel)
+		// A reload between authenticate and trackStream is seen here.
+		if err = s.tls.Load().refuse(clientChain(ctx)); err == nil {
+			w.ctx = withIdentity(ctx, id)
+			err = handler(srv, w)
+		}
+		// A stream that ended because a reload refused it, or its
+		// certificate expired, says why (one that completed meanwhile
+		// stays a success).
+		if cause := context.Cause(ctx); err != nil && errors.Is(cause, errRevoked) {
+			err = cause
+		}
+		untrack()
+		cancel(nil)
 	}
 	err = toStatus(err)
 	s.logCall(ss.Context(), id, info.FullMethod, w.job, start, err)

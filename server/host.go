@@ -12,6 +12,8 @@ import (
 type host struct {
 	// pidMax is kernel.pid_max: no job can have that many processes.
 	pidMax uint64
+	// threadsMax is kernel.threads-max, the other bound on tasks.
+	threadsMax uint64
 	// memTotal is the RAM in bytes.
 	memTotal uint64
 	// noFile is the server's open-files limit (RLIMIT_NOFILE, as Go's
@@ -58,4 +60,19 @@ func (c *Config) clampToHost(h host) []clamp {
 		c.MaxConns = int(h.noFile / 2)
 	}
 	return out
+}
+
+// JobsPidsCap is the most processes and threads all jobs together may
+// have (the pids.max of serve's parent cgroup): three quarters of what the
+// kernel allows (kernel.pid_max, kernel.threads-max), the rest kept for
+// the host and the server, so that many jobs, each within its own
+// --max-pids, cannot take every pid. 0 when the host does not say.
+func JobsPidsCap() uint64 { return readHost().jobsPidsCap() }
+
+func (h host) jobsPidsCap() uint64 {
+	n := h.pidMax
+	if h.threadsMax > 0 && (n == 0 || h.threadsMax < n) {
+		n = h.threadsMax
+	}
+	return n - n/4
 }

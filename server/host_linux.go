@@ -15,6 +15,9 @@ func readHost() host {
 	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
 		h.pidMax, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	}
+	if b, err := os.ReadFile("/proc/sys/kernel/threads-max"); err == nil {
+		h.threadsMax, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
 		h.memTotal = uint64(si.Totalram) * uint64(max(si.Unit, 1))

@@ -2,15 +2,20 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/drrev/telehandler/certgen"
 )
@@ -21,6 +26,8 @@ import (
 type tlsState struct {
 	config *tls.Config
 	deny   *DenyList
+	// cas are the CA certificates client certificates must chain to.
+	cas []*x509.Certificate
 	// serverCert is the leaf of config's certificate, for the log.
 	serverCert *x509.Certificate
 }
@@ -41,12 +48,51 @@ func (f tlsFiles) load() (*tlsState, error) {
 		return nil, fmt.Errorf("server: parse certificate %s: %w", f.cert, err)
 	}
 	st := &tlsState{config: cfg, serverCert: leaf, deny: &DenyList{}}
+	if st.cas, err = readCerts(f.ca); err != nil {
+		return nil, err
+	}
 	if f.deny != "" {
 		if st.deny, err = ReadDenyList(f.deny); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
 	return st, nil
+}
+
+// readCerts reads the PEM certificates of a CA file.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: read CA: %w", err)
+	}
+	var certs []*x509.Certificate
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("server: CA %s: %w", path, err)
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}
+
+// refuse returns why st does not accept a client certificate chain that
+// a handshake verified, perhaps before a reload: its CA is no longer the
+// server's (the CA was replaced), or the certificate is on the deny list.
+// A nil st refuses nothing.
+func (st *tlsState) refuse(chain []*x509.Certificate) error {
+	if st == nil {
+		return nil
+	}
+	leaf, root := chain[0], chain[len(chain)-1]
+	if !slices.ContainsFunc(st.cas, root.Equal) {
+		return errorf(errRevokedCert, "client certificate of %q (serial %s) is signed by a CA the server no longer trusts: it reloaded another CA",
+			leaf.Subject.CommonName, certgen.SerialHex(leaf.SerialNumber))
+	}
+	return st.deny.check(leaf)
 }
 
 // dynamicTLS is the configuration the gRPC credentials hold: each
@@ -75,7 +121,47 @@ func (s *Server) Reload() error {
 	}
 	s.tls.Store(st)
 	s.logState("reloaded certificates and deny list", st)
+	s.revokeStreams(st)
 	return nil
+}
+
+// openStream is a streaming call in progress: the certificate chain it
+// was authenticated with, and how to end it.
+type openStream struct {
+	chain  []*x509.Certificate
+	cancel context.CancelCauseFunc
+}
+
+// trackStream registers a streaming call until the returned function is
+// called, so that a reload that refuses its certificate ends it.
+func (s *Server) trackStream(chain []*x509.Certificate, cancel context.CancelCauseFunc) func() {
+	o := &openStream{chain: chain, cancel: cancel}
+	s.streamsMu.Lock()
+	if s.streams == nil {
+		s.streams = make(map[*openStream]struct{})
+	}
+	s.streams[o] = struct{}{}
+	s.streamsMu.Unlock()
+	return func() {
+		s.streamsMu.Lock()
+		delete(s.streams, o)
+		s.streamsMu.Unlock()
+	}
+}
+
+// revokeStreams ends every open stream whose certificate st refuses, with
+// the refusal as the stream's error: a watch that a leaked certificate
+// opened before it was denied does not go on.
+func (s *Server) revokeStreams(st *tlsState) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	for o := range s.streams {
+		if err := st.refuse(o.chain); err != nil {
+			s.log.Warn("ending a stream of a certificate now refused", "user", o.chain[0].Subject.CommonName,
+				"serial", certgen.SerialHex(o.chain[0].SerialNumber), "error", err.Error())
+			o.cancel(err)
+		}
+	}
 }
 
 // logState logs what a state holds: the server certificate's serial and
@@ -142,12 +228,20 @@ func ParseDenyList(r io.Reader) (*DenyList, error) {
 			if line[len("user:"):] == "" {
 				return nil, fmt.Errorf("line %d: %q: no identity", n, line)
 			}
+			if !plainIdentity(line[len("user:"):]) {
+				return nil, fmt.Errorf("line %d: %q: an identity is printable text without '=' or ':'", n, line)
+			}
 			d.identities[line[len("user:"):]] = true
 		default:
 			if s, ok := normalSerial(line); ok && len(s) >= 16 {
 				d.serials[s] = true
-			} else {
+			} else if plainIdentity(line) {
 				d.identities[line] = true
+			} else {
+				// A serial mistyped ("serial = ..", "Serial Number:",
+				// an editor's byte order mark) must not pass for a
+				// name no certificate has, denying nobody.
+				return nil, fmt.Errorf("line %d: %q: neither serial=HEX nor user:NAME (an identity is printable text without '=' or ':')", n, line)
 			}
 		}
 	}
@@ -155,6 +249,14 @@ func ParseDenyList(r io.Reader) (*DenyList, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// plainIdentity reports whether s can be an identity in a deny list:
+// printable UTF-8 without '=' or ':', which only the serial= and user:
+// forms use.
+func plainIdentity(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsAny(s, "=:") &&
+		!strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
 }
 
 // normalSerial writes a hex serial as certgen.SerialHex does: upper case,

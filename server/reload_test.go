@@ -38,7 +38,8 @@ user:deadbeefdeadbeefdead
 	if len(d.serials) != 3 || len(d.identities) != 2 {
 		t.Errorf("parsed %v and %v", d.serials, d.identities)
 	}
-	for _, bad := range []string{"serial=xyz\n", "alice bob\n", "user:\n", "serial=\n"} {
+	for _, bad := range []string{"serial=xyz\n", "alice bob\n", "user:\n", "serial=\n",
+		"\ufeffserial=0A1B2C3D\n", "serialnumber=0A1B\n", "Serial:=0A\n", "user:a=b\n", "al\x1bice\n", "user:\xff\n"} {
 		if _, err := ParseDenyList(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("ParseDenyList(%q): %v, want an error naming line 1", bad, err)
 		}
@@ -138,4 +139,154 @@ func TestDenyListAndReload(t *testing.T) {
 	if got := conn.ConnectionState().PeerCertificates[0]; got.SerialNumber.Cmp(renewed.Cert.SerialNumber) != 0 {
 		t.Errorf("served certificate serial %v, want the renewed %v", got.SerialNumber, renewed.Cert.SerialNumber)
 	}
+}
+
+// TestReloadEndsDeniedStreams: a watch opened before its certificate was
+// denied ends at the reload that denies it, with PermissionDenied naming
+// the deny list, instead of streaming on; another user's watch goes on.
+func TestReloadEndsDeniedStreams(t *testing.T) {
+	deny := ""
+	ts := startServer(t, func(c *Config) {
+		deny = c.CAFile + ".deny"
+		if err := os.WriteFile(deny, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.DenyListFile = deny
+	})
+	ctx := testCtx(t)
+	watch := func(c pb.ForemanClient) pb.Foreman_WatchJobOutputClient {
+		t.Helper()
+		job, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Args: []string{"first"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := c.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: job.GetJob().GetName()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("first message: %v", err)
+		}
+		return stream
+	}
+	alice := watch(ts.as(t, "alice", certgen.RoleUser))
+	bob := watch(ts.as(t, "bob", certgen.RoleUser))
+
+	os.WriteFile(deny, []byte("user:alice\n"), 0o644)
+	if err := ts.server.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := alice.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		st := wantCode(t, "alice's watch after the reload", err, codes.PermissionDenied)
+		if !strings.Contains(st.Message(), "deny list") {
+			t.Errorf("message %q does not name the deny list", st.Message())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("alice's watch still open 30s after the reload that denied her")
+	}
+	go func() {
+		_, err := bob.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		t.Errorf("bob's watch ended with the reload: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ts.server.streamsMu.Lock()
+	n := len(ts.server.streams)
+	ts.server.streamsMu.Unlock()
+	if n != 1 {
+		t.Errorf("%d streams tracked, want bob's alone", n)
+	}
+}
+
+// TestReloadNewCAEndsOldCertificates: once the server reloaded another CA
+// (the old one's key leaked, say), certificates of the old CA are refused
+// on connections opened before the reload too, and their open watch ends;
+// a certificate of the new CA works.
+func TestReloadNewCAEndsOldCertificates(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := testCtx(t)
+	oldCA := ts.ca
+	alice := ts.as(t, "alice", certgen.RoleUser)
+	job, err := alice.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Args: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := alice.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: job.GetJob().GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	newCA, err := certgen.NewCA(time.Now(), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKP, err := certgen.NewServerCert(newCA, nil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.write(t, "ca", newCA)
+	ts.write(t, "server", srvKP)
+	if err := ts.server.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.ListJobs(ctx, &pb.ListJobsRequest{})
+	st := wantCode(t, "a certificate of the old CA on an open connection", err, codes.PermissionDenied)
+	if !strings.Contains(st.Message(), "no longer trusts") {
+		t.Errorf("message %q", st.Message())
+	}
+	_, err = stream.Recv()
+	wantCode(t, "the old certificate's open watch", err, codes.PermissionDenied)
+
+	ts.ca = newCA
+	if _, err := ts.as(t, "alice", certgen.RoleUser).ListJobs(ctx, &pb.ListJobsRequest{}); err != nil {
+		t.Errorf("a certificate of the new CA: %v", err)
+	}
+	ts.ca = oldCA
+}
+
+// TestExpiredCertificateOnOpenConnection: a certificate that expires while
+// its connection is open is refused from then on, on that connection too,
+// and its open watch ends (short-lived certificates bound a leak only if
+// a connection cannot outlive them).
+func TestExpiredCertificateOnOpenConnection(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := testCtx(t)
+	kp, err := certgen.NewClientCert(ts.ca, certgen.User{Name: "alice"}, time.Now(), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := ts.dial(t, ts.clientTLS(tlsCert(t, kp)))
+	job, err := alice.StartJob(ctx, &pb.StartJobRequest{Command: "sleep", Args: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := alice.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: job.GetJob().GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv() // blocks until the certificate expires
+	st := wantCode(t, "the watch of an expired certificate", err, codes.PermissionDenied)
+	if !strings.Contains(st.Message(), "expired") {
+		t.Errorf("message %q", st.Message())
+	}
+	if time.Now().Before(kp.Cert.NotAfter) {
+		t.Errorf("the watch ended before the certificate expired (%v)", kp.Cert.NotAfter)
+	}
+	_, err = alice.ListJobs(ctx, &pb.ListJobsRequest{})
+	wantCode(t, "a call with an expired certificate on its open connection", err, codes.PermissionDenied)
 }

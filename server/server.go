@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -155,6 +156,9 @@ type Server struct {
 	// and call loads the current state.
 	files tlsFiles
 	tls   atomic.Pointer[tlsState]
+	// streams are the streaming calls in progress (reload.go).
+	streamsMu sync.Mutex
+	streams   map[*openStream]struct{}
 }
 
 // New validates cfg, loads the certificates and listens on cfg.Listen. The

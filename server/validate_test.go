@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -386,5 +387,27 @@ func TestMaxChunkFitsPoolTier(t *testing.T) {
 	}
 	if n := proto.Size(msg); n > 32<<10 {
 		t.Errorf("a full message encodes to %d bytes, more than 32 KiB", n)
+	}
+}
+
+// TestJobsPidsCap: all jobs together get three quarters of the smaller of
+// kernel.pid_max and kernel.threads-max; an unknown host caps nothing.
+func TestJobsPidsCap(t *testing.T) {
+	for _, c := range []struct {
+		h    host
+		want uint64
+	}{
+		{host{pidMax: 32768, threadsMax: 192729}, 24576},
+		{host{pidMax: 4194304, threadsMax: 100000}, 75000},
+		{host{threadsMax: 1000}, 750},
+		{host{pidMax: 32768}, 24576},
+		{host{}, 0},
+	} {
+		if got := c.h.jobsPidsCap(); got != c.want {
+			t.Errorf("%+v: %d, want %d", c.h, got, c.want)
+		}
+	}
+	if runtime.GOOS == "linux" && JobsPidsCap() == 0 {
+		t.Error("JobsPidsCap on Linux is 0: kernel.pid_max not read")
 	}
 }
