@@ -40,6 +40,12 @@ var (
 	// ErrInputClosed means the job's input is closed: its stdin reached
 	// EOF (Input.Close), the job closed it, or the job ended.
 	ErrInputClosed = errors.New("job's input is closed")
+	// ErrNetworkOff means a job asked for the network on a runner that has
+	// none (Config.Network is nil: serve without --network).
+	ErrNetworkOff = errors.New("job networking is off")
+	// ErrTooManyNetworkJobs means the owner already runs
+	// Config.MaxNetworkJobsPerOwner networked jobs.
+	ErrTooManyNetworkJobs = errors.New("too many networked jobs")
 	// ErrCorruptLog means an output log file does not hold well-formed
 	// records (it was changed behind the log's back).
 	ErrCorruptLog = errors.New("output log is corrupt")

@@ -91,7 +91,9 @@ type Status struct {
 	CommandTruncated bool
 	// Limits are the job's cgroup limits (zero field = no limit).
 	Limits sandbox.Limits
-	State  State
+	// Network is true for a job on the job network.
+	Network bool
+	State   State
 	// ExitCode is the command's exit status; -1 while running or when a
 	// signal killed it.
 	ExitCode int
@@ -138,6 +140,7 @@ type job struct {
 	dir     string
 	cmdCut  bool // command and args were cut (Status.CommandTruncated)
 	limits  sandbox.Limits
+	network bool
 	started time.Time
 	// proc is nil for a job loaded from the record of an earlier run.
 	proc *sandbox.Process
@@ -180,6 +183,7 @@ func (j *job) status() Status {
 		Args:     slices.Clone(j.args),
 		Dir:      j.dir,
 		Limits:   j.limits,
+		Network:  j.network,
 		Started:  j.started,
 		ExitCode: -1,
 
@@ -319,6 +323,9 @@ type StartRequest struct {
 	DynamicUser bool
 	// Image is the job's root file system (sandbox.Spec.Image).
 	Image string
+	// Network connects the job to the runner's job network (egress only,
+	// Limits.NetworkBPS each way); without it the job has only lo.
+	Network bool
 }
 
 // validate checks what the sandbox would choke on or misread. Every error

@@ -18,6 +18,10 @@ type Quota struct {
 	// PerOwner: the job starts only if its Owner holds fewer than PerOwner
 	// slots (0 = no bound).
 	PerOwner int
+	// NetworkPerOwner: a networked job (StartRequest.Network) starts only
+	// if its Owner runs fewer than NetworkPerOwner networked jobs (0 = no
+	// bound); ErrTooManyNetworkJobs otherwise.
+	NetworkPerOwner int
 }
 
 // QuotaError is Start's error when a Quota has no room. It wraps

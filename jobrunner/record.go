@@ -47,6 +47,7 @@ type record struct {
 	CommandTruncated bool           `json:"command_truncated,omitempty"`
 	Dir              string         `json:"dir,omitempty"`
 	Limits           sandbox.Limits `json:"limits"`
+	Network          bool           `json:"network,omitempty"`
 	State            string         `json:"state"` // State.String()
 	Started          time.Time      `json:"started"`
 	Ended            time.Time      `json:"ended,omitzero"`
@@ -75,6 +76,7 @@ func recordOf(st Status) record {
 		CommandTruncated: st.CommandTruncated,
 		Dir:              st.Dir,
 		Limits:           st.Limits,
+		Network:          st.Network,
 		State:            st.State.String(),
 		Started:          st.Started,
 		Ended:            st.Ended,
@@ -286,6 +288,7 @@ func (r *Runner) loadJob(id string) (*job, error) {
 		dir:     rec.Dir,
 		cmdCut:  cut || rec.CommandTruncated,
 		limits:  rec.Limits,
+		network: rec.Network,
 		started: rec.Started,
 		log:     log,
 		done:    make(chan struct{}),

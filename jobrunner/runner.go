@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/drrev/telehandler/sandbox"
+	"github.com/drrev/telehandler/sandbox/network"
 )
 
 // Config configures New.
@@ -58,6 +59,10 @@ type Config struct {
 	// that cannot be written (once per job) and kept again, a job stopped
 	// by Shutdown. nil = discard.
 	Logger *slog.Logger
+	// Network is the job network jobs that ask for it join; nil = no job
+	// may (Start fails with ErrNetworkOff). The caller owns it (and closes
+	// it after Shutdown).
+	Network *network.Manager
 }
 
 // Defaults of Config.
@@ -86,6 +91,7 @@ type Runner struct {
 	// returned.
 	stopSweep, sweepDone chan struct{}
 	shutdownOnce         sync.Once
+	network              *network.Manager
 
 	// mu guards jobs, order, load and shuttingDown, and orders starting.Add
 	// against Shutdown's starting.Wait.
@@ -100,6 +106,9 @@ type Runner struct {
 	// of running jobs (see Quota).
 	load         load
 	shuttingDown bool
+	// netLoad counts the networked jobs' slots (Quota.NetworkPerOwner),
+	// taken and given back with their load slots.
+	netLoad load
 
 	// starting counts Start calls between the shutdown check and the job's
 	// registration, so that Shutdown sees every job.
@@ -178,6 +187,7 @@ func New(cfg Config) (*Runner, error) {
 		stopSweep:   make(chan struct{}),
 		sweepDone:   make(chan struct{}),
 		jobs:        make(map[string]*job),
+		network:     cfg.Network,
 	}
 	if err := r.loadRecords(); err != nil {
 		return nil, fmt.Errorf("jobrunner: %w", err)
@@ -219,6 +229,11 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.mu.Unlock()
 		return Status{}, err
 	}
+	if err := r.admitNetworkLocked(req); err != nil {
+		r.load.releaseLocked(req.Owner)
+		r.mu.Unlock()
+		return Status{}, err
+	}
 	r.starting.Add(1)
 	r.mu.Unlock()
 	defer r.starting.Done()
@@ -226,6 +241,9 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		if err != nil { // no job: give the slot back
 			r.mu.Lock()
 			r.load.releaseLocked(req.Owner)
+			if req.Network {
+				r.netLoad.releaseLocked(req.Owner)
+			}
 			r.mu.Unlock()
 		}
 	}()
@@ -276,7 +294,11 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		}
 	}
 
-	started := r.now()
+	startedAt := r.now()
+	cfg := sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW, Stdin: inR}
+	if req.Network {
+		cfg.Network = r.attachNetwork(req.Limits.NetworkBPS)
+	}
 	proc, err := r.sandbox.Start(sandbox.Spec{
 		Path:    req.Command,
 		Args:    req.Args,
@@ -290,7 +312,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 
 		DynamicUser: req.DynamicUser,
 		Image:       req.Image,
-	}, sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW, Stdin: inR})
+	}, cfg)
 	// The job has its own copies of the write ends (or is gone); ours would
 	// keep the pipes from ever reaching EOF.
 	closePipes(outW, errW)
@@ -315,7 +337,8 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		dir:     req.Dir,
 		cmdCut:  cut,
 		limits:  req.Limits,
-		started: started,
+		network: req.Network,
+		started: startedAt,
 		proc:    proc,
 		log:     log,
 		done:    make(chan struct{}),
@@ -354,6 +377,35 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.supervise(j, &drains)
 	}()
 	return j.status(), nil
+}
+
+// admitNetworkLocked admits a networked job: the runner must have a
+// network and the owner must be under req.Quota.NetworkPerOwner. r.mu is
+// held.
+func (r *Runner) admitNetworkLocked(req StartRequest) error {
+	if !req.Network {
+		return nil
+	}
+	if r.network == nil {
+		return ErrNetworkOff
+	}
+	if err := r.netLoad.admitLocked(req.Owner, Quota{PerOwner: req.Quota.NetworkPerOwner}); err != nil {
+		return fmt.Errorf("%w: %q runs %d networked jobs, its limit is %d",
+			ErrTooManyNetworkJobs, req.Owner, req.Quota.NetworkPerOwner, req.Quota.NetworkPerOwner)
+	}
+	return nil
+}
+
+// attachNetwork is the sandbox's network hook of a job limited to bps
+// bytes per second each way.
+func (r *Runner) attachNetwork(bps uint64) func(int) (sandbox.NetworkAttachment, error) {
+	return func(pid int) (sandbox.NetworkAttachment, error) {
+		att, err := r.network.Attach(pid, bps)
+		if err != nil {
+			return sandbox.NetworkAttachment{}, err
+		}
+		return sandbox.NetworkAttachment{ResolvConf: att.ResolvConf, Release: att.Release}, nil
+	}
 }
 
 // outputSource is a file of the job's output (a pipe or its terminal) and
@@ -426,6 +478,9 @@ func (r *Runner) supervise(j *job, drains *sync.WaitGroup) {
 	j.mu.Unlock()
 	r.mu.Lock()
 	r.load.releaseLocked(j.owner)
+	if j.network {
+		r.netLoad.releaseLocked(j.owner)
+	}
 	r.mu.Unlock()
 	j.log.Finish()
 	// The final record is on disk before anyone learns the job ended.

@@ -103,12 +103,21 @@ func runChild() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return shimErr("make mounts private", err)
 	}
+	// A networked job's resolv.conf (child_network_linux.go), taken while
+	// the host's paths are in reach and put in place once the view is.
+	resolv, err := openResolvConf(spec.ResolvConf)
+	if err != nil {
+		return shimErr("mount resolv.conf", err)
+	}
 	// The job's file system view (view.go): the host's root (or an image)
 	// read-only, private tmpfs mounts, a minimal /dev, a fresh /proc and
 	// /sys with only the job's own cgroup, the server's files hidden.
 	home, err := buildView(spec.View)
 	if err != nil {
 		return err
+	}
+	if err := mountResolvConf(resolv); err != nil {
+		return shimErr("mount resolv.conf", err)
 	}
 	// Spec.TTY: the job's terminal, in its view's own devpts instance
 	// (pty_linux.go); the master goes to the parent now, the slave becomes

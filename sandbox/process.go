@@ -40,6 +40,10 @@ type Spec struct {
 	TTY     bool   `json:"tty,omitempty"`
 	TTYRows uint16 `json:"tty_rows,omitempty"`
 	TTYCols uint16 `json:"tty_cols,omitempty"`
+	// ResolvConf is the host path of a file the shim binds read-only over
+	// /etc/resolv.conf in the job's mount namespace ("" = none). Start
+	// sets it from the job's NetworkAttachment.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 }
 
 // StartConfig is everything Start needs besides the command.
@@ -57,6 +61,20 @@ type StartConfig struct {
 	// nil = /dev/null. Start does not close it. With Spec.TTY the terminal
 	// replaces all three.
 	Stdin *os.File
+	// Network, when set, connects the job's network namespace (which has
+	// only lo otherwise): Start calls it with the shim's pid once the
+	// shim's namespaces exist and before it runs anything of the job, and
+	// calls the attachment's Release once the job has ended (or its start
+	// failed).
+	Network func(pid int) (NetworkAttachment, error)
+}
+
+// NetworkAttachment is what StartConfig.Network did for a job.
+type NetworkAttachment struct {
+	// ResolvConf becomes Spec.ResolvConf.
+	ResolvConf string
+	// Release undoes the attachment; nil = nothing to undo.
+	Release func() error
 }
 
 // ExitState is how a sandboxed process ended.

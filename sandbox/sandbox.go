@@ -56,6 +56,10 @@ type Limits struct {
 	IOWriteIOPS uint64 `json:"io_write_iops,omitempty"`
 	// Pids is pids.max: the most processes (and threads) the job may have.
 	Pids uint64 `json:"pids,omitempty"`
+	// NetworkBPS is a networked job's bandwidth in bytes per second, each
+	// way (not a cgroup limit: the job network applies it, see
+	// StartConfig.Network); it does nothing for a job without network.
+	NetworkBPS uint64 `json:"network_bps,omitempty"`
 }
 
 // DefaultLimits returns DESIGN.md's defaults: 10% of one CPU, 512 MiB of

@@ -225,7 +225,7 @@ func (s *Sandbox) start(spec Spec, cfg StartConfig, v view, release func()) (*Pr
 		if err != nil {
 			return nil, removeOnError(cg, err, release)
 		}
-		return sh.finish(cg, join, spec, s.jobView(v, cg), release)
+		return sh.finish(cg, join, spec, s.jobView(v, cg), release, cfg.Network)
 	}
 	sh, err := s.startShim(-1, cfg, spec.TTY)
 	if err != nil {
@@ -248,7 +248,7 @@ func (s *Sandbox) start(spec Spec, cfg StartConfig, v view, release func()) (*Pr
 		unix.Close(join.CloneFD)
 		join.CloneFD = -1
 	}
-	return sh.finish(cg, join, spec, s.jobView(v, cg), release)
+	return sh.finish(cg, join, spec, s.jobView(v, cg), release, cfg.Network)
 }
 
 // imageNames lists the images a job may ask for, for an error message.
@@ -391,10 +391,30 @@ func (sh *shim) abort() {
 	_ = sh.cmd.Wait()
 }
 
-// finish puts the shim into cg as join says (unless it was cloned into
+// finish connects the shim's network namespace (when network is set), then
+// does send's part and starts the job's reaper. On error the network
+// attachment is released too.
+func (sh *shim) finish(cg Cgroup, join CgroupJoin, spec Spec, v view, release func(), network func(int) (NetworkAttachment, error)) (*Process, error) {
+	att, err := attachNetwork(sh, network)
+	if err != nil {
+		sh.abort()
+		return nil, removeOnError(cg, err, release)
+	}
+	spec.ResolvConf = att.ResolvConf
+	p, err := sh.send(cg, join, spec, v, release)
+	if err != nil {
+		return nil, releaseOnError(att, err)
+	}
+	p.netRelease = att.Release
+	go p.reap()
+	return p, nil
+}
+
+// send puts the shim into cg as join says (unless it was cloned into
 // it), sends it spec and v and waits until the command was exec'd. On error
-// the shim is reaped and cg removed (then release is called).
-func (sh *shim) finish(cg Cgroup, join CgroupJoin, spec Spec, v view, release func()) (*Process, error) {
+// the shim is reaped and cg removed (then release is called). The returned
+// Process's reaper is not started yet.
+func (sh *shim) send(cg Cgroup, join CgroupJoin, spec Spec, v view, release func()) (*Process, error) {
 	wire := shimSpec{Spec: spec, View: v, Seccomp: sh.seccomp}
 	switch {
 	case join.CloneFD >= 0:
@@ -443,7 +463,6 @@ func (sh *shim) finish(cg Cgroup, join CgroupJoin, spec Spec, v view, release fu
 			}
 			p.tty = master
 		}
-		go p.reap()
 		return p, nil
 	}
 
@@ -459,6 +478,30 @@ func (sh *shim) finish(cg Cgroup, join CgroupJoin, spec Spec, v view, release fu
 		err = shimFailure(report, writeErr, readErr, waitErr, cmd.ProcessState)
 	}
 	return nil, removeOnError(cg, err, release)
+}
+
+// attachNetwork runs network (if set) on the waiting shim; on error it has
+// released what it did.
+func attachNetwork(sh *shim, network func(int) (NetworkAttachment, error)) (NetworkAttachment, error) {
+	if network == nil {
+		return NetworkAttachment{}, nil
+	}
+	att, err := network(sh.cmd.Process.Pid)
+	if err != nil {
+		return NetworkAttachment{}, fmt.Errorf("%w: connect the job's network: %w", ErrShim, err)
+	}
+	return att, nil
+}
+
+// releaseOnError releases the network attachment of a start that failed
+// with err.
+func releaseOnError(att NetworkAttachment, err error) error {
+	if att.Release != nil {
+		if rErr := att.Release(); rErr != nil {
+			err = errors.Join(err, fmt.Errorf("release network: %w", rErr))
+		}
+	}
+	return err
 }
 
 // execFailure is the ErrExec error of a command that could not start; a
@@ -528,6 +571,9 @@ type Process struct {
 	// release gives the job's uid back; reap calls it once the cgroup is
 	// gone.
 	release func()
+	// netRelease releases the job's network attachment after it ended; nil
+	// without one. Set by finish before it starts reap.
+	netRelease func() error
 
 	// mu serializes the cgroup's Kill/Signal/Stats with its removal by reap.
 	mu sync.Mutex
@@ -666,6 +712,11 @@ func (p *Process) reap() {
 		errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
 	} else {
 		p.release()
+	}
+	if p.netRelease != nil {
+		if err := p.netRelease(); err != nil {
+			errs = append(errs, fmt.Errorf("release network: %w", err))
+		}
 	}
 	p.state = state
 	p.cleanupErr = errors.Join(errs...)
