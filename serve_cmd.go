@@ -101,6 +101,7 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, EnvVars: []string{"TELEHANDLER_IDLE_TIMEOUT"},
 			Usage: "a connection without a call for that long is closed (clients reconnect)"},
 	)
+	flags = append(flags, networkFlags()...)
 	flags = append(flags, limits.Flags("default-", "default for jobs that do not ask: %s", &def)...)
 	flags = append(flags, limits.Flags("max-", "most a job may ask for: %s", &max)...)
 	return &cli.Command{
@@ -130,6 +131,12 @@ only its own cgroup under /sys/fs/cgroup. --state-dir and the directories of
 --ca, --cert and --key are hidden from jobs. --bind-ro and --bind-rw share
 host paths with every job on purpose.
 
+A job's network namespace has only lo. With --network, a job started with
+start --network gets egress: a veth to a bridge named after --cgroup-parent,
+an address of --network-subnet, NAT through --network-uplink, a resolv.conf
+of its own; never this host, other jobs or metadata addresses. This changes
+the host's forwarding (on the uplink) and firewall (one nftables table).
+
 SIGHUP reloads --ca, --cert, --key and --deny-list: renew the server's
 certificate with certgen --renew server, or shut out a leaked client
 certificate before it expires by adding its serial (or its user) to the deny
@@ -154,7 +161,9 @@ Example:
   telehandler certgen --out certs --user alice --user admin:admin
   sudo telehandler serve --ca certs/ca.crt --cert certs/server.crt --key certs/server.key \
       --state-dir /var/lib/telehandler --default-memory 256MiB --max-cpu 2 \
-      --bind-ro /srv/datasets:/data --image alpine=/srv/images/alpine`,
+      --bind-ro /srv/datasets:/data --image alpine=/srv/images/alpine
+  sudo telehandler serve ... --network --network-uplink eth0 --network-dns 1.1.1.1 \
+      --network-deny 10.0.0.0/8 --default-network-bps 5MiB`,
 		Flags:  flags,
 		Action: runServe,
 	}
@@ -221,6 +230,10 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	netCfg, err := networkConfig(c, parent)
+	if err != nil {
+		return err
+	}
 	logger, err := newLogger(c.String("log-format"))
 	if err != nil {
 		return err
@@ -270,7 +283,7 @@ func runServe(c *cli.Context) error {
 	if disableSeccomp {
 		logger.Warn("SECCOMP FILTER OFF (--seccomp=off): jobs can create user namespaces, mount file systems and reach keyrings, bpf, io_uring and perf events, the kernel surface of most container escapes; run without --seccomp=off unless a job needs one of these")
 	}
-	runner, err := jobrunner.New(jobrunner.Config{
+	runnerCfg := jobrunner.Config{
 		StateDir:    c.String("state-dir"),
 		OutputCap:   int64(min(outputCap, 1<<62)),
 		Sandbox:     sb,
@@ -278,7 +291,26 @@ func runServe(c *cli.Context) error {
 		RetainBytes: int64(min(retainBytes, 1<<62)),
 		RetainJobs:  c.Int("retain-jobs"),
 		Logger:      logger,
-	})
+	}
+	if netCfg != nil {
+		// After the lock, like the cgroups: what a crashed run left is ours.
+		netMgr, err := startNetwork(netCfg, logger)
+		if err != nil {
+			return err
+		}
+		// Deferred before the runner exists: runs after its Shutdown.
+		defer func() {
+			if err := netMgr.Close(); err != nil {
+				logger.Error("remove the job network", "error", err.Error())
+			}
+		}()
+		runnerCfg.Network = netMgr
+	}
+	maxNetJobs := 0
+	if netCfg != nil {
+		maxNetJobs = c.Int("max-network-jobs-per-user")
+	}
+	runner, err := jobrunner.New(runnerCfg)
 	if err != nil {
 		return fmt.Errorf("job runner: %w", err)
 	}
@@ -304,15 +336,17 @@ func runServe(c *cli.Context) error {
 		ShutdownTimeout: c.Duration("shutdown-timeout"),
 
 		// Fair shares (see the flags).
-		MaxJobsPerUser:     c.Int("max-jobs-per-user"),
-		AdminReservedJobs:  adminReserved,
-		MaxConns:           c.Int("max-conns"),
-		MaxConnsPerIP:      c.Int("max-conns-per-ip"),
-		MaxStreamsPerConn:  c.Int("max-streams-per-conn"),
-		MaxWatchersPerUser: c.Int("max-watchers-per-user"),
-		MaxHeaderBytes:     int(headerBytes),
-		HandshakeTimeout:   c.Duration("handshake-timeout"),
-		IdleTimeout:        c.Duration("idle-timeout"),
+		MaxJobsPerUser: c.Int("max-jobs-per-user"),
+		// 0 unless --network: no job gets that far without it anyway.
+		MaxNetworkJobsPerUser: maxNetJobs,
+		AdminReservedJobs:     adminReserved,
+		MaxConns:              c.Int("max-conns"),
+		MaxConnsPerIP:         c.Int("max-conns-per-ip"),
+		MaxStreamsPerConn:     c.Int("max-streams-per-conn"),
+		MaxWatchersPerUser:    c.Int("max-watchers-per-user"),
+		MaxHeaderBytes:        int(headerBytes),
+		HandshakeTimeout:      c.Duration("handshake-timeout"),
+		IdleTimeout:           c.Duration("idle-timeout"),
 	})
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
@@ -346,12 +380,14 @@ func runServe(c *cli.Context) error {
 // and the sandbox's limits (zero = not set).
 func limitValues(l sandbox.Limits) limits.Values {
 	return limits.Values{CPUMilli: l.CPUMilli, MemoryBytes: l.MemoryBytes, Pids: l.Pids,
-		IOReadBPS: l.IOReadBPS, IOWriteBPS: l.IOWriteBPS, IOReadIOPS: l.IOReadIOPS, IOWriteIOPS: l.IOWriteIOPS}
+		IOReadBPS: l.IOReadBPS, IOWriteBPS: l.IOWriteBPS, IOReadIOPS: l.IOReadIOPS, IOWriteIOPS: l.IOWriteIOPS,
+		NetworkBPS: l.NetworkBPS}
 }
 
 func sandboxLimits(v limits.Values) sandbox.Limits {
 	return sandbox.Limits{CPUMilli: v.CPUMilli, MemoryBytes: v.MemoryBytes, Pids: v.Pids,
-		IOReadBPS: v.IOReadBPS, IOWriteBPS: v.IOWriteBPS, IOReadIOPS: v.IOReadIOPS, IOWriteIOPS: v.IOWriteIOPS}
+		IOReadBPS: v.IOReadBPS, IOWriteBPS: v.IOWriteBPS, IOReadIOPS: v.IOReadIOPS, IOWriteIOPS: v.IOWriteIOPS,
+		NetworkBPS: v.NetworkBPS}
 }
 
 // sandboxConfig is the jobs' view and uids from serve's flags: the state

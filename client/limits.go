@@ -16,5 +16,6 @@ func limitsToProto(v limits.Values) *pb.Limits {
 		IoReadIops:  v.IOReadIOPS,
 		IoWriteIops: v.IOWriteIOPS,
 		Pids:        v.Pids,
+		NetworkBps:  v.NetworkBPS,
 	}
 }

@@ -205,6 +205,9 @@ func printJob(w io.Writer, j *pb.Job) error {
 	line("limits", "cpu %s, memory %s, pids %d, io read %s/s %d IOPS, io write %s/s %d IOPS",
 		limits.FormatCPU(l.GetCpuMilli()), limits.FormatBytes(l.GetMemoryBytes()), l.GetPids(),
 		limits.FormatBytes(l.GetIoReadBps()), l.GetIoReadIops(), limits.FormatBytes(l.GetIoWriteBps()), l.GetIoWriteIops())
+	if j.GetNetwork() {
+		line("network", "on, %s/s each way", limits.FormatBytes(l.GetNetworkBps()))
+	}
 	s := st.GetStats()
 	line("usage", "cpu %v, memory %s (peak %s), io read %s, io write %s, oom kills %d",
 		s.GetCpuUsage().AsDuration().Round(time.Millisecond), limits.FormatBytes(s.GetMemoryCurrentBytes()),

@@ -61,6 +61,11 @@ func StartCommand() *cli.Command {
 			Usage:   "environment variable KEY=VALUE of the job, or KEY to pass yours on (repeatable, -e and --env mixed; default a minimal PATH and HOME)",
 		}},
 	)
+	flags = append(flags, &cli.BoolFlag{
+		Name:    "network",
+		Usage:   "give the job the network: egress to the outside through the server's NAT and DNS, never the server's host or other jobs (the server must run with serve --network)",
+		EnvVars: []string{"TELEHANDLER_NETWORK"},
+	})
 	flags = append(flags, limits.Flags("", "%s (default: the server's)", nil)...)
 	return &cli.Command{
 		Name:      "start",
@@ -84,8 +89,12 @@ always the order the job wrote them. --merge gives the job one pipe for both
 (stderr goes to stdout, as 2>&1 does) when the exact interleaving matters.
 
 Limits not given take the server's defaults (10% of one CPU, 512 MiB of
-memory, 100 MiB/s and 1000 IOPS of disk IO per direction, 1024 processes)
-and may not exceed the server's maxima.
+memory, 100 MiB/s and 1000 IOPS of disk IO per direction, 1024 processes,
+10 MiB/s of network each way) and may not exceed the server's maxima.
+
+A job has no network (only lo) unless started with --network, on a server
+that allows it: then it can reach the outside world, by name, and nothing
+of the server's host, other jobs or cloud metadata addresses.
 
 Examples:
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
@@ -94,6 +103,7 @@ Examples:
   telehandler start --watch --rm -- make test
   telehandler start --watch --merge -- sh -c 'echo out; echo err >&2'   # out, err in order, on stdout
   telehandler start --watch --image alpine -- cat /etc/alpine-release
+  telehandler start --watch --network --network-bps 1MiB -- wget -O- https://example.com/
 
 Interactive jobs: -i streams your stdin to the job's (flow-controlled, EOF
 included); with --watch you see the output too. -t gives the job a terminal
@@ -159,6 +169,8 @@ func runStart(c *cli.Context) error {
 		Tty:   tty,
 		// iso (issue 8)
 		Image: c.String("image"),
+		// net (issue 13)
+		Network: c.Bool("network"),
 	}
 	if tty {
 		req.TtySize = windowSize(int(stdin.Fd()))

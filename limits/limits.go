@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Values are a job's seven limits in the kernel's units: thousandths of a
+// Values are a job's eight limits in the kernel's units: thousandths of a
 // CPU, bytes, bytes per second, operations per second, processes. A zero
 // field is "not set" (the server's default applies).
 type Values struct {
@@ -24,6 +24,7 @@ type Values struct {
 	IOWriteBPS  uint64
 	IOReadIOPS  uint64
 	IOWriteIOPS uint64
+	NetworkBPS  uint64
 }
 
 // kind is how a limit's quantity is written.
@@ -63,6 +64,8 @@ var fields = []field{
 		func(v *Values) *uint64 { return &v.IOReadIOPS }},
 	{"io-write-iops", "disk write operations per second on every disk", countKind,
 		func(v *Values) *uint64 { return &v.IOWriteIOPS }},
+	{"network-bps", "bandwidth of a networked job (start --network), each way, as 10MiB (per second)", rateKind,
+		func(v *Values) *uint64 { return &v.NetworkBPS }},
 }
 
 // envName turns a flag name into its TELEHANDLER_* variable.

@@ -63,7 +63,8 @@ type Limits struct {
 }
 
 // DefaultLimits returns DESIGN.md's defaults: 10% of one CPU, 512 MiB of
-// memory, 100 MiB/s and 1000 IOPS read and write, 1024 processes.
+// memory, 100 MiB/s and 1000 IOPS read and write, 1024 processes, and
+// 10 MiB/s each way for a networked job.
 func DefaultLimits() Limits {
 	return Limits{
 		CPUMilli:    100,
@@ -73,6 +74,7 @@ func DefaultLimits() Limits {
 		IOReadIOPS:  1000,
 		IOWriteIOPS: 1000,
 		Pids:        1024,
+		NetworkBPS:  10 << 20,
 	}
 }
 

@@ -46,6 +46,7 @@ func jobToProto(st jobrunner.Status) *pb.Job {
 		Status:     js,
 		Stdin:      st.Stdin,
 		Tty:        st.TTY,
+		Network:    st.Network,
 	}
 }
 
@@ -117,6 +118,7 @@ func limitsToProto(l sandbox.Limits) *pb.Limits {
 		IoReadIops:  l.IOReadIOPS,
 		IoWriteIops: l.IOWriteIOPS,
 		Pids:        l.Pids,
+		NetworkBps:  l.NetworkBPS,
 	}
 }
 
@@ -131,6 +133,7 @@ func limitsFromProto(l *pb.Limits) sandbox.Limits {
 		IOReadIOPS:  l.GetIoReadIops(),
 		IOWriteIOPS: l.GetIoWriteIops(),
 		Pids:        l.GetPids(),
+		NetworkBPS:  l.GetNetworkBps(),
 	}
 }
 

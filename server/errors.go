@@ -115,8 +115,12 @@ func toStatus(err error) error {
 	case errors.Is(err, jobrunner.ErrTooManyJobs),
 		errors.Is(err, errTooManyWatchers),
 		errors.Is(err, jobrunner.ErrStateDirFull),
-		errors.Is(err, sandbox.ErrNoUID):
+		errors.Is(err, sandbox.ErrNoUID),
+		errors.Is(err, jobrunner.ErrTooManyNetworkJobs):
 		code = codes.ResourceExhausted
+	case errors.Is(err, jobrunner.ErrNetworkOff):
+		code = codes.FailedPrecondition
+		msg = "this server does not give jobs a network: start it with serve --network (and --network-uplink IFACE), or run the job without --network"
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition
 		var je *jobError

@@ -55,6 +55,8 @@ type foreman struct {
 	// The running-jobs cap (see Config): quota turns it into each start's
 	// jobrunner.Quota; the runner counts the jobs and decides.
 	maxJobs, maxJobsPerUser, adminReserved int
+	// maxNetJobs is Config.MaxNetworkJobsPerUser.
+	maxNetJobs int
 
 	// maxWatchers is the most WatchJobOutput streams one identity may
 	// have open at once.
@@ -128,6 +130,8 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 
 		DynamicUser: f.dynamicUsers,
 		Image:       req.GetImage(),
+		// net (issue 13)
+		Network: req.GetNetwork(),
 	})
 	if qe := (*jobrunner.QuotaError)(nil); errors.As(err, &qe) {
 		return nil, f.tooManyJobs(who, qe)
@@ -147,9 +151,9 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 // reserved slots, and one user never takes every slot users have.
 func (f *foreman) quota(who Identity) jobrunner.Quota {
 	if who.isAdmin() {
-		return jobrunner.Quota{Total: f.maxJobs}
+		return jobrunner.Quota{Total: f.maxJobs, NetworkPerOwner: f.maxNetJobs}
 	}
-	return jobrunner.Quota{Total: f.maxJobs - f.adminReserved, PerOwner: f.maxJobsPerUser}
+	return jobrunner.Quota{Total: f.maxJobs - f.adminReserved, PerOwner: f.maxJobsPerUser, NetworkPerOwner: f.maxNetJobs}
 }
 
 // tooManyJobs says which share of the cap refused who's job, with the

@@ -27,12 +27,13 @@ func fieldsOf(l *sandbox.Limits) []limitField {
 		{"io_read_iops", &l.IOReadIOPS, limits.FormatCount},
 		{"io_write_iops", &l.IOWriteIOPS, limits.FormatCount},
 		{"pids", &l.Pids, limits.FormatCount},
+		{"network_bps", &l.NetworkBPS, limits.FormatRate},
 	}
 }
 
 // DefaultMaxLimits are the maxima a server allows when its Config sets
 // none: every CPU of the host, 16 GiB of memory, 10 GiB/s and a million
-// IOPS of disk IO, 65536 processes. They keep absurd requests out; an
+// IOPS of disk IO, 65536 processes, 1 GiB/s of network each way. They keep absurd requests out; an
 // operator raises them with the serve flags.
 func DefaultMaxLimits() sandbox.Limits {
 	return sandbox.Limits{
@@ -43,6 +44,7 @@ func DefaultMaxLimits() sandbox.Limits {
 		IOReadIOPS:  1_000_000,
 		IOWriteIOPS: 1_000_000,
 		Pids:        65536,
+		NetworkBPS:  1 << 30,
 	}
 }
 

@@ -126,6 +126,10 @@ type Config struct {
 	// (admins' jobs included), admins' while fewer than MaxJobs run. 0 =
 	// DefaultAdminReservedJobs(MaxJobs); NoAdminReserve = none.
 	AdminReservedJobs int
+	// MaxNetworkJobsPerUser is the most networked jobs (start --network)
+	// one identity, admins included, may run at once (0 = no cap of its
+	// own).
+	MaxNetworkJobsPerUser int
 
 	// Bounds per client; zero = the Default* constant of the same name.
 	// MaxConns is clamped to half the open-files limit.
@@ -204,6 +208,7 @@ func New(cfg Config) (*Server, error) {
 		maxJobs:        cfg.MaxJobs,
 		maxJobsPerUser: cfg.MaxJobsPerUser,
 		adminReserved:  max(cfg.AdminReservedJobs, 0),
+		maxNetJobs:     cfg.MaxNetworkJobsPerUser,
 		maxWatchers:    cfg.MaxWatchersPerUser,
 		uid:            cfg.RunAsUID,
 		gid:            cfg.RunAsGID,

@@ -323,7 +323,9 @@ type Limits struct {
 	IoReadIops  uint64 `protobuf:"varint,5,opt,name=io_read_iops,json=ioReadIops,proto3" json:"io_read_iops,omitempty"`
 	IoWriteIops uint64 `protobuf:"varint,6,opt,name=io_write_iops,json=ioWriteIops,proto3" json:"io_write_iops,omitempty"`
 	// Most processes (and threads) the job may have.
-	Pids          uint64 `protobuf:"varint,7,opt,name=pids,proto3" json:"pids,omitempty"`
+	Pids uint64 `protobuf:"varint,7,opt,name=pids,proto3" json:"pids,omitempty"`
+	// A networked job's bandwidth in bytes per second, each way.
+	NetworkBps    uint64 `protobuf:"varint,8,opt,name=network_bps,json=networkBps,proto3" json:"network_bps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -403,6 +405,13 @@ func (x *Limits) GetIoWriteIops() uint64 {
 func (x *Limits) GetPids() uint64 {
 	if x != nil {
 		return x.Pids
+	}
+	return 0
+}
+
+func (x *Limits) GetNetworkBps() uint64 {
+	if x != nil {
+		return x.NetworkBps
 	}
 	return 0
 }
@@ -506,8 +515,10 @@ type Job struct {
 	Limits *Limits    `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
 	Status *JobStatus `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
 	// Started with stdin (WriteJobInput feeds it) and with a tty.
-	Stdin         bool `protobuf:"varint,8,opt,name=stdin,proto3" json:"stdin,omitempty"`
-	Tty           bool `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
+	Stdin bool `protobuf:"varint,8,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Tty   bool `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
+	// The job is on the job network (StartJobRequest.network).
+	Network       bool `protobuf:"varint,10,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +612,13 @@ func (x *Job) GetStdin() bool {
 func (x *Job) GetTty() bool {
 	if x != nil {
 		return x.Tty
+	}
+	return false
+}
+
+func (x *Job) GetNetwork() bool {
+	if x != nil {
+		return x.Network
 	}
 	return false
 }
@@ -811,7 +829,12 @@ type StartJobRequest struct {
 	// Root file system of the job: the name of an image the server registered
 	// (serve --image NAME=DIR); "" = the host's, read-only. An image the
 	// server does not have is INVALID_ARGUMENT.
-	Image         string `protobuf:"bytes,10,opt,name=image,proto3" json:"image,omitempty"`
+	Image string `protobuf:"bytes,10,opt,name=image,proto3" json:"image,omitempty"`
+	// --- net (issue 13) ---
+	// Connect the job to the server's job network: egress to the outside
+	// through NAT, never to the host or other jobs. FAILED_PRECONDITION
+	// when the server runs without serve --network.
+	Network       bool `protobuf:"varint,11,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -914,6 +937,13 @@ func (x *StartJobRequest) GetImage() string {
 		return x.Image
 	}
 	return ""
+}
+
+func (x *StartJobRequest) GetNetwork() bool {
+	if x != nil {
+		return x.Network
+	}
+	return false
 }
 
 // WindowSize is a terminal's size in characters.
@@ -1687,7 +1717,7 @@ var File_telehandler_foreman_v1alpha1_foreman_proto protoreflect.FileDescriptor
 
 const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\n" +
-	"*telehandler/foreman/v1alpha1/foreman.proto\x12\x1ctelehandler.foreman.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n" +
+	"*telehandler/foreman/v1alpha1/foreman.proto\x12\x1ctelehandler.foreman.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n" +
 	"\x06Limits\x12\x1b\n" +
 	"\tcpu_milli\x18\x01 \x01(\x04R\bcpuMilli\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12\x1e\n" +
@@ -1697,14 +1727,16 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\fio_read_iops\x18\x05 \x01(\x04R\n" +
 	"ioReadIops\x12\"\n" +
 	"\rio_write_iops\x18\x06 \x01(\x04R\vioWriteIops\x12\x12\n" +
-	"\x04pids\x18\a \x01(\x04R\x04pids\"\x84\x02\n" +
+	"\x04pids\x18\a \x01(\x04R\x04pids\x12\x1f\n" +
+	"\vnetwork_bps\x18\b \x01(\x04R\n" +
+	"networkBps\"\x84\x02\n" +
 	"\x05Stats\x126\n" +
 	"\tcpu_usage\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\bcpuUsage\x120\n" +
 	"\x14memory_current_bytes\x18\x02 \x01(\x04R\x12memoryCurrentBytes\x12*\n" +
 	"\x11memory_peak_bytes\x18\x03 \x01(\x04R\x0fmemoryPeakBytes\x12\"\n" +
 	"\rio_read_bytes\x18\x04 \x01(\x04R\vioReadBytes\x12$\n" +
 	"\x0eio_write_bytes\x18\x05 \x01(\x04R\fioWriteBytes\x12\x1b\n" +
-	"\toom_kills\x18\x06 \x01(\x04R\boomKills\"\xa5\x02\n" +
+	"\toom_kills\x18\x06 \x01(\x04R\boomKills\"\xbf\x02\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x18\n" +
@@ -1715,7 +1747,9 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x06limits\x18\x06 \x01(\v2$.telehandler.foreman.v1alpha1.LimitsR\x06limits\x12?\n" +
 	"\x06status\x18\a \x01(\v2'.telehandler.foreman.v1alpha1.JobStatusR\x06status\x12\x14\n" +
 	"\x05stdin\x18\b \x01(\bR\x05stdin\x12\x10\n" +
-	"\x03tty\x18\t \x01(\bR\x03tty\"\xd6\x05\n" +
+	"\x03tty\x18\t \x01(\bR\x03tty\x12\x18\n" +
+	"\anetwork\x18\n" +
+	" \x01(\bR\anetwork\"\xd6\x05\n" +
 	"\tJobStatus\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.telehandler.foreman.v1alpha1.StateR\x05state\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x16\n" +
@@ -1735,7 +1769,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\x12[\n" +
 	"\x11output_truncation\x18\r \x01(\x0e2..telehandler.foreman.v1alpha1.TruncationReasonR\x10outputTruncation\x120\n" +
 	"\x14output_dropped_bytes\x18\x0e \x01(\x03R\x12outputDroppedBytes\x12!\n" +
-	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xd6\x02\n" +
+	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xf0\x02\n" +
 	"\x0fStartJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
@@ -1748,7 +1782,8 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x03tty\x18\b \x01(\bR\x03tty\x12C\n" +
 	"\btty_size\x18\t \x01(\v2(.telehandler.foreman.v1alpha1.WindowSizeR\attySize\x12\x14\n" +
 	"\x05image\x18\n" +
-	" \x01(\tR\x05image\"4\n" +
+	" \x01(\tR\x05image\x12\x18\n" +
+	"\anetwork\x18\v \x01(\bR\anetwork\"4\n" +
 	"\n" +
 	"WindowSize\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
