@@ -15,6 +15,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "__child" {
 		sandbox.RunChild()
 	}
+	if os.Getenv(netProbeEnv) != "" {
+		os.Exit(netProbe(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }
 

@@ -1,0 +1,122 @@
+package jobrunner
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// netProbeEnv, set in a job's environment, makes the test binary a network
+// probe (TestMain runs netProbe instead of the tests): the networking tests
+// run it as the job, so that they need no wget or nc in the VM.
+const netProbeEnv = "TELEHANDLER_NETPROBE"
+
+// probeTimeout bounds each probe operation: a dropped packet is a timeout.
+const probeTimeout = 4 * time.Second
+
+// netProbe runs each operation in args and prints one line per operation:
+// "<op> <arg> ok <detail>" or "<op> <arg> fail <error>". Operations:
+//
+//	addr              the IPv4 address of eth0
+//	fetch:URL         HTTP GET (names resolved through /etc/resolv.conf); detail: bytes seconds
+//	post:URL:N        HTTP POST of N bytes; detail: seconds
+//	dial:HOST:PORT    a TCP connection
+//	listen:PORT       accept connections on PORT and answer "hi" until killed
+//
+// It exits 0 when every operation succeeded, 1 otherwise.
+func netProbe(args []string) int {
+	rc := 0
+	for _, a := range args {
+		op, arg, _ := strings.Cut(a, ":")
+		detail, err := probeOp(op, arg)
+		if err != nil {
+			rc = 1
+			fmt.Printf("%s %s fail %v\n", op, arg, err)
+			continue
+		}
+		fmt.Printf("%s %s ok %s\n", op, arg, detail)
+	}
+	return rc
+}
+
+func probeOp(op, arg string) (string, error) {
+	client := &http.Client{Timeout: 10 * probeTimeout, Transport: &http.Transport{
+		DialContext: (&net.Dialer{Timeout: probeTimeout}).DialContext}}
+	switch op {
+	case "addr":
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return "", err
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return "", err
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String(), nil
+			}
+		}
+		return "", fmt.Errorf("no IPv4 address on eth0")
+	case "fetch":
+		t0 := time.Now()
+		resp, err := client.Get(arg)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("status %s", resp.Status)
+		}
+		return fmt.Sprintf("%d %.3f", n, time.Since(t0).Seconds()), nil
+	case "post":
+		i := strings.LastIndexByte(arg, ':')
+		n, err := strconv.Atoi(arg[i+1:])
+		if err != nil {
+			return "", err
+		}
+		t0 := time.Now()
+		resp, err := client.Post(arg[:i], "application/octet-stream", bytes.NewReader(make([]byte, n)))
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		return fmt.Sprintf("%.3f", time.Since(t0).Seconds()), nil
+	case "dial":
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", arg)
+		if err != nil {
+			return "", err
+		}
+		c.Close()
+		return "connected", nil
+	case "listen":
+		ln, err := net.Listen("tcp", ":"+arg)
+		if err != nil {
+			return "", err
+		}
+		fmt.Printf("listen %s ok listening\n", arg)
+		os.Stdout.Sync()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return "", err
+			}
+			c.Write([]byte("hi\n"))
+			c.Close()
+		}
+	}
+	return "", fmt.Errorf("unknown probe operation %q", op)
+}
