@@ -28,6 +28,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/drrev/telehandler/sandbox"
 	"github.com/drrev/telehandler/sandbox/network"
@@ -122,7 +123,7 @@ func newInternet(t *testing.T) *internet {
 	must(t, netlink.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Scope: netlink.SCOPE_LINK,
 		Dst: prefixNet(netip.PrefixFrom(metadataIP, 32))}))
 
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	must(t, err)
 	defer h.Close()
 	wan, err := h.LinkByName(wanName)
@@ -716,7 +717,7 @@ func TestNetCrashCleanup(t *testing.T) {
 	if _, err := netlink.LinkByName(att.Veth); err == nil {
 		t.Errorf("the restarted server kept the crashed run's veth %s", att.Veth)
 	}
-	h, err := netlink.NewHandleAt(mustNS(t, cmd.Process.Pid))
+	h, err := netlink.NewHandleAt(mustNS(t, cmd.Process.Pid), unix.NETLINK_ROUTE)
 	must(t, err)
 	if _, err := h.LinkByName("eth0"); err == nil {
 		t.Error("the old job's namespace still has its eth0")

@@ -94,10 +94,13 @@ t_build=$(date +%s)
 # directory on the VM's virtio disk (vda, a real, throttleable block device; the
 # guest's /tmp is in RAM) for the sandbox's IO throttling test.
 # TELEHANDLER_E2E_BIN: e2e/ tests this binary instead of building one.
-export CI=1 TELEHANDLER_TEST_IO_DIR=/scratch TELEHANDLER_E2E_BIN=/vmrun/include/telehandler
+# TELEHANDLER_TEST_NETWORK_VM=1: the job-network tests run (they skip
+# anywhere else; the VM has no network device, run-in-cgroupv2-vm.sh passes
+# -nic none, so they build their own "internet" in the guest).
+export CI=1 TELEHANDLER_TEST_IO_DIR=/scratch TELEHANDLER_E2E_BIN=/vmrun/include/telehandler TELEHANDLER_TEST_NETWORK_VM=1
 export CGROUPV2_RUN=${CGROUPV2_RUN:-}
 export CGROUPV2_SKIP=${CGROUPV2_SKIP-'^(TestInstall|TestFullStateDisk)$'}
-export VM_PASS_ENV="CI TELEHANDLER_TEST_IO_DIR TELEHANDLER_E2E_BIN CGROUPV2_RUN CGROUPV2_SKIP ${VM_PASS_ENV:-}"
+export VM_PASS_ENV="CI TELEHANDLER_TEST_IO_DIR TELEHANDLER_E2E_BIN TELEHANDLER_TEST_NETWORK_VM CGROUPV2_RUN CGROUPV2_SKIP ${VM_PASS_ENV:-}"
 export VM_INCLUDE_DIR=$inc
 log=${CGROUPV2_LOG:-$work/guest.log}
 

@@ -259,7 +259,7 @@ func (m *Manager) Attach(pid int, bps uint64) (_ *Attachment, err error) {
 
 // configureJobSide gives the job's eth0 its address and the default route.
 func (m *Manager) configureJobSide(ns netns.NsHandle, addr netip.Addr) error {
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in the job's namespace: %w", err)
 	}

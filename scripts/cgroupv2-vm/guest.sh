@@ -28,6 +28,9 @@ mkdir -p /etc
 	'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >/etc/passwd
 [ -f /etc/group ] || printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >/etc/group
 [ -f /etc/hosts ] || printf '%s\n' '127.0.0.1 localhost' '::1 localhost' >/etc/hosts
+# A networked job's own resolv.conf is bound over this one (the VM has no
+# network: the address is a documentation one, never used).
+[ -f /etc/resolv.conf ] || printf '%s\n' 'nameserver 192.0.2.53' >/etc/resolv.conf
 
 while read -r dir bin; do
 	[ -n "$bin" ] || continue

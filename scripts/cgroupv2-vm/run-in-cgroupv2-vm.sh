@@ -10,6 +10,8 @@
 #   guest stdout -> virtio-serial port "stdout" -> FIFO -> this script's stdout (raw bytes, streamed)
 #   guest stderr -> virtio-serial port "stderr" -> FIFO -> this script's stderr
 #   kernel console/init log -> ttyS0 -> $run_dir/console.log (shown on failure / VM_VERBOSE=1)
+#   network                 -> none at all (-nic none): the job-network tests build their
+#                              own "internet" inside the guest; no packet leaves it
 #   exit code    -> "VMRUN-EXIT=<n>" printed via /dev/kmsg on ttyS0
 #
 # Inside the guest the binary sees:
@@ -110,9 +112,12 @@ ensure_packages() {
 #    $CACHE/kernel/<pkg>_<version>/{vmlinuz,modules/*.ko,modules.order}
 #    (apt-get download + dpkg-deb extraction; nothing is installed on the host).
 # ---------------------------------------------------------------------------
-# Modules needed for the scratch disk; dependencies are resolved from the .ko
-# "depends=" modinfo strings, so this survives Debian moving things around.
-WANT_MODULES="virtio_pci virtio_blk virtio_console"
+# Modules needed for the scratch disk, and for the job-network tests (veth,
+# bridge, nftables with conntrack and masquerading, tc's tbf, ingress and
+# policing: the guest has no modprobe setup, so all are loaded at boot);
+# dependencies are resolved from the .ko "depends=" modinfo strings, so this
+# survives Debian moving things around.
+WANT_MODULES="virtio_pci virtio_blk virtio_console veth bridge nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat sch_tbf sch_ingress cls_matchall act_police"
 
 resolve_kernel_pkg() {
     local f=$CACHE/kernel-pkg pkg
@@ -170,10 +175,12 @@ ensure_kernel() {   # sets KDIR
     [[ -n $deb ]] || die "apt-get download $pkg failed"
     local ver; ver=$(dpkg-deb -f "$deb" Version)
     mkdir -p "$tmp/x"
-    # Only the kernel image and drivers/{virtio,block,char} are needed (~1 MB of 100 MB).
+    # Only the kernel image, drivers/{virtio,block,char,net} and net/ (for
+    # WANT_MODULES's few) are needed.
     dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/x" --wildcards \
         './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' \
         './lib/modules/*/kernel/drivers/block/*' './lib/modules/*/kernel/drivers/char/*' \
+        './lib/modules/*/kernel/drivers/net/*' './lib/modules/*/kernel/net/*' './lib/modules/*/kernel/lib/*' \
         './boot/config-*' 2>/dev/null || true
     local out=$CACHE/kernel/${pkg}_${ver}
     rm -rf "$out"; mkdir -p "$out/modules"
@@ -428,7 +435,7 @@ trap '[[ -n $qpid ]] && kill -TERM "$qpid" 2>/dev/null; exit 143' TERM INT HUP
 set +e
 "${pdeath[@]}" timeout -k 5 "$TIMEOUT" "${pdeath[@]}" qemu-system-x86_64 \
     "${accel_args[@]}" -machine "${VM_MACHINE:-q35}" -m "$MEM" -smp "$SMP" \
-    -nodefaults -no-user-config -display none -no-reboot \
+    -nodefaults -no-user-config -display none -no-reboot -nic none \
     -kernel "$kernel" -initrd "$run_dir/initrd" -append "$append" \
     -chardev file,id=con,path="$run_dir/console.log" -serial chardev:con \
     -device virtio-serial-pci,id=vser \
