@@ -33,8 +33,10 @@ type rule struct {
 	iif, oif string
 	// established: conntrack state established or related.
 	established bool
-	// saddr/daddr: the packet's source/destination is in this prefix.
+	// saddr/daddr: the packet's source/destination is in this prefix
+	// (with saddrNot: the source is not).
 	saddr, daddr netip.Prefix
+	saddrNot     bool
 	// dport53: a DNS packet (UDP or TCP to port 53); proto is then 6 or 17.
 	proto uint8
 	dport uint16
@@ -64,8 +66,10 @@ func firewallRules(cfg Config, n names, dns []netip.Addr, dropUplinkForwarding b
 	}
 	r = append(r,
 		rule{chain: "forward", oif: br, verdict: drop},
-		// From the jobs: out through the uplink only.
+		// From the jobs: out through the uplink only, and from the
+		// subnet only (a root job could forge another source).
 		rule{chain: "forward", iif: br, oif: "!" + up, verdict: drop},
+		rule{chain: "forward", iif: br, saddr: cfg.Subnet, saddrNot: true, verdict: drop},
 	)
 	for _, a := range dns {
 		p := netip.PrefixFrom(a, a.BitLen())
@@ -167,7 +171,7 @@ func (r rule) exprs() []expr.Any {
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
-	addr := func(p netip.Prefix, src bool) {
+	addr := func(p netip.Prefix, src, not bool) {
 		proto, off, n := byte(unix.NFPROTO_IPV4), uint32(16), uint32(4)
 		if src {
 			off = 12
@@ -178,6 +182,10 @@ func (r rule) exprs() []expr.Any {
 				off = 8
 			}
 		}
+		op := expr.CmpOpEq
+		if not {
+			op = expr.CmpOpNeq
+		}
 		mask := make([]byte, n)
 		for i := 0; i < p.Bits(); i++ {
 			mask[i/8] |= 0x80 >> (i % 8)
@@ -187,13 +195,13 @@ func (r rule) exprs() []expr.Any {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()})
+			&expr.Cmp{Op: op, Register: 1, Data: p.Masked().Addr().AsSlice()})
 	}
 	if r.saddr.IsValid() {
-		addr(r.saddr, true)
+		addr(r.saddr, true, r.saddrNot)
 	}
 	if r.daddr.IsValid() {
-		addr(r.daddr, false)
+		addr(r.daddr, false, false)
 	}
 	if r.proto != 0 {
 		port := make([]byte, 2)

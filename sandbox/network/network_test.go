@@ -154,6 +154,12 @@ func TestFirewallRules(t *testing.T) {
 	idx(func(r rule) bool {
 		return r.chain == "forward" && r.iif == n.bridge && r.oif == "!eth0" && r.verdict == drop
 	})
+	spoof := idx(func(r rule) bool {
+		return r.chain == "forward" && r.iif == n.bridge && r.saddr == cfg.Subnet && r.saddrNot && r.verdict == drop
+	})
+	if spoof > dns {
+		t.Error("forged sources are dropped only after the DNS accept")
+	}
 	idx(func(r rule) bool {
 		return r.chain == "forward" && r.iif == "eth0" && r.oif == "!"+n.bridge && r.verdict == drop
 	})
