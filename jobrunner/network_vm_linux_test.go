@@ -308,7 +308,7 @@ func newNetEnv(t *testing.T, edit func(*network.Config)) *netEnv {
 	})
 	sb, err := sandbox.New(sandbox.Config{Cgroups: cgs})
 	must(t, err)
-	r, err := New(Config{StateDir: filepath.Join(t.TempDir(), "state"), Sandbox: sb, Network: m, MaxNetworkJobsPerOwner: 3})
+	r, err := New(Config{StateDir: filepath.Join(t.TempDir(), "state"), Sandbox: sb, Network: m})
 	must(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -387,12 +387,15 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
+// netJobsPerOwner is the tests' Quota.NetworkPerOwner.
+const netJobsPerOwner = 3
+
 // probeRequest is a job running the test binary as a network probe.
 func probeRequest(t *testing.T, networked bool, ops ...string) StartRequest {
 	exe, err := os.Executable()
 	must(t, err)
 	return StartRequest{Owner: "alice", Command: exe, Args: ops, Env: []string{netProbeEnv + "=1"},
-		Limits: fastLimits(), Network: networked}
+		Limits: fastLimits(), Network: networked, Quota: Quota{NetworkPerOwner: netJobsPerOwner}}
 }
 
 // runProbe runs a probe job to its end and returns its output lines by
@@ -665,11 +668,11 @@ func TestNetBandwidth(t *testing.T) {
 	}
 }
 
-// TestNetCapPerOwner: an owner runs at most MaxNetworkJobsPerOwner
+// TestNetCapPerOwner: an owner runs at most Quota.NetworkPerOwner
 // networked jobs; others and plain jobs are not affected.
 func TestNetCapPerOwner(t *testing.T) {
-	e := newNetEnv(t, nil) // cap 3
-	for range 3 {
+	e := newNetEnv(t, nil)
+	for range netJobsPerOwner {
 		e.startListener(t)
 	}
 	_, err := e.r.Start(testContext(t), probeRequest(t, true, "addr"))

@@ -31,7 +31,10 @@ func TestNetworkErrors(t *testing.T) {
 // TestStartJobNetwork: StartJob hands the network request and the
 // network-bps limit (default filled in, maximum enforced) to the runner.
 func TestStartJobNetwork(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.MaxLimits.NetworkBPS = 50 << 20 })
+	ts := startServer(t, func(c *Config) {
+		c.MaxLimits.NetworkBPS = 50 << 20
+		c.MaxNetworkJobsPerUser = 2
+	})
 	ctx := testCtx(t)
 	c := ts.as(t, "alice", certgen.RoleUser)
 	resp, err := c.StartJob(ctx, &pb.StartJobRequest{Command: "true", Network: true})
@@ -41,6 +44,9 @@ func TestStartJobNetwork(t *testing.T) {
 	req := ts.runner.lastStart()
 	if !req.Network || req.Limits.NetworkBPS != sandbox.DefaultLimits().NetworkBPS {
 		t.Errorf("runner got network %v, network bps %d; want true, the default %d", req.Network, req.Limits.NetworkBPS, sandbox.DefaultLimits().NetworkBPS)
+	}
+	if req.Quota.NetworkPerOwner != 2 {
+		t.Errorf("runner got Quota.NetworkPerOwner %d, want serve's 2", req.Quota.NetworkPerOwner)
 	}
 	if resp.GetJob().GetLimits().GetNetworkBps() != sandbox.DefaultLimits().NetworkBPS {
 		t.Errorf("job's limits say %d B/s", resp.GetJob().GetLimits().GetNetworkBps())
