@@ -227,7 +227,14 @@ func startServerIn(t *testing.T, bin, dir, addr, stateDir string, flags ...strin
 	t.Helper()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
-	s := &server{parent: "telehandler-test-" + hex.EncodeToString(suffix), ready: make(chan struct{}), exited: make(chan struct{})}
+	return startServerParent(t, bin, dir, addr, "telehandler-test-"+hex.EncodeToString(suffix), extra...)
+}
+
+// startServerParent is startServer with a given cgroup parent (a restart
+// after a crash uses the crashed server's).
+func startServerParent(t *testing.T, bin, dir, addr, parent string, extra ...string) *server {
+	t.Helper()
+	s := &server{parent: parent, ready: make(chan struct{}), exited: make(chan struct{})}
 	certs := filepath.Join(dir, "certs")
 	s.cmd = exec.Command(bin, append([]string{"serve", "--listen", addr, "--state-dir", stateDir,
 		"--ca", filepath.Join(certs, "ca.crt"), "--cert", filepath.Join(certs, "server.crt"), "--key", filepath.Join(certs, "server.key"),

@@ -3,23 +3,17 @@ package jobrunner
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,246 +25,39 @@ import (
 
 	"github.com/drrev/telehandler/sandbox"
 	"github.com/drrev/telehandler/sandbox/network"
+	"github.com/drrev/telehandler/sandbox/network/nettest"
 )
 
 // Networking tests: they create interfaces, routes, a bridge, an nftables
 // table and turn forwarding on, so they run ONLY inside the test VM, which
-// has no network device at all (scripts/test-cgroupv2.sh sets
-// TELEHANDLER_TEST_NETWORK_VM=1 there). The "internet" is built by the test:
-// a network namespace of its own with an HTTP server, a DNS answer and a
-// fake metadata service, reached through a veth (up0) that is the job
-// network's uplink.
+// has no network device at all (nettest.RequireVM). The "internet" is
+// nettest's: a network namespace of the test's own with an HTTP server, a
+// DNS answer and a fake metadata service, reached through a veth (up0)
+// that is the job network's uplink.
 
 const (
-	netVMEnv   = "TELEHANDLER_TEST_NETWORK_VM"
-	uplinkName = "up0"
-	wanName    = "wan0"
-	// testName resolves to wanIP at the test's DNS server.
-	testName = "example.test"
+	uplinkName = nettest.UplinkName
+	testName   = nettest.TestName
 )
 
 var (
-	uplinkIP   = netip.MustParsePrefix("192.0.2.1/24")
-	wanIP      = netip.MustParsePrefix("192.0.2.2/24")
-	metadataIP = netip.MustParseAddr("169.254.169.254")
+	uplinkIP   = nettest.UplinkIP
+	wanIP      = nettest.WanIP
+	metadataIP = nettest.MetadataIP
 	jobSubnet  = netip.MustParsePrefix("10.99.0.0/24")
 )
 
-// requireNetworkVM skips outside the VM, and refuses to run on a machine
-// that has any network interface but lo when the test starts: the VM is
-// started with -nic none, a real host never is.
-func requireNetworkVM(t *testing.T) {
-	t.Helper()
-	if os.Getenv(netVMEnv) != "1" {
-		t.Skip("networking tests run only inside the test VM (make test-cgroupv2): they create interfaces and firewall rules, which must never happen on a real host")
-	}
-	requireRoot(t)
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range links {
-		if l.Attrs().Name != "lo" {
-			t.Fatalf("%s=1 but this machine has interface %s: the test VM has no network device (-nic none); refusing to touch this network", netVMEnv, l.Attrs().Name)
-		}
-	}
-}
+func requireNetworkVM(t *testing.T) { nettest.RequireVM(t) }
 
-// internet is the test's outside world.
-type internet struct {
-	ns netns.NsHandle
-	// hits counts the HTTP requests it served; clients are the addresses
-	// they came from.
-	mu      sync.Mutex
-	hits    int
-	clients map[string]bool
-}
+func newInternet(t *testing.T) *nettest.Internet { return nettest.New(t, jobSubnet) }
 
-// newInternet builds the outside world: namespace, veth up0 (here, the
-// uplink) <-> wan0 (there), an HTTP server on wan0's address port 80 and
-// on the metadata address, a DNS server answering testName.
-func newInternet(t *testing.T) *internet {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err) // the thread stays locked: it dies with the test goroutine
-	}
-	runtime.UnlockOSThread()
-	orig.Close()
-	inet := &internet{ns: ns, clients: map[string]bool{}}
-	t.Cleanup(func() {
-		if l, err := netlink.LinkByName(uplinkName); err == nil {
-			netlink.LinkDel(l)
-		}
-		ns.Close()
-	})
-
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: uplinkName}, PeerName: wanName, PeerNamespace: netlink.NsFd(int(ns))}
-	must(t, netlink.LinkAdd(veth))
-	up, err := netlink.LinkByName(uplinkName)
-	must(t, err)
-	must(t, netlink.AddrAdd(up, &netlink.Addr{IPNet: prefixNet(uplinkIP)}))
-	must(t, netlink.LinkSetUp(up))
-	// The host reaches the metadata address through the uplink (as a cloud
-	// VM does): the test's positive control.
-	must(t, netlink.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Scope: netlink.SCOPE_LINK,
-		Dst: prefixNet(netip.PrefixFrom(metadataIP, 32))}))
-
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	must(t, err)
-	defer h.Close()
-	wan, err := h.LinkByName(wanName)
-	must(t, err)
-	must(t, h.AddrAdd(wan, &netlink.Addr{IPNet: prefixNet(wanIP)}))
-	must(t, h.AddrAdd(wan, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(metadataIP, 32))}))
-	must(t, h.LinkSetUp(wan))
-	lo, err := h.LinkByName("lo")
-	must(t, err)
-	must(t, h.LinkSetUp(lo))
-	// An attacker out there who routes the jobs' subnet to the host: the
-	// test's inbound connections try that way.
-	must(t, h.RouteAdd(&netlink.Route{LinkIndex: wan.Attrs().Index, Dst: prefixNet(jobSubnet),
-		Gw: net.IP(uplinkIP.Addr().AsSlice())}))
-
-	var web, meta net.Listener
-	var dns net.PacketConn
-	inNS(t, ns, func() {
-		var err error
-		web, err = net.Listen("tcp", wanIP.Addr().String()+":80")
-		must(t, err)
-		meta, err = net.Listen("tcp", metadataIP.String()+":80")
-		must(t, err)
-		dns, err = net.ListenPacket("udp", wanIP.Addr().String()+":53")
-		must(t, err)
-	})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
-		inet.hit()
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		inet.mu.Lock()
-		inet.clients[host] = true
-		inet.mu.Unlock()
-		io.WriteString(w, "hello from the internet\n")
-	})
-	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
-		inet.hit()
-		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		w.Write(make([]byte, n))
-	})
-	mux.HandleFunc("/sink", func(w http.ResponseWriter, r *http.Request) {
-		inet.hit()
-		n, _ := io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "%d\n", n)
-	})
-	for _, ln := range []net.Listener{web, meta} {
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-	}
-	go serveDNS(dns, wanIP.Addr())
-	t.Cleanup(func() { dns.Close() })
-	return inet
-}
-
-func (i *internet) hit() {
-	i.mu.Lock()
-	i.hits++
-	i.mu.Unlock()
-}
-
-// inNS runs fn on a thread in ns (sockets made there stay there).
-func inNS(t *testing.T, ns netns.NsHandle, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			t.Error(err)
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		} // else the locked thread ends with this goroutine
-	}()
-	<-done
-}
-
-// serveDNS answers A queries for testName with addr, and everything else
-// with no answer: a minimal DNS server (RFC 1035 messages) for the test.
-func serveDNS(pc net.PacketConn, addr netip.Addr) {
-	buf := make([]byte, 512)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		if resp := dnsAnswer(buf[:n], addr); resp != nil {
-			pc.WriteTo(resp, from)
-		}
-	}
-}
-
-func dnsAnswer(q []byte, addr netip.Addr) []byte {
-	if len(q) < 12 || binary.BigEndian.Uint16(q[4:6]) != 1 {
-		return nil
-	}
-	// The question: labels, then type and class.
-	i := 12
-	var labels []string
-	for i < len(q) && q[i] != 0 {
-		l := int(q[i])
-		if i+1+l > len(q) {
-			return nil
-		}
-		labels = append(labels, string(q[i+1:i+1+l]))
-		i += 1 + l
-	}
-	i++
-	if i+4 > len(q) {
-		return nil
-	}
-	qtype := binary.BigEndian.Uint16(q[i : i+2])
-	question := q[12 : i+4]
-	name := strings.ToLower(strings.Join(labels, "."))
-	resp := make([]byte, 12, 64)
-	copy(resp, q[:2])                            // id
-	binary.BigEndian.PutUint16(resp[2:], 0x8180) // response, recursion desired+available
-	binary.BigEndian.PutUint16(resp[4:], 1)      // one question
-	if name != testName {
-		binary.BigEndian.PutUint16(resp[2:], 0x8183) // NXDOMAIN
-		return append(resp, question...)
-	}
-	resp = append(resp, question...)
-	if qtype == 1 { // A
-		binary.BigEndian.PutUint16(resp[6:], 1)
-		a := addr.As4()
-		resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
-		resp = append(resp, a[:]...)
-	}
-	return resp
-}
+func inNS(t *testing.T, ns netns.NsHandle, fn func()) { nettest.InNS(t, ns, fn) }
 
 // netEnv is a Runner with a job network whose uplink is the internet's.
 type netEnv struct {
 	r      *Runner
 	m      *network.Manager
-	inet   *internet
+	inet   *nettest.Internet
 	parent string
 }
 
@@ -381,10 +168,6 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func prefixNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // netJobsPerOwner is the tests' Quota.NetworkPerOwner.
@@ -509,24 +292,16 @@ func TestNetEgress(t *testing.T) {
 	wantFail(t, res, "dial:"+meta)
 	wantFail(t, res, "dial:"+gw+":53")
 	// Masqueraded: the internet saw the uplink's address, never the job's.
-	e.inet.mu.Lock()
-	clients := fmt.Sprint(e.inet.clients)
-	masqueraded := len(e.inet.clients) == 1 && e.inet.clients[uplinkIP.Addr().String()]
-	e.inet.mu.Unlock()
-	if !masqueraded {
-		t.Errorf("the internet saw clients %s, want only the uplink's address %s", clients, uplinkIP.Addr())
+	if clients := e.inet.Clients(); len(clients) != 1 || clients[0] != uplinkIP.Addr().String() {
+		t.Errorf("the internet saw clients %v, want only the uplink's address %s", clients, uplinkIP.Addr())
 	}
 
-	e.inet.mu.Lock()
-	before := e.inet.hits
-	e.inet.mu.Unlock()
+	before := e.inet.Hits()
 	res = e.runProbe(t, probeRequest(t, false, "fetch:"+byIP, "fetch:"+byName, "dial:"+hostUplink))
 	wantFail(t, res, "fetch:"+byIP)
 	wantFail(t, res, "fetch:"+byName)
 	wantFail(t, res, "dial:"+hostUplink)
-	e.inet.mu.Lock()
-	after := e.inet.hits
-	e.inet.mu.Unlock()
+	after := e.inet.Hits()
 	if after != before {
 		t.Errorf("the internet served %d requests to a job without network", after-before)
 	}
@@ -583,7 +358,7 @@ func TestNetJobToJob(t *testing.T) {
 		}
 		// From the outside, with a route to the jobs' subnet: nothing is
 		// forwarded in.
-		inNS(t, e.inet.ns, func() {
+		inNS(t, e.inet.NS, func() {
 			if c, err := net.DialTimeout("tcp", target, probeTimeout); err == nil {
 				c.Close()
 				t.Errorf("the internet connected into job %s", target)
