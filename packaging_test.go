@@ -63,7 +63,7 @@ func TestInstall(t *testing.T) {
 		}
 		flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "TELEHANDLER_"), "_", "-"))
 		flag = strings.TrimPrefix(flag, "server-")
-		if code, _, stderr := runApp(t, "serve", "--"+flag, "1", "--help"); code != 0 {
+		if code, _, stderr := runApp(t, "serve", "--"+flag+"=1", "--help"); code != 0 { // "=": bool flags too
 			t.Errorf("serve.env sets %s, but serve has no --%s: %s", name, flag, stderr)
 		}
 	}

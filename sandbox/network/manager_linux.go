@@ -254,6 +254,11 @@ func (m *Manager) Attach(pid int, bps uint64) (_ *Attachment, err error) {
 	if err := os.WriteFile(a.ResolvConf, resolvConf(m.dns), 0o644); err != nil {
 		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
+	// Readable by the job's user whatever the server's umask (the
+	// systemd unit's is 0077): the shim binds this very file.
+	if err := os.Chmod(a.ResolvConf, 0o644); err != nil {
+		return nil, fmt.Errorf("resolv.conf: %w", err)
+	}
 	return a, nil
 }
 
