@@ -753,6 +753,8 @@ func TestCgroupLimitsValidate(t *testing.T) {
 		{Limits{Pids: 1}, true},
 		{Limits{Pids: 1 << 40}, false},
 		{Limits{IOReadBPS: 1, IOWriteIOPS: 1 << 60}, true},
+		{Limits{NetworkBPS: 1 << 10}, true},
+		{Limits{NetworkBPS: 1<<10 - 1}, false},
 	} {
 		err := tc.l.Validate()
 		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInvalidLimits)) {

@@ -20,6 +20,9 @@ const (
 	minMemoryBytes = 4 << 20
 	// maxPids is the kernel's PID_MAX_LIMIT on 64-bit hosts.
 	maxPids = 4 << 20
+	// minNetworkBPS is the slowest network a job may have: slower, one
+	// full frame would take over a second.
+	minNetworkBPS = 1 << 10
 )
 
 // Validate reports, wrapping ErrInvalidLimits, a limit the kernel would
@@ -41,6 +44,10 @@ func (l Limits) Validate() error {
 	if l.Pids > maxPids {
 		return fmt.Errorf("%w: %d processes is over the kernel's maximum of %d",
 			ErrInvalidLimits, l.Pids, maxPids)
+	}
+	if l.NetworkBPS != 0 && l.NetworkBPS < minNetworkBPS {
+		return fmt.Errorf("%w: network %d bytes per second is under the minimum of %d (1 KiB/s)",
+			ErrInvalidLimits, l.NetworkBPS, minNetworkBPS)
 	}
 	return nil
 }
