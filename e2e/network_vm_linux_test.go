@@ -68,7 +68,7 @@ func TestNetworkEndToEnd(t *testing.T) {
 	}
 
 	// kill -9 with a networked job running.
-	alice.start("--network", "--", "sleep", "1000")
+	alice.run("start", "--network", "--", "sleep", "1000").want(t, "start --network sleep", 0)
 	srv.cmd.Process.Kill()
 	<-srv.exited
 	if b, tb := ourBridgeAndTable(t, srv.parent, subnet); b == "" || tb == "" {
