@@ -30,3 +30,9 @@ func (m *Manager) Attach(pid int, bps uint64) (*Attachment, error) {
 	return nil, errors.New("network: Linux only")
 }
 func (a *Attachment) Release() error { return nil }
+
+func (m *Manager) Bridge() string      { return "" }
+func (m *Manager) Table() string       { return "" }
+func (m *Manager) VethPrefix() string  { return "" }
+func (m *Manager) Gateway() netip.Addr { return netip.Addr{} }
+func (m *Manager) DNS() []netip.Addr   { return nil }
