@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,8 +19,10 @@ import (
 // run it as the job, so that they need no wget or nc in the VM.
 const netProbeEnv = "TELEHANDLER_NETPROBE"
 
-// probeTimeout bounds each probe operation: a dropped packet is a timeout.
-const probeTimeout = 4 * time.Second
+// probeTimeout bounds each connection of the probe: a dropped packet is a
+// timeout. Generous: the VM emulates its CPUs on a loaded machine, where
+// a DNS lookup and a connection took over 7 s.
+const probeTimeout = 15 * time.Second
 
 // netProbe runs each operation in args and prints one line per operation:
 // "<op> <arg> ok <detail>" or "<op> <arg> fail <error>". Operations:
@@ -29,19 +32,50 @@ const probeTimeout = 4 * time.Second
 //	post:URL:N        HTTP POST of N bytes; detail: seconds
 //	dial:HOST:PORT    a TCP connection
 //	listen:PORT       accept connections on PORT and answer "hi" until killed
+//	mac               the MAC address of eth0
+//	udp:HOST:PORT:DATA         one UDP datagram
+//	spoofudp:SRC:HOST:PORT:DATA one UDP datagram forged from SRC (raw socket)
+//	arpspoof:IP       a gratuitous ARP claiming IP for this job's MAC
 //
-// It exits 0 when every operation succeeded, 1 otherwise.
+// The operations run at once (a blocked connection costs one timeout, not
+// one each), except listen, which runs last; the lines come in the order
+// of args. It exits 0 when every operation succeeded, 1 otherwise.
 func netProbe(args []string) int {
-	rc := 0
-	for _, a := range args {
+	lines := make([]string, len(args))
+	failed := make([]bool, len(args))
+	var wg sync.WaitGroup
+	var listen []string
+	for i, a := range args {
 		op, arg, _ := strings.Cut(a, ":")
-		detail, err := probeOp(op, arg)
-		if err != nil {
-			rc = 1
-			fmt.Printf("%s %s fail %v\n", op, arg, err)
+		if op == "listen" {
+			listen = append(listen, arg)
 			continue
 		}
-		fmt.Printf("%s %s ok %s\n", op, arg, detail)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			detail, err := probeOp(op, arg)
+			if err != nil {
+				failed[i] = true
+				lines[i] = fmt.Sprintf("%s %s fail %v\n", op, arg, err)
+				return
+			}
+			lines[i] = fmt.Sprintf("%s %s ok %s\n", op, arg, detail)
+		}()
+	}
+	wg.Wait()
+	rc := 0
+	for i := range lines {
+		fmt.Print(lines[i])
+		if failed[i] {
+			rc = 1
+		}
+	}
+	for _, port := range listen {
+		if _, err := probeOp("listen", port); err != nil {
+			fmt.Printf("listen %s fail %v\n", port, err)
+			rc = 1
+		}
 	}
 	return rc
 }
@@ -118,5 +152,5 @@ func probeOp(op, arg string) (string, error) {
 			c.Close()
 		}
 	}
-	return "", fmt.Errorf("unknown probe operation %q", op)
+	return probeRawOp(op, arg)
 }

@@ -37,27 +37,28 @@ func (m *Manager) installFirewall(dropUplinkForwarding bool) error {
 	for _, r := range firewallRules(m.cfg, m.names, m.dns, dropUplinkForwarding) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: chains[r.chain], Exprs: r.exprs()})
 	}
+	m.installPorts(c)
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("install nftables table inet %s: %w", m.names.table, err)
+		return fmt.Errorf("install nftables tables inet and bridge %s: %w", m.names.table, err)
 	}
 	return nil
 }
 
-// removeFirewall deletes the table if it exists.
+// removeFirewall deletes the tables (inet and bridge) if they exist.
 func (m *Manager) removeFirewall() error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
 	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	tables, err := c.ListTables()
 	if err != nil {
 		return fmt.Errorf("list nftables tables: %w", err)
 	}
 	for _, t := range tables {
-		if t.Name == m.names.table {
+		if t.Name == m.names.table && (t.Family == nftables.TableFamilyINet || t.Family == nftables.TableFamilyBridge) {
 			c.DelTable(t)
 			if err := c.Flush(); err != nil {
-				return fmt.Errorf("remove nftables table inet %s: %w", t.Name, err)
+				return fmt.Errorf("remove nftables table %s: %w", t.Name, err)
 			}
 		}
 	}

@@ -18,9 +18,10 @@ import (
 // jobIfName is the name of the job's end of its veth, inside its namespace.
 const jobIfName = "eth0"
 
-// uplinkSavedFile, in the run directory, keeps the uplink's IPv4
-// forwarding setting from before the first server that changed it, so that
-// Close restores it even after a crash and a restart.
+// uplinkSavedFile, in the run directory, keeps the uplink's name and its
+// IPv4 forwarding setting from before the first server that changed it
+// ("eth0 0"), so that Close restores it even after a crash and a restart,
+// and not while another server (another parent) still uses that uplink.
 const uplinkSavedFile = "uplink-forwarding"
 
 // Manager is the job network of one server: its bridge, firewall table and
@@ -98,7 +99,7 @@ func (m *Manager) setup(uplinkWas string) error {
 		return fmt.Errorf("run directory: %w", err)
 	}
 	m.uplinkForwardingWas = uplinkWas
-	if err := os.WriteFile(filepath.Join(m.cfg.RunDir, uplinkSavedFile), []byte(uplinkWas), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(m.cfg.RunDir, uplinkSavedFile), []byte(m.cfg.Uplink+" "+uplinkWas), 0o644); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: m.names.bridge}}
@@ -152,9 +153,12 @@ func (m *Manager) cleanup() (uplinkWas string, err error) {
 	if err := m.removeFirewall(); err != nil {
 		errs = append(errs, err)
 	}
-	saved, rErr := os.ReadFile(filepath.Join(m.cfg.RunDir, uplinkSavedFile))
-	if rErr == nil && len(saved) > 0 {
-		uplinkWas = string(saved)
+	// Ours from a crashed run, else another running server's on the same
+	// uplink, else the current setting.
+	if saved, ok := m.savedUplink(false); ok {
+		uplinkWas = saved
+	} else if saved, ok := m.savedUplink(true); ok {
+		uplinkWas = saved
 	} else {
 		cur, err := readSysctl("net/ipv4/conf/" + m.cfg.Uplink + "/forwarding")
 		if err != nil {
@@ -168,8 +172,36 @@ func (m *Manager) cleanup() (uplinkWas string, err error) {
 	return uplinkWas, errors.Join(errs...)
 }
 
-// restoreUplink puts the uplink's forwarding setting back as it was.
+// savedUplink reads the uplink's original forwarding setting saved by this
+// parent's run directory, or (others) by another server's on the same
+// uplink.
+func (m *Manager) savedUplink(others bool) (string, bool) {
+	files := []string{filepath.Join(m.cfg.RunDir, uplinkSavedFile)}
+	if others {
+		files, _ = filepath.Glob(filepath.Join(filepath.Dir(m.cfg.RunDir), "*.net", uplinkSavedFile))
+	}
+	for _, f := range files {
+		if others && filepath.Dir(f) == m.cfg.RunDir {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		up, was, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+		if ok && up == m.cfg.Uplink && (was == "0" || was == "1") {
+			return was, true
+		}
+	}
+	return "", false
+}
+
+// restoreUplink puts the uplink's forwarding setting back as it was,
+// unless another server still uses the uplink.
 func (m *Manager) restoreUplink() {
+	if _, inUse := m.savedUplink(true); inUse {
+		return
+	}
 	if m.uplinkForwardingWas == "0" {
 		_ = writeSysctl("net/ipv4/conf/"+m.cfg.Uplink+"/forwarding", "0")
 	}
@@ -242,7 +274,12 @@ func (m *Manager) Attach(pid int, bps uint64) (_ *Attachment, err error) {
 	if err := netlink.LinkSetUp(host); err != nil {
 		return nil, fmt.Errorf("bring %s up: %w", a.Veth, err)
 	}
-	if err := m.configureJobSide(ns, addr); err != nil {
+	mac, err := m.configureJobSide(ns, addr)
+	if err != nil {
+		return nil, err
+	}
+	// Before the job runs: from its first frame it can only be itself.
+	if err := m.addPortRules(a.Veth, mac, addr); err != nil {
 		return nil, err
 	}
 	if bps > 0 {
@@ -262,28 +299,29 @@ func (m *Manager) Attach(pid int, bps uint64) (_ *Attachment, err error) {
 	return a, nil
 }
 
-// configureJobSide gives the job's eth0 its address and the default route.
-func (m *Manager) configureJobSide(ns netns.NsHandle, addr netip.Addr) error {
+// configureJobSide gives the job's eth0 its address and the default route,
+// and returns eth0's MAC address.
+func (m *Manager) configureJobSide(ns netns.NsHandle, addr netip.Addr) (net.HardwareAddr, error) {
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("netlink in the job's namespace: %w", err)
+		return nil, fmt.Errorf("netlink in the job's namespace: %w", err)
 	}
 	defer h.Close()
 	link, err := h.LinkByName(jobIfName)
 	if err != nil {
-		return fmt.Errorf("job's %s: %w", jobIfName, err)
+		return nil, fmt.Errorf("job's %s: %w", jobIfName, err)
 	}
 	if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(addr, m.cfg.Subnet.Bits()))}); err != nil {
-		return fmt.Errorf("job's address %s: %w", addr, err)
+		return nil, fmt.Errorf("job's address %s: %w", addr, err)
 	}
 	if err := h.LinkSetUp(link); err != nil {
-		return fmt.Errorf("bring the job's %s up: %w", jobIfName, err)
+		return nil, fmt.Errorf("bring the job's %s up: %w", jobIfName, err)
 	}
 	gw := m.Gateway()
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
-		return fmt.Errorf("job's default route via %s: %w", gw, err)
+		return nil, fmt.Errorf("job's default route via %s: %w", gw, err)
 	}
-	return nil
+	return link.Attrs().HardwareAddr, nil
 }
 
 // Release removes the job's veth (if its namespace has not taken it along
@@ -293,6 +331,9 @@ func (a *Attachment) Release() error {
 		return nil
 	}
 	var errs []error
+	if err := a.m.delPortRules(a.Veth); err != nil {
+		errs = append(errs, err)
+	}
 	if l, err := netlink.LinkByName(a.Veth); err == nil {
 		if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove veth %s: %w", a.Veth, err))

@@ -80,6 +80,17 @@ type Internet struct {
 	mu      sync.Mutex
 	hits    int
 	clients map[string]bool
+	udp     []string
+}
+
+// UDPPort is where the internet collects UDP datagrams (UDP).
+const UDPPort = 9999
+
+// UDP returns the payloads of the datagrams received on WanIP:UDPPort.
+func (i *Internet) UDP() []string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]string(nil), i.udp...)
 }
 
 // Hits is the number of HTTP requests served.
@@ -149,7 +160,7 @@ func New(t *testing.T, routeBack netip.Prefix) *Internet {
 		Gw: net.IP(UplinkIP.Addr().AsSlice())}))
 
 	var web, meta net.Listener
-	var dns net.PacketConn
+	var dns, sink net.PacketConn
 	InNS(t, ns, func() {
 		var err error
 		web, err = net.Listen("tcp", WanIP.Addr().String()+":80")
@@ -158,7 +169,22 @@ func New(t *testing.T, routeBack netip.Prefix) *Internet {
 		must(t, err)
 		dns, err = net.ListenPacket("udp", WanIP.Addr().String()+":53")
 		must(t, err)
+		sink, err = net.ListenPacket("udp", WanIP.Addr().String()+":"+strconv.Itoa(UDPPort))
+		must(t, err)
 	})
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := sink.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			inet.mu.Lock()
+			inet.udp = append(inet.udp, string(buf[:n]))
+			inet.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { sink.Close() })
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
