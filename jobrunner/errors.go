@@ -44,7 +44,8 @@ var (
 	// none (Config.Network is nil: serve without --network).
 	ErrNetworkOff = errors.New("job networking is off")
 	// ErrTooManyNetworkJobs means the owner already runs
-	// Config.MaxNetworkJobsPerOwner networked jobs.
+	// Quota.NetworkPerOwner networked jobs, or the job network's subnet has
+	// no free address.
 	ErrTooManyNetworkJobs = errors.New("too many networked jobs")
 	// ErrCorruptLog means an output log file does not hold well-formed
 	// records (it was changed behind the log's back).

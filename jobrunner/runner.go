@@ -401,6 +401,9 @@ func (r *Runner) admitNetworkLocked(req StartRequest) error {
 func (r *Runner) attachNetwork(bps uint64) func(int) (sandbox.NetworkAttachment, error) {
 	return func(pid int) (sandbox.NetworkAttachment, error) {
 		att, err := r.network.Attach(pid, bps)
+		if errors.Is(err, network.ErrAddressesExhausted) {
+			return sandbox.NetworkAttachment{}, fmt.Errorf("%w: %w", ErrTooManyNetworkJobs, err)
+		}
 		if err != nil {
 			return sandbox.NetworkAttachment{}, err
 		}

@@ -71,12 +71,39 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: remove what an earlier run left: %w", err)
 	}
+	if err := checkSubnetFree(cfg.Subnet); err != nil {
+		return nil, err
+	}
 	if err := m.setup(was); err != nil {
 		_, cErr := m.cleanup()
 		m.restoreUplink()
 		return nil, errors.Join(fmt.Errorf("network: %w", err), cErr)
 	}
 	return m, nil
+}
+
+// checkSubnetFree refuses a subnet that overlaps an address of the host
+// (ours were removed just before): its routes would be ambiguous.
+func checkSubnetFree(subnet netip.Prefix) error {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("network: list the host's addresses: %w", err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		bits, _ := a.Mask.Size()
+		if p := netip.PrefixFrom(ip, bits).Masked(); p.Overlaps(subnet) {
+			name := fmt.Sprint(a.LinkIndex)
+			if l, err := netlink.LinkByIndex(a.LinkIndex); err == nil {
+				name = l.Attrs().Name
+			}
+			return fmt.Errorf("%w: subnet %s overlaps %s on %s: choose another --network-subnet", ErrInvalidConfig, subnet, a.IPNet, name)
+		}
+	}
+	return nil
 }
 
 // Bridge is the name of the jobs' bridge.
