@@ -1,6 +1,7 @@
 package network
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -129,7 +130,15 @@ func (m *Manager) setup(uplinkWas string) error {
 	if err := os.WriteFile(filepath.Join(m.cfg.RunDir, uplinkSavedFile), []byte(m.cfg.Uplink+" "+uplinkWas), 0o644); err != nil {
 		return fmt.Errorf("run directory: %w", err)
 	}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: m.names.bridge}}
+	// A MAC of its own: otherwise the bridge takes its lowest port's,
+	// changes it as jobs come and go, and each change flushes the host's
+	// neighbour entries and leaves the jobs' ARP caches wrong.
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return err
+	}
+	mac[0] = mac[0]&0xfe | 0x02 // unicast, locally administered
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: m.names.bridge, HardwareAddr: mac}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("create bridge %s: %w", m.names.bridge, err)
 	}
