@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -54,11 +59,11 @@ func TestNetworkEndToEnd(t *testing.T) {
 	srv := startServer(t, bin, dir, addr, netFlags...)
 	alice := as(addr)
 	url := "http://" + nettest.WanIP.Addr().String() + "/hello"
-	r = alice.run("start", "--watch", "--network", "--", "sh", "-c", "wget -q -O - "+url+" && cat /etc/resolv.conf").want(t, "networked wget", 0)
+	r = alice.runLong("start", "--watch", "--network", "--", "sh", "-c", "wget -q -O - "+url+" && cat /etc/resolv.conf").want(t, "networked wget", 0)
 	if !strings.Contains(r.stdout, nettest.Hello) || !strings.Contains(r.stdout, "nameserver "+nettest.WanIP.Addr().String()+"\n") {
 		t.Errorf("networked job: %v, want the internet's answer and its own resolv.conf", r)
 	}
-	r = alice.run("start", "--watch", "--", "wget", "-q", "-T", "3", "-O", "-", url)
+	r = alice.runLong("start", "--watch", "--", "wget", "-q", "-T", "3", "-O", "-", url)
 	if r.code == 0 || strings.Contains(r.stdout, nettest.Hello) {
 		t.Errorf("a job without --network fetched: %v", r)
 	}
@@ -68,7 +73,7 @@ func TestNetworkEndToEnd(t *testing.T) {
 	}
 
 	// kill -9 with a networked job running.
-	alice.run("start", "--network", "--", "sleep", "1000").want(t, "start --network sleep", 0)
+	alice.runLong("start", "--network", "--", "sleep", "1000").want(t, "start --network sleep", 0)
 	srv.cmd.Process.Kill()
 	<-srv.exited
 	if b, tb := ourBridgeAndTable(t, srv.parent, subnet); b == "" || tb == "" {
@@ -76,7 +81,7 @@ func TestNetworkEndToEnd(t *testing.T) {
 	}
 	// The restart with the same parent cleans up and serves networked jobs.
 	restarted := startServerParent(t, bin, dir, addr, srv.parent, netFlags...)
-	r = alice.run("start", "--watch", "--network", "--", "wget", "-q", "-O", "-", url).want(t, "networked wget after the restart", 0)
+	r = alice.runLong("start", "--watch", "--network", "--", "wget", "-q", "-O", "-", url).want(t, "networked wget after the restart", 0)
 	if r.stdout != nettest.Hello {
 		t.Errorf("after the restart: %v", r)
 	}
@@ -154,4 +159,27 @@ func vethsOn(t *testing.T, bridge string) int {
 		}
 	}
 	return n
+}
+
+// runLong is env.run with two minutes instead of 30 s: the VM emulates
+// its CPUs, and on a loaded machine one start took over 30 s.
+func (e env) runLong(args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(os.Environ(), e.vars...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		r.code = ee.ExitCode()
+	default:
+		e.t.Fatalf("telehandler %s: %v (%v)", strings.Join(args, " "), err, r)
+	}
+	return r
 }
