@@ -227,12 +227,12 @@ func startServerIn(t *testing.T, bin, dir, addr, stateDir string, flags ...strin
 	t.Helper()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
-	return startServerParent(t, bin, dir, addr, "telehandler-test-"+hex.EncodeToString(suffix), extra...)
+	return startServerParent(t, bin, dir, addr, stateDir, "telehandler-test-"+hex.EncodeToString(suffix), flags...)
 }
 
-// startServerParent is startServer with a given cgroup parent (a restart
+// startServerParent is startServerIn with a given cgroup parent (a restart
 // after a crash uses the crashed server's).
-func startServerParent(t *testing.T, bin, dir, addr, parent string, extra ...string) *server {
+func startServerParent(t *testing.T, bin, dir, addr, stateDir, parent string, flags ...string) *server {
 	t.Helper()
 	s := &server{parent: parent, ready: make(chan struct{}), exited: make(chan struct{})}
 	certs := filepath.Join(dir, "certs")

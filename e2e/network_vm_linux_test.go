@@ -80,7 +80,7 @@ func TestNetworkEndToEnd(t *testing.T) {
 		t.Logf("after kill -9: bridge %q, table %q (nothing left to clean: fine, but unexpected)", b, tb)
 	}
 	// The restart with the same parent cleans up and serves networked jobs.
-	restarted := startServerParent(t, bin, dir, addr, srv.parent, netFlags...)
+	restarted := startServerParent(t, bin, dir, addr, filepath.Join(dir, "state"), srv.parent, netFlags...)
 	r = alice.runLong("start", "--watch", "--network", "--", "wget", "-q", "-O", "-", url).want(t, "networked wget after the restart", 0)
 	if r.stdout != nettest.Hello {
 		t.Errorf("after the restart: %v", r)
