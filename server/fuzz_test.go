@@ -212,7 +212,7 @@ func FuzzResolveLimits(f *testing.F) {
 	f.Add(uint64(9), uint64(4<<20-1), uint64(0), uint64(0), uint64(0), uint64(0), uint64(4<<20+1), true)
 	f.Fuzz(func(t *testing.T, cpu, mem, rbps, wbps, riops, wiops, pids uint64, unbounded bool) {
 		def := sandbox.Limits{CPUMilli: 100, MemoryBytes: 512 << 20, IOReadBPS: 100 << 20, IOWriteBPS: 100 << 20,
-			IOReadIOPS: 1000, IOWriteIOPS: 1000, Pids: 1024}
+			IOReadIOPS: 1000, IOWriteIOPS: 1000, Pids: 1024, NetworkBPS: 10 << 20}
 		max := DefaultMaxLimits()
 		if unbounded {
 			for _, fl := range fieldsOf(&max) {
