@@ -28,6 +28,8 @@ func networkFlags() []cli.Flag {
 			Usage: "CIDR jobs may reach even inside a denied one (repeatable); never opens this host itself"},
 		&cli.BoolFlag{Name: "network-allow-job-to-job", EnvVars: []string{"TELEHANDLER_NETWORK_ALLOW_JOB_TO_JOB"},
 			Usage: "let networked jobs connect to each other (off: they cannot)"},
+		&cli.IntFlag{Name: "network-max-conns-per-job", Value: 1024, EnvVars: []string{"TELEHANDLER_NETWORK_MAX_CONNS_PER_JOB"},
+			Usage: "most connections a networked job may have open through the uplink at once (the host's connection-tracking table is shared; 0 = no limit)"},
 		&cli.IntFlag{Name: "max-network-jobs-per-user", Value: 10, EnvVars: []string{"TELEHANDLER_MAX_NETWORK_JOBS_PER_USER"},
 			Usage: "most networked jobs one user may run at once (0 = no cap but --max-jobs)"},
 	}
@@ -38,7 +40,7 @@ func networkFlags() []cli.Flag {
 // ignored.
 func networkConfig(c *cli.Context, parent string) (*network.Config, error) {
 	if !c.Bool("network") {
-		for _, f := range []string{"network-uplink", "network-dns", "network-deny", "network-allow", "network-allow-job-to-job"} {
+		for _, f := range []string{"network-uplink", "network-dns", "network-deny", "network-allow", "network-allow-job-to-job", "network-max-conns-per-job"} {
 			if c.IsSet(f) {
 				return nil, fmt.Errorf("--%s needs --network (job networking is off by default)", f)
 			}
@@ -55,8 +57,11 @@ func networkConfig(c *cli.Context, parent string) (*network.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--network-subnet: %w (for example %s)", err, network.DefaultSubnet)
 	}
+	if c.Int("network-max-conns-per-job") < 0 {
+		return nil, errors.New("--network-max-conns-per-job must be 0 (no limit) or more")
+	}
 	cfg := &network.Config{Parent: parent, Subnet: subnet, Uplink: c.String("network-uplink"),
-		AllowJobToJob: c.Bool("network-allow-job-to-job")}
+		AllowJobToJob: c.Bool("network-allow-job-to-job"), MaxConnsPerJob: c.Int("network-max-conns-per-job")}
 	for _, s := range c.StringSlice("network-dns") {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

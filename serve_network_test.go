@@ -39,9 +39,9 @@ func TestNetworkFlags(t *testing.T) {
 	want := network.Config{Parent: "telehandler", Uplink: "eth0", Subnet: netip.MustParsePrefix("10.7.0.0/16"),
 		DNS:  []netip.Addr{netip.MustParseAddr("192.0.2.53")},
 		Deny: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Allow: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32")},
-		AllowJobToJob: true}
+		AllowJobToJob: true, MaxConnsPerJob: 1024}
 	if cfg.Parent != want.Parent || cfg.Uplink != want.Uplink || cfg.Subnet != want.Subnet || cfg.DNS[0] != want.DNS[0] ||
-		cfg.Deny[0] != want.Deny[0] || cfg.Allow[0] != want.Allow[0] || !cfg.AllowJobToJob {
+		cfg.Deny[0] != want.Deny[0] || cfg.Allow[0] != want.Allow[0] || !cfg.AllowJobToJob || cfg.MaxConnsPerJob != 1024 {
 		t.Errorf("got %+v, want %+v", *cfg, want)
 	}
 	for _, tc := range []struct {
@@ -55,6 +55,7 @@ func TestNetworkFlags(t *testing.T) {
 		{[]string{"--network", "--network-uplink", "eth0", "--network-dns", "dns.example"}, "--network-dns"},
 		{[]string{"--network", "--network-uplink", "eth0", "--network-deny", "lan"}, "--network-deny"},
 		{[]string{"--network", "--network-uplink", "eth0", "--max-network-jobs-per-user", "-1"}, "--max-network-jobs-per-user"},
+		{[]string{"--network", "--network-uplink", "eth0", "--network-max-conns-per-job", "-1"}, "--network-max-conns-per-job"},
 	} {
 		if _, err := parseNetworkFlags(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.want)

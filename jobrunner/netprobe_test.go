@@ -32,6 +32,7 @@ const probeTimeout = 15 * time.Second
 //	post:URL:N        HTTP POST of N bytes; detail: seconds
 //	dial:HOST:PORT    a TCP connection
 //	listen:PORT       accept connections on PORT and answer "hi" until killed
+//	conns:HOST:PORT:N N TCP connections at once, held until all were tried; detail: how many connected
 //	mac               the MAC address of eth0
 //	udp:HOST:PORT:DATA         one UDP datagram
 //	spoofudp:SRC:HOST:PORT:DATA one UDP datagram forged from SRC (raw socket)
@@ -136,6 +137,34 @@ func probeOp(op, arg string) (string, error) {
 		}
 		c.Close()
 		return "connected", nil
+	case "conns":
+		// conns:HOST:PORT:N: N connections at once, held open until all
+		// were tried; detail: how many connected.
+		i := strings.LastIndexByte(arg, ':')
+		n, err := strconv.Atoi(arg[i+1:])
+		if err != nil {
+			return "", err
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var open []net.Conn
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", arg[:i], 5*time.Second)
+				if err == nil {
+					mu.Lock()
+					open = append(open, c)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		for _, c := range open {
+			c.Close()
+		}
+		return strconv.Itoa(len(open)), nil
 	case "listen":
 		ln, err := net.Listen("tcp", ":"+arg)
 		if err != nil {

@@ -636,3 +636,20 @@ func hostNeigh(t *testing.T, dev string, ip netip.Addr) string {
 	}
 	return ""
 }
+
+// TestNetConnLimit: a job has at most Config.MaxConnsPerJob connections
+// through the uplink at once (the host's connection-tracking table is
+// shared); the next ones are dropped.
+func TestNetConnLimit(t *testing.T) {
+	e := newNetEnv(t, func(c *network.Config) { c.MaxConnsPerJob = 8 })
+	op := "conns:" + wanIP.Addr().String() + ":" + strconv.Itoa(nettest.HoldPort) + ":12"
+	res := e.runProbe(t, probeRequest(t, true, op))
+	if got := wantOK(t, res, op); got != "8" {
+		t.Errorf("%s connections of 12 opened, want the limit of 8", got)
+	}
+	// They were closed with the job: another job has its own 8.
+	res = e.runProbe(t, probeRequest(t, true, op))
+	if got := wantOK(t, res, op); got != "8" {
+		t.Errorf("next job: %s connections of 12 opened, want 8", got)
+	}
+}

@@ -79,6 +79,10 @@ type Config struct {
 	Deny, Allow []netip.Prefix
 	// AllowJobToJob lets networked jobs connect to each other.
 	AllowJobToJob bool
+	// MaxConnsPerJob is the most connections a job may have open through
+	// the uplink at once (the host's connection-tracking table is shared);
+	// 0 = no limit.
+	MaxConnsPerJob int
 	// RunDir holds the jobs' resolv.conf files; "" = /run/telehandler/<Parent>.net.
 	RunDir string
 	// HostResolvConf is the host's resolv.conf read when DNS is empty;
@@ -111,6 +115,9 @@ func (c *Config) check() error {
 		if !a.Is4() || a.IsLoopback() || a.IsUnspecified() {
 			return fmt.Errorf("%w: resolver %s: use an IPv4 address a job can reach (not loopback)", ErrInvalidConfig, a)
 		}
+	}
+	if c.MaxConnsPerJob < 0 {
+		return fmt.Errorf("%w: %d connections per job", ErrInvalidConfig, c.MaxConnsPerJob)
 	}
 	if c.RunDir == "" {
 		c.RunDir = "/run/telehandler/" + c.Parent + ".net"

@@ -81,10 +81,33 @@ func (m *Manager) addPortRules(veth string, mac net.HardwareAddr, addr netip.Add
 		e = append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e, UserData: []byte(veth)})
 	}
+	if m.cfg.MaxConnsPerJob > 0 {
+		c.InsertRule(m.connLimitRule(veth, addr))
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("anti-spoofing rules of %s: %w", veth, err)
 	}
 	return nil
+}
+
+// connLimitRule drops the job's new forwarded connections past
+// Config.MaxConnsPerJob open at once: the host's connection-tracking table
+// is shared, and a job must not fill it. First in the inet table's forward
+// chain, tagged with the veth's name like the port rules.
+func (m *Manager) connLimitRule(veth string, addr netip.Addr) *nftables.Rule {
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: m.names.table}
+	r := rule{chain: "forward", iif: m.names.bridge, saddr: netip.PrefixFrom(addr, 32)}
+	e := r.exprs()
+	e = e[:len(e)-1] // r's verdict (accept): replaced below
+	newBit := make([]byte, 4)
+	binary.NativeEndian.PutUint32(newBit, expr.CtStateBitNEW)
+	e = append(e,
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: newBit, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Connlimit{Count: uint32(m.cfg.MaxConnsPerJob), Flags: expr.NFT_CONNLIMIT_F_INV},
+		&expr.Verdict{Kind: expr.VerdictDrop})
+	return &nftables.Rule{Table: t, Chain: &nftables.Chain{Name: "forward", Table: t}, Exprs: e, UserData: []byte(veth)}
 }
 
 // delPortRules removes veth's rules; none (or no table) is not an error.
@@ -94,20 +117,26 @@ func (m *Manager) delPortRules(veth string) error {
 		return err
 	}
 	t, ch := m.portsTable()
-	rules, err := c.GetRules(t, ch)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return fmt.Errorf("list anti-spoofing rules: %w", err)
-	}
+	inet := &nftables.Table{Family: nftables.TableFamilyINet, Name: m.names.table}
 	n := 0
-	for _, r := range rules {
-		if bytes.Equal(r.UserData, []byte(veth)) {
-			if err := c.DelRule(r); err != nil {
-				return err
+	for _, tc := range []struct {
+		t  *nftables.Table
+		ch *nftables.Chain
+	}{{t, ch}, {inet, &nftables.Chain{Name: "forward", Table: inet}}} {
+		rules, err := c.GetRules(tc.t, tc.ch)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
 			}
-			n++
+			return fmt.Errorf("list the rules of %s: %w", veth, err)
+		}
+		for _, r := range rules {
+			if bytes.Equal(r.UserData, []byte(veth)) {
+				if err := c.DelRule(r); err != nil {
+					return err
+				}
+				n++
+			}
 		}
 	}
 	if n == 0 {

@@ -83,8 +83,12 @@ type Internet struct {
 	udp     []string
 }
 
-// UDPPort is where the internet collects UDP datagrams (UDP).
-const UDPPort = 9999
+// UDPPort is where the internet collects UDP datagrams (UDP); HoldPort
+// is a TCP port whose connections it accepts and keeps open, silent.
+const (
+	UDPPort  = 9999
+	HoldPort = 7777
+)
 
 // UDP returns the payloads of the datagrams received on WanIP:UDPPort.
 func (i *Internet) UDP() []string {
@@ -159,7 +163,7 @@ func New(t *testing.T, routeBack netip.Prefix) *Internet {
 	must(t, h.RouteAdd(&netlink.Route{LinkIndex: wan.Attrs().Index, Dst: IPNet(routeBack),
 		Gw: net.IP(UplinkIP.Addr().AsSlice())}))
 
-	var web, meta net.Listener
+	var web, meta, hold net.Listener
 	var dns, sink net.PacketConn
 	InNS(t, ns, func() {
 		var err error
@@ -171,6 +175,29 @@ func New(t *testing.T, routeBack netip.Prefix) *Internet {
 		must(t, err)
 		sink, err = net.ListenPacket("udp", WanIP.Addr().String()+":"+strconv.Itoa(UDPPort))
 		must(t, err)
+		hold, err = net.Listen("tcp", WanIP.Addr().String()+":"+strconv.Itoa(HoldPort))
+		must(t, err)
+	})
+	var held []net.Conn
+	var heldMu sync.Mutex
+	go func() {
+		for {
+			c, err := hold.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, c)
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		hold.Close()
+		heldMu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		heldMu.Unlock()
 	})
 	go func() {
 		buf := make([]byte, 1500)
