@@ -114,9 +114,8 @@ ensure_packages() {
 # ---------------------------------------------------------------------------
 # Modules needed for the scratch disk, and for the job-network tests (veth,
 # bridge, nftables with conntrack, masquerading, connlimit and the bridge
-# family's meta expression, tc's tbf, ingress and
-# policing: the guest has no modprobe setup, so all are loaded at boot);
-# dependencies are resolved from the .ko "depends=" modinfo strings, so this
+# family's meta expression, tc's tbf, ingress and policing: the guest has
+# no modprobe setup, so all are loaded at boot); dependencies are resolved from the .ko "depends=" modinfo strings, so this
 # survives Debian moving things around.
 WANT_MODULES="virtio_pci virtio_blk virtio_console veth bridge nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_meta_bridge nft_connlimit sch_tbf sch_ingress cls_matchall act_police"
 
