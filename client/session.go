@@ -54,7 +54,7 @@ func (s *session) run(parent context.Context) error {
 		resize := make(chan *pb.WindowSize, 1)
 		cfg.resize = resize
 		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
+		notifyWinch(winch)
 		defer signal.Stop(winch)
 		go forwardResizes(ctx, fd, winch, resize)
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e drives the real telehandler binary end to end, exactly as the
 // README shows it: certgen, serve (as root, on a free loopback port, with
 // its own cgroup parent), and the CLI's start, watch, status, stop and list

@@ -13,13 +13,6 @@ import (
 
 var errNotLinux = fmt.Errorf("%w: jobs need Linux namespaces and cgroups, this is %s", ErrShim, runtime.GOOS)
 
-// Config configures New; see the Linux implementation.
-type Config struct {
-	Cgroups        Cgroups
-	Exe            string
-	DisableSeccomp bool
-}
-
 // Sandbox starts jobs; it cannot be created off Linux.
 type Sandbox struct{}
 
@@ -42,6 +35,10 @@ func (p *Process) CleanupErr() error     { return nil }
 func (p *Process) Terminate() error      { return errNotLinux }
 func (p *Process) Kill() error           { return errNotLinux }
 func (p *Process) Stats() (Stats, error) { return Stats{}, errNotLinux }
+func (p *Process) TTY() *os.File         { return nil }
+
+// SetWindowSize fails off Linux.
+func SetWindowSize(*os.File, uint16, uint16) error { return errNotLinux }
 
 // RunChild is the shim's entry point; off Linux there is no shim.
 func RunChild() {

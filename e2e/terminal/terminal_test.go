@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package terminal drives `telehandler start -it` and `attach` through a
 // real terminal: Debian's tmux runs the CLI in a pane, types into it
 // (send-keys) and reads the screen (capture-pane). scripts/test-deps.sh

@@ -2,8 +2,13 @@ package network
 
 import (
 	"net/netip"
+)
 
-	"golang.org/x/sys/unix"
+// IP protocol numbers of the rules (IANA; the values of unix.IPPROTO_UDP and
+// unix.IPPROTO_TCP, named here so that the rules build on every system).
+const (
+	ipprotoTCP = 6
+	ipprotoUDP = 17
 )
 
 // The firewall is one nftables table of family inet, named after the
@@ -70,8 +75,8 @@ func firewallRules(cfg Config, n names, dns []netip.Addr, dropUplinkForwarding b
 	for _, a := range dns {
 		p := netip.PrefixFrom(a, a.BitLen())
 		r = append(r,
-			rule{chain: "forward", iif: br, daddr: p, proto: unix.IPPROTO_UDP, dport: 53, verdict: accept},
-			rule{chain: "forward", iif: br, daddr: p, proto: unix.IPPROTO_TCP, dport: 53, verdict: accept})
+			rule{chain: "forward", iif: br, daddr: p, proto: ipprotoUDP, dport: 53, verdict: accept},
+			rule{chain: "forward", iif: br, daddr: p, proto: ipprotoTCP, dport: 53, verdict: accept})
 	}
 	for _, p := range cfg.Allow {
 		r = append(r, rule{chain: "forward", iif: br, daddr: p, verdict: accept})
