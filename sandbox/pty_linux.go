@@ -169,7 +169,9 @@ func SetWindowSize(f *os.File, rows, cols uint16) error {
 	if err := rc.Control(func(fd uintptr) {
 		ioErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 	}); err != nil {
-		return err
+		// Control fails only for a file closed under it (the job ended):
+		// its "use of closed file" is not os.ErrClosed, which callers test.
+		return fmt.Errorf("%w: %v", os.ErrClosed, err)
 	}
 	return ioErr
 }

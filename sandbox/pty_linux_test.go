@@ -201,3 +201,17 @@ func TestTTYResizeAndSignals(t *testing.T) {
 		t.Errorf("after ^C the job ended %+v with output %q, want exit 5 after sleep ended 130, or 130", st, rest)
 	}
 }
+
+// TestSetWindowSizeClosed: a terminal closed under a resize (the job just
+// ended) is os.ErrClosed, which the input path turns into "input closed",
+// not an Internal error.
+func TestSetWindowSizeClosed(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := SetWindowSize(f, 24, 80); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("SetWindowSize of a closed file: %v, want os.ErrClosed", err)
+	}
+}
