@@ -637,3 +637,84 @@ func rates(v []float64) string {
 	}
 	return out
 }
+
+// cliScale runs cfg.cliJobs `telehandler start -- sleep 60` CLI processes,
+// cfg.cliProcs at a time (each a new process with its own TLS connection,
+// as scripts start jobs), then stops the jobs and checks that nothing of
+// theirs is left.
+func (b *bench) cliScale(ctx context.Context) error {
+	n, procs := b.cfg.cliJobs, b.cfg.cliProcs
+	names := make([]string, n)
+	errs := make([]error, n)
+	var (
+		mu  sync.Mutex
+		cpu time.Duration // user+system of the CLI processes
+	)
+	srvCPU := cpuTime(b.srv.pid())
+	next := make(chan int)
+	var wg sync.WaitGroup
+	t := time.Now()
+	for range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				cmd := b.srv.cli(ctx, b.bin, "start", "--", "sleep", "60")
+				out, err := cmd.Output()
+				if cmd.ProcessState != nil {
+					mu.Lock()
+					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+					mu.Unlock()
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("telehandler start: %w", err)
+					continue
+				}
+				names[i] = strings.TrimSpace(string(out))
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	took := time.Since(t)
+	srvCPU = cpuTime(b.srv.pid()) - srvCPU
+	defer func() {
+		for _, name := range names {
+			if name != "" {
+				_, _ = b.c.StopJob(context.Background(), &foremanv1alpha1.StopJobRequest{Name: name})
+			}
+		}
+	}()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	b.rep.add(row{
+		metric:      fmt.Sprintf("CLI scale: %d `telehandler start` from %d parallel CLI processes", n, procs),
+		telehandler: fmt.Sprintf("%s (%.0f jobs/s)", took.Round(time.Millisecond), float64(n)/took.Seconds()),
+		target:      fmt.Sprintf("<= %s", (1200 * time.Millisecond * time.Duration(n) / 200).Round(time.Millisecond)),
+		result:      check(took <= 1200*time.Millisecond*time.Duration(n)/200),
+	})
+	b.rep.note("CLI scale: CPU per `telehandler start`: %s in the CLI process, %s in the server (its shims not counted).",
+		ms(cpu/time.Duration(n)), ms(srvCPU/time.Duration(n)))
+	for i, name := range names {
+		_, errs[i] = b.c.StopJob(ctx, &foremanv1alpha1.StopJobRequest{Name: name})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("StopJob: %w", err)
+	}
+	var left int
+	_ = waitFor(ctx, nil, 10*time.Second, func() error {
+		if left = len(cgroupsUnder(b.srv.cgroupParent)) + len(pidsInCgroup(b.srv.cgroupParent)); left > 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	b.rep.add(row{
+		metric:      "CLI scale: left after stop (job cgroups and processes)",
+		telehandler: strconv.Itoa(left), target: "0", result: check(left == 0), correctness: true,
+	})
+	return nil
+}
