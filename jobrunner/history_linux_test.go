@@ -151,7 +151,7 @@ func writeRecordFile(t *testing.T, dir string, rec record) {
 func output(t *testing.T, r *Runner, id string) string {
 	t.Helper()
 	var out, errOut strings.Builder
-	err := r.Watch(testContext(t), id, 0, func(c Chunk) error {
+	err := r.watch(testContext(t), id, 0, func(c Chunk) error {
 		if c.Stream == Stdout {
 			out.Write(c.Data)
 		} else {
@@ -424,7 +424,7 @@ func TestRemove(t *testing.T) {
 	if _, err := r.Status(rec.ID); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("Status after Remove: %v", err)
 	}
-	if err := r.Watch(ctx, rec.ID, 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
+	if err := r.watch(ctx, rec.ID, 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("Watch after Remove: %v", err)
 	}
 	if exists(filepath.Join(dir, rec.ID+logSuffix)) || exists(filepath.Join(dir, rec.ID+recordSuffix)) {

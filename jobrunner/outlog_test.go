@@ -118,7 +118,7 @@ func TestOutputLogFollowers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = l.Watch(context.Background(), 0, results[i].collect(t, 0))
+			errs[i] = l.watch(context.Background(), 0, results[i].collect(t, 0))
 		}()
 	}
 
@@ -162,7 +162,7 @@ func TestOutputLogFollowers(t *testing.T) {
 	if got, want := l.Size(), int64(w.all.Len()); got != want {
 		t.Errorf("Size = %d, want %d", got, want)
 	}
-	if l.Truncated() {
+	if l.Truncation() != NotTruncated {
 		t.Error("Truncated = true below the cap")
 	}
 	for i := range watchers {
@@ -198,7 +198,7 @@ func TestOutputLogConcurrentWriters(t *testing.T) {
 	}
 	var got collected
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- l.Watch(context.Background(), 0, got.collect(t, 0)) }()
+	go func() { watchErr <- l.watch(context.Background(), 0, got.collect(t, 0)) }()
 	wg.Wait()
 	l.Finish()
 	if err := <-watchErr; err != nil {
@@ -244,7 +244,7 @@ func TestOutputLogResume(t *testing.T) {
 		{9, Stderr, "rld"},
 	} {
 		var first *Chunk
-		err := l.Watch(context.Background(), tc.from, func(c Chunk) error {
+		err := l.watch(context.Background(), tc.from, func(c Chunk) error {
 			first = &Chunk{Stream: c.Stream, Offset: c.Offset, Data: bytes.Clone(c.Data)}
 			return errStop
 		})
@@ -264,7 +264,7 @@ func TestOutputLogResume(t *testing.T) {
 	for range 50 {
 		from := r.Int64N(int64(len(all)) + 1)
 		var got collected
-		if err := l.Watch(context.Background(), from, got.collect(t, from)); err != nil {
+		if err := l.watch(context.Background(), from, got.collect(t, from)); err != nil {
 			t.Fatalf("Watch(%d): %v", from, err)
 		}
 		if !bytes.Equal(got.all.Bytes(), all[from:]) {
@@ -278,7 +278,7 @@ func TestOutputLogResume(t *testing.T) {
 	for from < int64(len(all)) {
 		limit := 1 + r.Int64N(100000)
 		var n int64
-		err := l.Watch(context.Background(), from, func(c Chunk) error {
+		err := l.watch(context.Background(), from, func(c Chunk) error {
 			if c.Offset != from+n {
 				return fmt.Errorf("offset %d, want %d", c.Offset, from+n)
 			}
@@ -464,11 +464,11 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	noop := func(Chunk) error { return nil }
-	if err := l.Watch(context.Background(), -1, noop); !errors.Is(err, ErrInvalidOffset) {
+	if err := l.watch(context.Background(), -1, noop); !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch(-1) = %v, want ErrInvalidOffset", err)
 	}
 	waiting := make(chan error, 1)
-	go func() { waiting <- l.Watch(context.Background(), 10, noop) }()
+	go func() { waiting <- l.watch(context.Background(), 10, noop) }()
 	if err := l.Write(Stdout, []byte("678")); err != nil {
 		t.Fatal(err)
 	}
@@ -476,11 +476,11 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 	if err := <-waiting; !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch(10) on a log finished at 8 bytes = %v, want ErrInvalidOffset", err)
 	}
-	if err := l.Watch(context.Background(), 9, noop); !errors.Is(err, ErrInvalidOffset) {
+	if err := l.watch(context.Background(), 9, noop); !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch(9) = %v, want ErrInvalidOffset", err)
 	}
 	var got collected
-	if err := l.Watch(context.Background(), 8, got.collect(t, 8)); err != nil || got.all.Len() != 0 {
+	if err := l.watch(context.Background(), 8, got.collect(t, 8)); err != nil || got.all.Len() != 0 {
 		t.Errorf("Watch(8) at the end = %v with %d bytes, want nil and none", err, got.all.Len())
 	}
 	if err := l.Write(Stdout, []byte("x")); !errors.Is(err, ErrLogFinished) {
@@ -528,11 +528,11 @@ func TestOutputLogCap(t *testing.T) {
 	if got := l.Size(); got != outputCap {
 		t.Errorf("Size = %d, want the cap %d", got, outputCap)
 	}
-	if !l.Truncated() {
+	if !(l.Truncation() != NotTruncated) {
 		t.Error("Truncated = false past the cap")
 	}
 	var got collected
-	if err := l.Watch(context.Background(), 0, got.collect(t, 0)); err != nil {
+	if err := l.watch(context.Background(), 0, got.collect(t, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.all.Bytes(), all.Bytes()[:outputCap]) {
@@ -542,12 +542,12 @@ func TestOutputLogCap(t *testing.T) {
 	// Exactly the cap is not truncated.
 	l2 := newTestLog(t, 10)
 	l2.Write(Stdout, []byte("0123456789"))
-	if l2.Truncated() {
+	if l2.Truncation() != NotTruncated {
 		t.Error("Truncated = true at exactly the cap")
 	}
 	l2.Write(Stderr, []byte("x"))
-	if !l2.Truncated() || l2.Size() != 10 {
-		t.Errorf("after one byte past the cap: Truncated = %v, Size = %d; want true, 10", l2.Truncated(), l2.Size())
+	if !(l2.Truncation() != NotTruncated) || l2.Size() != 10 {
+		t.Errorf("after one byte past the cap: Truncated = %v, Size = %d; want true, 10", (l2.Truncation() != NotTruncated), l2.Size())
 	}
 }
 
@@ -559,7 +559,7 @@ func TestOutputLogStuckFollower(t *testing.T) {
 	stuckErr := make(chan error, 1)
 	stuckEntered := make(chan struct{})
 	go func() {
-		stuckErr <- l.Watch(context.Background(), 0, func(Chunk) error {
+		stuckErr <- l.watch(context.Background(), 0, func(Chunk) error {
 			select {
 			case <-stuckEntered:
 			default:
@@ -582,7 +582,7 @@ func TestOutputLogStuckFollower(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			othersErr[i] = l.Watch(context.Background(), 0, others[i].collect(t, 0))
+			othersErr[i] = l.watch(context.Background(), 0, others[i].collect(t, 0))
 		}()
 	}
 	for range 200 { // 10 MiB while one watcher is stuck
@@ -615,7 +615,7 @@ func TestOutputLogCancel(t *testing.T) {
 	errc := make(chan error, 1)
 	got := make(chan struct{}, 1)
 	go func() {
-		errc <- l.Watch(ctx, 0, func(Chunk) error {
+		errc <- l.watch(ctx, 0, func(Chunk) error {
 			got <- struct{}{}
 			return nil
 		})
@@ -633,7 +633,7 @@ func TestOutputLogCancel(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	calls := 0
-	err := l.Watch(ctx2, 0, func(Chunk) error {
+	err := l.watch(ctx2, 0, func(Chunk) error {
 		calls++
 		cancel2()
 		return nil
@@ -662,7 +662,7 @@ func TestOutputLogNoGoroutineLeak(t *testing.T) {
 			if i%3 == 0 {
 				c = ctx
 			}
-			l.Watch(c, 0, func(Chunk) error {
+			l.watch(c, 0, func(Chunk) error {
 				if i%3 == 1 {
 					return errStop
 				}
@@ -698,7 +698,7 @@ func BenchmarkOutputLogWriteFollow(b *testing.B) {
 	var followed int64
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Watch(context.Background(), 0, func(c Chunk) error {
+		done <- l.watch(context.Background(), 0, func(c Chunk) error {
 			followed += int64(len(c.Data))
 			return nil
 		})
@@ -745,7 +745,7 @@ func failingDisk(t *testing.T, l *OutputLog) (restore func()) {
 func watchGaps(t *testing.T, l *OutputLog, from int64) []gotChunk {
 	t.Helper()
 	var got []gotChunk
-	err := l.Watch(context.Background(), from, func(c Chunk) error {
+	err := l.watch(context.Background(), from, func(c Chunk) error {
 		if c.Dropped > 0 {
 			if len(c.Data) != 0 || c.Stream != 0 {
 				t.Errorf("gap chunk with data or a stream: %+v", c)
@@ -781,7 +781,7 @@ func TestOutputLogWriteError(t *testing.T) {
 	if err := l.Write(Stdout, bytes.Repeat([]byte("x"), 3*maxRecordData)); !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("second Write on a full disk = %v, want ENOSPC", err)
 	}
-	if l.Truncation() != TruncatedWriteError || !l.Truncated() || l.Dropped() != 5+3*maxRecordData || l.Size() != 7 {
+	if l.Truncation() != TruncatedWriteError || !(l.Truncation() != NotTruncated) || l.Dropped() != 5+3*maxRecordData || l.Size() != 7 {
 		t.Errorf("on a full disk: Truncation %v, Dropped %d, Size %d; want write error, %d, 7", l.Truncation(), l.Dropped(), l.Size(), 5+3*maxRecordData)
 	}
 	restore()
@@ -830,4 +830,15 @@ func TestOutputLogWriteErrorAtEnd(t *testing.T) {
 		t.Errorf("past the cap, disk full: Truncation %v, want the cap (nothing was written)", capped.Truncation())
 	}
 	restore()
+}
+
+// watch is WatchChunks with the default chunk size.
+func (l *OutputLog) watch(ctx context.Context, from int64, fn func(Chunk) error) error {
+	return l.WatchChunks(ctx, from, 0, fn)
+}
+
+// watch is WatchChunks with the default chunk size, without the status.
+func (r *Runner) watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
+	_, err := r.WatchChunks(ctx, id, from, 0, fn)
+	return err
 }

@@ -542,23 +542,17 @@ func (r *Runner) stop(ctx context.Context, id string, grace time.Duration, reaso
 	}
 }
 
-// Watch calls fn with the job's output from logical offset from (stdout
-// and stderr together, in the order the log received them: the two pipes
-// are read by two goroutines, so between the streams this is not always the
-// order the job wrote; StartRequest.MergeOutput keeps it exact; 0 = the
-// first byte), then follows it live until the job ended and every byte
-// was delivered; then it returns nil. See OutputLog.Watch for the errors
-// (ErrInvalidOffset, ctx.Err(), fn's error).
-func (r *Runner) Watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
-	_, err := r.WatchChunks(ctx, id, from, DefaultMaxChunk, fn)
-	return err
-}
-
-// WatchChunks is Watch with chunks of at most maxChunk bytes, each as
-// large as the output allows (see OutputLog.WatchChunks), that also
-// returns, after the last byte, the job's status as it ended: taken from
-// the job the watch followed, so that a job removed meanwhile (rm --force,
-// retention) still tells its watchers how it ended.
+// WatchChunks calls fn with the job's output from logical offset from
+// (stdout and stderr together, in the order the log received them: the
+// two pipes are read by two goroutines, so between the streams this is not
+// always the order the job wrote; StartRequest.MergeOutput keeps it exact;
+// 0 = the first byte), in chunks of at most maxChunk bytes, each as large
+// as the output allows, then follows it live until the job ended and every
+// byte was delivered. Then it returns the job's status as it ended: taken
+// from the job the watch followed, so that a job removed meanwhile (rm
+// --force, retention) still tells its watchers how it ended. See
+// OutputLog.WatchChunks for the errors (ErrInvalidOffset, ErrCorruptLog,
+// ctx.Err(), fn's error).
 func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(Chunk) error) (Status, error) {
 	j, err := r.lookup(id)
 	if err != nil {
