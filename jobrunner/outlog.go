@@ -128,12 +128,13 @@ type OutputLog struct {
 	path string
 	cap  int64
 
-	// wmu serializes writers and Finish. It guards f, scratch and gap, and
+	// wmu serializes writers and Finish. It guards f, the scratches and gap, and
 	// is held during the write to the file. Followers never take it.
-	wmu     sync.Mutex
-	f       *os.File // nil once finished
-	scratch []byte   // one gap and one record being written; nil once finished
-	gap     int64    // bytes dropped by failed writes and not marked by a gap record yet
+	wmu       sync.Mutex
+	f         *os.File     // nil once finished
+	scratch   []byte       // the records being written (batchLocked); nil once finished
+	cpScratch []checkpoint // their checkpoints
+	gap       int64        // bytes dropped by failed writes and not marked by a gap record yet
 
 	// mu guards the committed state below; it is never held during I/O.
 	// size, fileSize and index change only with both wmu and mu held, so a
@@ -273,14 +274,10 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 			l.mu.Unlock()
 			break
 		}
-		n := min(int64(len(p)), maxRecordData, room)
-		rec := l.scratch[:0]
-		if l.gap > 0 {
-			rec = appendGap(rec, l.gap)
-		}
-		rec = append(rec, byte(s), 0, 0, 0, 0)
-		binary.BigEndian.PutUint32(rec[len(rec)-4:], uint32(n))
-		rec = append(rec, p[:n]...)
+		// One batch of records, written with one write and committed
+		// (followers woken) once.
+		n := min(int64(len(p)), maxWriteBatch, room)
+		rec, size, fileSize, cps := l.batchLocked(s, p[:n])
 		p = p[n:]
 		if err := l.writeLocked(rec); err != nil {
 			l.gap += n
@@ -292,16 +289,55 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 		}
 		l.gap = 0
 		l.mu.Lock()
-		if l.size >= l.index[len(l.index)-1].logical+indexInterval {
-			l.index = append(l.index, checkpoint{l.size, l.fileSize})
-		}
-		l.size += n
-		l.fileSize += int64(len(rec))
+		l.index = append(l.index, cps...)
+		l.size, l.fileSize = size, fileSize
 		close(l.wake)
 		l.wake = make(chan struct{})
 		l.mu.Unlock()
 	}
 	return werr
+}
+
+// maxWriteBatch is the most output one write of the file carries: records
+// of at most maxRecordData each, one after the other.
+const maxWriteBatch = 256 << 10
+
+// batchLocked lays out p, output of stream s, as the records that follow
+// the committed ones (after a gap record, if output was dropped before), in
+// l.scratch, and returns them, with the committed sizes and the new
+// checkpoints once they are written. l.wmu must be held.
+func (l *OutputLog) batchLocked(s Stream, p []byte) (rec []byte, size, fileSize int64, cps []checkpoint) {
+	records := (len(p) + maxRecordData - 1) / maxRecordData
+	if need := gapRecordSize + records*recordHeaderSize + len(p); cap(l.scratch) < need {
+		l.scratch = make([]byte, 0, need)
+	}
+	rec = l.scratch[:0]
+	if l.gap > 0 {
+		rec = appendGap(rec, l.gap)
+	}
+	size = l.size
+	last := l.index[len(l.index)-1].logical
+	cps = l.cpScratch[:0]
+	for len(p) > 0 {
+		// A checkpoint is a record's start; the first one's is before the
+		// gap, so that a watcher from there gets it.
+		if size >= last+indexInterval {
+			at := l.fileSize
+			if size > l.size {
+				at += int64(len(rec))
+			}
+			cps = append(cps, checkpoint{size, at})
+			last = size
+		}
+		n := min(len(p), maxRecordData)
+		rec = append(rec, byte(s), 0, 0, 0, 0)
+		binary.BigEndian.PutUint32(rec[len(rec)-4:], uint32(n))
+		rec = append(rec, p[:n]...)
+		p = p[n:]
+		size += int64(n)
+	}
+	l.cpScratch = cps
+	return rec, size, l.fileSize + int64(len(rec)), cps
 }
 
 // gapCount decodes the count of a gap record's data: a positive int64, or

@@ -842,3 +842,59 @@ func (r *Runner) watch(ctx context.Context, id string, from int64, fn func(Chunk
 	_, err := r.WatchChunks(ctx, id, from, 0, fn)
 	return err
 }
+
+// TestOutputLogBatchedWrites proves that writes of many records (one file
+// write each, see maxWriteBatch), mixed with small ones and a gap, lay out
+// the same records and checkpoints that reading the file back finds, and
+// that a watcher from any checkpoint, or between two, gets exactly the
+// bytes written from there.
+func TestOutputLogBatchedWrites(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 1))
+	l := newTestLog(t, 0)
+	var w written
+	for i, n := range []int{1, maxWriteBatch + 3*maxRecordData + 7, 100, 3 * maxWriteBatch, maxRecordData, 5} {
+		w.write(t, l, Stream(1+i%2), randomBytes(r, n))
+	}
+	// A gap record before the next batch: as a failed write leaves it.
+	l.wmu.Lock()
+	l.gap = 42
+	l.wmu.Unlock()
+	gapAt := int64(w.all.Len())
+	w.write(t, l, Stdout, randomBytes(r, 2*maxWriteBatch))
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+
+	reopened, _, err := openFinishedLog(l.Path(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reopened.Size() != l.Size() || reopened.diskBytes() != l.diskBytes() || reopened.Dropped() != 42 {
+		t.Fatalf("reopened: size %d, %d bytes of records, %d dropped; written: %d, %d, 42",
+			reopened.Size(), reopened.diskBytes(), reopened.Dropped(), l.Size(), l.diskBytes())
+	}
+	if !slices.Equal(reopened.index, l.index) {
+		t.Fatalf("checkpoints: written %v, read back %v", l.index, reopened.index)
+	}
+	for _, cp := range l.index {
+		for _, from := range []int64{cp.logical, cp.logical + 1 + r.Int64N(indexInterval)} {
+			from = min(from, l.Size())
+			var got bytes.Buffer
+			var gaps int64
+			err := l.watch(context.Background(), from, func(c Chunk) error {
+				gaps += c.Dropped
+				got.Write(c.Data)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("watch from %d: %v", from, err)
+			}
+			if !bytes.Equal(got.Bytes(), w.all.Bytes()[from:]) {
+				t.Fatalf("watch from %d: %d bytes, not the %d written from there", from, got.Len(), int64(w.all.Len())-from)
+			}
+			if want := map[bool]int64{true: 42}[from <= gapAt]; gaps != want {
+				t.Fatalf("watch from %d: gaps of %d bytes, want %d (42 dropped at %d)", from, gaps, want, gapAt)
+			}
+		}
+	}
+}

@@ -246,6 +246,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.discardLog(log)
 		return Status{}, fmt.Errorf("stdout pipe: %w", err)
 	}
+	growPipe(outR)
 	// With MergeOutput the job's fd 2 is the same pipe as its fd 1.
 	errR, errW := outR, outW
 	if !req.MergeOutput {
@@ -256,6 +257,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 			r.discardLog(log)
 			return Status{}, fmt.Errorf("stderr pipe: %w", err)
 		}
+		growPipe(errR)
 	}
 	closePipes := func(fs ...*os.File) {
 		fs = slices.Compact(fs) // merged: each pipe end once
@@ -376,6 +378,7 @@ func (r *Runner) discardLog(log *OutputLog) {
 // succeeds after one.
 func (r *Runner) drain(j *job, f *os.File, s Stream) {
 	defer f.Close()
+	// Most jobs write little: a small buffer, until a read fills it.
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := f.Read(buf)
@@ -399,8 +402,15 @@ func (r *Runner) drain(j *job, f *os.File, s Stream) {
 			// any other read error also ends the stream.
 			return
 		}
+		if n == len(buf) && n < drainBufferSize {
+			buf = make([]byte, drainBufferSize)
+		}
 	}
 }
+
+// drainBufferSize is drain's buffer once the job wrote faster than a small
+// one empties its pipe: fewer, larger reads and log writes.
+const drainBufferSize = 256 << 10
 
 // supervise waits for the job's command, then for its output to be fully
 // collected (the command is PID 1 of its namespace, so its exit kills every
