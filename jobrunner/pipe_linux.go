@@ -7,11 +7,13 @@ import (
 )
 
 // jobPipeSize is the capacity asked for a job's output pipes (the kernel's
-// default is 64 KiB; 1 MiB is the default most an unprivileged process may
-// ask, /proc/sys/fs/pipe-max-size). A larger pipe lets drain read a job that
-// writes fast in a few large reads instead of many small ones. The pipe's
-// pages are allocated as the job writes, charged to the job's memory.
-const jobPipeSize = 1 << 20
+// default is 64 KiB). A larger pipe lets drain read a job that writes fast
+// in a few large reads instead of many small ones. The pipe's pages are
+// allocated as the job writes, charged to the job's memory. The price:
+// between stdout and stderr, whose order is the order the server reads the
+// two pipes, output written to one may now overtake up to this much (plus
+// drain's buffer) written earlier to the other; --merge keeps the order.
+const jobPipeSize = 512 << 10
 
 // growPipe asks for a jobPipeSize pipe behind f, best effort: a pipe of the
 // default size works too, only with more reads. It goes through

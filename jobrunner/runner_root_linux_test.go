@@ -380,10 +380,10 @@ func TestRunnerOutputWatchers(t *testing.T) {
 		if d.n[Stderr] != int64(len(errData)) || d.streamSum(Stderr) != wantErr {
 			t.Errorf("%s: stderr differs (%d bytes)", name, d.n[Stderr])
 		}
-		if d.firstStderr < int64(len(out1)+len(out2))-(64+32)<<10 {
-			// When the job starts writing stderr, at most 64 KiB of
-			// stdout (a pipe's default size) are still in the pipe and
-			// 32 KiB in the reader's buffer.
+		if d.firstStderr < int64(len(out1)+len(out2))-(jobPipeSize+drainBufferSize) {
+			// When the job starts writing stderr, at most jobPipeSize
+			// bytes of stdout are still in the pipe and drainBufferSize
+			// in the reader's buffer.
 			t.Errorf("%s: first stderr byte at %d, before stdout was (nearly) all written", name, d.firstStderr)
 		}
 		if combined == "" {
