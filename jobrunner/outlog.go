@@ -128,11 +128,12 @@ type OutputLog struct {
 	path string
 	cap  int64
 
-	// wmu serializes writers and Finish. It guards f, the scratches and gap, and
-	// is held during the write to the file. Followers never take it.
+	// wmu serializes writers and Finish. It guards f, scratch, cpScratch
+	// and gap, and is held during the write to the file. Followers never
+	// take it.
 	wmu       sync.Mutex
 	f         *os.File     // nil once finished
-	scratch   []byte       // the records being written (batchLocked); nil once finished
+	scratch   []byte       // records being written (batchLocked); nil before the first write and once finished
 	cpScratch []checkpoint // their checkpoints
 	gap       int64        // bytes dropped by failed writes and not marked by a gap record yet
 
@@ -165,12 +166,11 @@ func CreateOutputLog(path string, outputCap int64) (*OutputLog, error) {
 		return nil, fmt.Errorf("create output log: %w", err)
 	}
 	return &OutputLog{
-		path:    path,
-		cap:     outputCap,
-		f:       f,
-		scratch: make([]byte, gapRecordSize+recordHeaderSize+maxRecordData),
-		index:   []checkpoint{{0, 0}},
-		wake:    make(chan struct{}),
+		path:  path,
+		cap:   outputCap,
+		f:     f,
+		index: []checkpoint{{0, 0}},
+		wake:  make(chan struct{}),
 	}, nil
 }
 
@@ -308,8 +308,10 @@ const maxWriteBatch = 256 << 10
 // checkpoints once they are written. l.wmu must be held.
 func (l *OutputLog) batchLocked(s Stream, p []byte) (rec []byte, size, fileSize int64, cps []checkpoint) {
 	records := (len(p) + maxRecordData - 1) / maxRecordData
+	// Allocated on the first write (a job that prints nothing holds no
+	// buffer), grown to what the largest write needs.
 	if need := gapRecordSize + records*recordHeaderSize + len(p); cap(l.scratch) < need {
-		l.scratch = make([]byte, 0, need)
+		l.scratch = make([]byte, 0, max(need, 4<<10))
 	}
 	rec = l.scratch[:0]
 	if l.gap > 0 {
@@ -392,7 +394,7 @@ func (l *OutputLog) Finish() error {
 	}
 	err := l.f.Close()
 	l.f = nil
-	l.scratch = nil // the log is kept for watchers; its write buffer is not needed
+	l.scratch, l.cpScratch = nil, nil // the log is kept for watchers; its write buffers are not needed
 	l.mu.Lock()
 	l.finished = true
 	close(l.wake)

@@ -488,13 +488,17 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 	}
 }
 
-// TestOutputLogFinishFreesWriteBuffer proves a finished log no longer
-// holds its 32 KiB record buffer: the runner keeps every finished job's
-// log, so that buffer would otherwise be kept once per job ever run.
+// TestOutputLogFinishFreesWriteBuffer proves a log holds no write buffer
+// before its first write (a job that prints nothing), nor once finished:
+// the runner keeps every finished job's log, so that buffer would
+// otherwise be kept once per job ever run.
 func TestOutputLogFinishFreesWriteBuffer(t *testing.T) {
 	l, err := CreateOutputLog(filepath.Join(t.TempDir(), "job.log"), 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if l.scratch != nil {
+		t.Errorf("new log holds a %d-byte write buffer", cap(l.scratch))
 	}
 	if err := l.Write(Stdout, []byte("hi")); err != nil {
 		t.Fatal(err)
