@@ -572,14 +572,20 @@ func (b *bench) scale(ctx context.Context) error {
 	rate := float64(n) / took.Seconds()
 	after := rssBytes(pid)
 
-	list, err := b.c.ListJobs(ctx, &foremanv1alpha1.ListJobsRequest{})
-	if err != nil {
-		return fmt.Errorf("ListJobs: %w", err)
-	}
+	// ListJobs answers in pages: follow them all.
 	running := 0
-	for _, j := range list.GetJobs() {
-		if slices.Contains(names, j.GetName()) && j.GetStatus().GetState() == foremanv1alpha1.State_STATE_RUNNING {
-			running++
+	for token := ""; ; {
+		list, err := b.c.ListJobs(ctx, &foremanv1alpha1.ListJobsRequest{PageToken: token})
+		if err != nil {
+			return fmt.Errorf("ListJobs: %w", err)
+		}
+		for _, j := range list.GetJobs() {
+			if slices.Contains(names, j.GetName()) && j.GetStatus().GetState() == foremanv1alpha1.State_STATE_RUNNING {
+				running++
+			}
+		}
+		if token = list.GetNextPageToken(); token == "" {
+			break
 		}
 	}
 	inCgroups := len(pidsInCgroup(b.srv.cgroupParent))
