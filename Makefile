@@ -12,7 +12,10 @@ export CGO_ENABLED := 0
 # per-job __child shim included (~0.5 ms). The tag drops it. Exported through
 # GOFLAGS so that every go command below gets it, and so do the builds the
 # tests and scripts run (e2e's go build, scripts/test-cgroupv2.sh).
-export GOFLAGS := $(strip $(filter-out -tags=urfave_cli_no_docs,$(shell $(GO) env GOFLAGS)) -tags=urfave_cli_no_docs)
+# grpcnotrace drops grpc-go's golang.org/x/net/trace (tracing is never
+# enabled here), and with it html/template, text/template and their init.
+BUILD_TAGS := -tags=urfave_cli_no_docs,grpcnotrace
+export GOFLAGS := $(strip $(filter-out -tags=urfave_cli_no_docs $(BUILD_TAGS),$(shell $(GO) env GOFLAGS)) $(BUILD_TAGS))
 
 .PHONY: help build test test-unit test-cgroupv2 test-e2e soak vulncheck fuzz vet fmt proto lint-proto run bench bench-smoke clean install release check-unit
 

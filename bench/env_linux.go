@@ -188,7 +188,14 @@ func procStatusKiB(pid int, field string) (int64, error) {
 }
 
 // cpuTime is the CPU time (user + system) process pid used so far.
-func cpuTime(pid int) time.Duration {
+func cpuTime(pid int) time.Duration { return procCPU(pid, false) }
+
+// cpuTimeWithChildren is cpuTime plus that of the children pid waited for
+// (and of theirs, recursively): what a forking daemon such as sshd spent
+// on the connections that ended.
+func cpuTimeWithChildren(pid int) time.Duration { return procCPU(pid, true) }
+
+func procCPU(pid int, children bool) time.Duration {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -204,8 +211,14 @@ func cpuTime(pid int) time.Duration {
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	ticks := utime + stime
+	if children && len(f) >= 15 { // cutime 16 and cstime 17
+		cutime, _ := strconv.ParseInt(f[13], 10, 64)
+		cstime, _ := strconv.ParseInt(f[14], 10, 64)
+		ticks += cutime + cstime
+	}
 	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+	return time.Duration(ticks) * time.Second / ticksPerSecond
 }
 
 // rssBytes is the process's resident set size now.

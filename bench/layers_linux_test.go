@@ -142,7 +142,7 @@ func BenchmarkOutputLog(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						var n int64
-						err := l.Watch(context.Background(), 0, func(c jobrunner.Chunk) error {
+						err := l.WatchChunks(context.Background(), 0, 0, func(c jobrunner.Chunk) error {
 							n += int64(len(c.Data))
 							return nil
 						})

@@ -42,6 +42,8 @@ type config struct {
 	fanoutBytes  int64 // output of the fan-out job
 	scaleJobs    int   // concurrent sleep jobs
 	scaleWorkers int   // goroutines calling StartJob concurrently
+	cliJobs      int   // `telehandler start` processes in the CLI scale step
+	cliProcs     int   // of them running at once
 	jobCPUMilli  uint64
 }
 
@@ -54,7 +56,7 @@ func main() {
 	flag.BoolVar(&cfg.strict, "strict", false, "exit 1 when a performance target is missed (correctness failures always exit 1)")
 	flag.BoolVar(&cfg.noPeers, "no-peers", false, "skip the ssh and runc peers")
 	flag.BoolVar(&cfg.onlyPeers, "only-peers", false, "measure only the peers, without telehandler (to check the setup)")
-	flag.StringVar(&cfg.steps, "steps", "", "comma-separated steps to run: start,throughput,stdin,fanout,scale (default all)")
+	flag.StringVar(&cfg.steps, "steps", "", "comma-separated steps to run: start,throughput,stdin,fanout,scale,cliscale (default all)")
 	flag.IntVar(&cfg.startRuns, "start-runs", 0, "start latency iterations (default 200, quick 20)")
 	flag.IntVar(&cfg.cliRuns, "cli-runs", 0, "CLI and ssh round trips (default 50, quick 10)")
 	flag.Int64Var(&cfg.tputBytes, "throughput-bytes", 0, "bytes the throughput job writes (default 1 GiB, quick 64 MiB)")
@@ -63,6 +65,8 @@ func main() {
 	flag.Int64Var(&cfg.fanoutBytes, "fanout-bytes", 0, "bytes of the fan-out job (default 256 MiB, quick 16 MiB)")
 	flag.IntVar(&cfg.scaleJobs, "jobs", 0, "concurrent sleep jobs (default 500, quick 50)")
 	flag.IntVar(&cfg.scaleWorkers, "workers", 8, "goroutines calling StartJob concurrently in the scale test")
+	flag.IntVar(&cfg.cliJobs, "cli-jobs", 0, "`telehandler start -- sleep 60` processes in the CLI scale step (default 200, quick 20)")
+	flag.IntVar(&cfg.cliProcs, "cli-procs", 4, "CLI processes running at once in the CLI scale step")
 	flag.Uint64Var(&cfg.jobCPUMilli, "job-cpu-milli", 2000, "CPU limit (thousandths of a CPU) of the throughput and fan-out jobs")
 	flag.Parse()
 	cfg.fillDefaults()
@@ -101,6 +105,7 @@ func (c *config) fillDefaults() {
 	def(&c.tputRuns, 3, 1)
 	def(&c.watchers, 100, 10)
 	def(&c.scaleJobs, 500, 50)
+	def(&c.cliJobs, 200, 20)
 	def64(&c.tputBytes, 1<<30, 64<<20)
 	def64(&c.fanoutBytes, 256<<20, 16<<20)
 	c.warmup = 5

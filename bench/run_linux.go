@@ -82,7 +82,7 @@ func run(cfg config) (int, error) {
 		defer conn.Close()
 		b.setClient(conn)
 		steps = append(steps, step{"stdin throughput", "stdin", b.stdinThroughput})
-		steps = append(steps, step{"fan-out", "fanout", b.fanout}, step{"scale", "scale", b.scale})
+		steps = append(steps, step{"fan-out", "fanout", b.fanout}, step{"scale", "scale", b.scale}, step{"CLI scale", "cliscale", b.cliScale})
 	}
 	if cfg.steps != "" {
 		want := strings.Split(cfg.steps, ",")

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // histJob is the part of the protojson Job the history test reads.
@@ -114,6 +115,14 @@ func TestHistoryEndToEnd(t *testing.T) {
 	lost := alice.start("sh", "-c", "echo partial; echo partial-err >&2; exec sleep 1000")
 	if err := alice.watchUntil(lost, "partial\n"); err != nil {
 		t.Fatal(err)
+	}
+	// stdout was watched; stderr comes through its own pipe and may not be
+	// in the log yet: wait until the server has both before killing it.
+	for deadline := time.Now().Add(10 * time.Second); alice.histStatus(lost).Status.OutputBytes != "20"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lost job's 20 bytes of output never reached its log: %+v", alice.histStatus(lost))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	srv.cmd.Process.Kill()
 	<-srv.exited

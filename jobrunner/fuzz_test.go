@@ -69,9 +69,9 @@ func FuzzOutputLogDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("openFinishedLog: %v", err)
 		}
-		if ol.Size() != int64(whole.wholeOut) || ol.diskBytes() != int64(whole.wholeFile) || ol.Truncated() != (whole.wholeFile < len(file)) {
+		if ol.Size() != int64(whole.wholeOut) || ol.diskBytes() != int64(whole.wholeFile) || (ol.Truncation() != NotTruncated) != (whole.wholeFile < len(file)) {
 			t.Fatalf("openFinishedLog: size %d, %d bytes of records, truncated %v; want %d, %d, %v",
-				ol.Size(), ol.diskBytes(), ol.Truncated(), whole.wholeOut, whole.wholeFile, whole.wholeFile < len(file))
+				ol.Size(), ol.diskBytes(), (ol.Truncation() != NotTruncated), whole.wholeOut, whole.wholeFile, whole.wholeFile < len(file))
 		}
 		whole.corrupt = false // what is past the whole records is not output
 		if err := watchAndCheck(t, ol, int64(from)%int64(whole.wholeOut+1), mc, whole); err != nil {

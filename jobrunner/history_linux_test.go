@@ -151,7 +151,7 @@ func writeRecordFile(t *testing.T, dir string, rec record) {
 func output(t *testing.T, r *Runner, id string) string {
 	t.Helper()
 	var out, errOut strings.Builder
-	err := r.Watch(testContext(t), id, 0, func(c Chunk) error {
+	err := r.watch(testContext(t), id, 0, func(c Chunk) error {
 		if c.Stream == Stdout {
 			out.Write(c.Data)
 		} else {
@@ -424,7 +424,7 @@ func TestRemove(t *testing.T) {
 	if _, err := r.Status(rec.ID); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("Status after Remove: %v", err)
 	}
-	if err := r.Watch(ctx, rec.ID, 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
+	if err := r.watch(ctx, rec.ID, 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("Watch after Remove: %v", err)
 	}
 	if exists(filepath.Join(dir, rec.ID+logSuffix)) || exists(filepath.Join(dir, rec.ID+recordSuffix)) {
@@ -617,7 +617,7 @@ func TestWriteRecordAtomic(t *testing.T) {
 	path := filepath.Join(dir, fakeID(1)+recordSuffix)
 	a := bytes.Repeat([]byte("a"), 64<<10)
 	b := bytes.Repeat([]byte("b"), 64<<10)
-	if err := writeFileAtomic(path, a); err != nil {
+	if err := writeFileAtomic(path, a, true); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -631,7 +631,7 @@ func TestWriteRecordAtomic(t *testing.T) {
 				return
 			default:
 			}
-			if err := writeFileAtomic(path, [][]byte{a, b}[i%2]); err != nil {
+			if err := writeFileAtomic(path, [][]byte{a, b}[i%2], true); err != nil {
 				t.Error(err)
 				return
 			}
@@ -668,7 +668,7 @@ func TestWriteRecordPlantedSymlink(t *testing.T) {
 	if err := os.Symlink(victim, path+tmpSuffix); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(path, []byte(`{"version":1}`)); err != nil {
+	if err := writeFileAtomic(path, []byte(`{"version":1}`), true); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(victim); string(got) != "root's file\n" {

@@ -42,7 +42,7 @@ func TestRunnerInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := newDigest()
-	if err := e.r.Watch(ctx, st.ID, 0, d.add); err != nil {
+	if err := e.r.watch(ctx, st.ID, 0, d.add); err != nil {
 		t.Fatal(err)
 	}
 	if d.sum() != sum(data) {
@@ -120,7 +120,7 @@ func TestRunnerTTY(t *testing.T) {
 	}
 	in.Close() // a terminal stays open: only released
 	var out strings.Builder
-	if err := e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+	if err := e.r.watch(ctx, st.ID, 0, func(c Chunk) error {
 		if c.Stream != Stdout {
 			t.Errorf("terminal output logged as %v", c.Stream)
 		}

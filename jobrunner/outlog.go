@@ -1,11 +1,9 @@
 package jobrunner
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -106,10 +104,10 @@ const (
 	// checkpoints per log (16 Ki for the default cap), whatever the number
 	// of followers.
 	indexInterval = 64 << 10
-	// followBufferSize is how much a follower reads from the file at least
-	// each time; its buffer is this plus its largest chunk, the only
-	// memory a follower holds.
-	followBufferSize = 32 << 10
+	// followBufferSize is a follower's read buffer (recordDecoder), the
+	// most it reads from the file at once. With the chunk it merges (at
+	// most maxChunk bytes) it is all the memory a follower holds.
+	followBufferSize = 64 << 10
 )
 
 // checkpoint maps a logical offset to the file offset of the record that
@@ -130,12 +128,14 @@ type OutputLog struct {
 	path string
 	cap  int64
 
-	// wmu serializes writers and Finish. It guards f, scratch and gap, and
-	// is held during the write to the file. Followers never take it.
-	wmu     sync.Mutex
-	f       *os.File // nil once finished
-	scratch []byte   // one gap and one record being written; nil once finished
-	gap     int64    // bytes dropped by failed writes and not marked by a gap record yet
+	// wmu serializes writers and Finish. It guards f, scratch, cpScratch
+	// and gap, and is held during the write to the file. Followers never
+	// take it.
+	wmu       sync.Mutex
+	f         *os.File     // nil once finished
+	scratch   []byte       // records being written (batchLocked); nil before the first write and once finished
+	cpScratch []checkpoint // their checkpoints
+	gap       int64        // bytes dropped by failed writes and not marked by a gap record yet
 
 	// mu guards the committed state below; it is never held during I/O.
 	// size, fileSize and index change only with both wmu and mu held, so a
@@ -166,12 +166,11 @@ func CreateOutputLog(path string, outputCap int64) (*OutputLog, error) {
 		return nil, fmt.Errorf("create output log: %w", err)
 	}
 	return &OutputLog{
-		path:    path,
-		cap:     outputCap,
-		f:       f,
-		scratch: make([]byte, gapRecordSize+recordHeaderSize+maxRecordData),
-		index:   []checkpoint{{0, 0}},
-		wake:    make(chan struct{}),
+		path:  path,
+		cap:   outputCap,
+		f:     f,
+		index: []checkpoint{{0, 0}},
+		wake:  make(chan struct{}),
 	}, nil
 }
 
@@ -183,12 +182,6 @@ func (l *OutputLog) Size() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.size
-}
-
-// Truncated reports whether output was dropped: the cap was reached, or
-// writing the file failed (then Err says why).
-func (l *OutputLog) Truncated() bool {
-	return l.Truncation() != NotTruncated
 }
 
 // Truncation says why output was dropped, if it was.
@@ -220,8 +213,9 @@ func (l *OutputLog) Err() error {
 	return l.werr
 }
 
-// ErrCause is Err for clients: the system's reason alone ("no space left
-// on device"), without the file's path; "" if no write failed.
+// ErrCause is, if a write of the file ever failed, the system's reason for
+// the last failure alone ("no space left on device"), without the file's
+// path, for clients; "" if no write failed.
 func (l *OutputLog) ErrCause() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -252,13 +246,6 @@ type causeError string
 
 func (e causeError) Error() string { return string(e) }
 
-// Finished reports whether Finish was called.
-func (l *OutputLog) Finished() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.finished
-}
-
 // Write appends p as output of stream s. Bytes past the cap are dropped
 // (and the log marked truncated) without error, so the caller keeps
 // draining its pipe. When writing the file fails (ENOSPC, EIO), the bytes
@@ -287,14 +274,10 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 			l.mu.Unlock()
 			break
 		}
-		n := min(int64(len(p)), maxRecordData, room)
-		rec := l.scratch[:0]
-		if l.gap > 0 {
-			rec = appendGap(rec, l.gap)
-		}
-		rec = append(rec, byte(s), 0, 0, 0, 0)
-		binary.BigEndian.PutUint32(rec[len(rec)-4:], uint32(n))
-		rec = append(rec, p[:n]...)
+		// One batch of records, written with one write and committed
+		// (followers woken) once.
+		n := min(int64(len(p)), maxWriteBatch, room)
+		rec, size, fileSize, cps := l.batchLocked(s, p[:n])
 		p = p[n:]
 		if err := l.writeLocked(rec); err != nil {
 			l.gap += n
@@ -306,16 +289,57 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 		}
 		l.gap = 0
 		l.mu.Lock()
-		if l.size >= l.index[len(l.index)-1].logical+indexInterval {
-			l.index = append(l.index, checkpoint{l.size, l.fileSize})
-		}
-		l.size += n
-		l.fileSize += int64(len(rec))
+		l.index = append(l.index, cps...)
+		l.size, l.fileSize = size, fileSize
 		close(l.wake)
 		l.wake = make(chan struct{})
 		l.mu.Unlock()
 	}
 	return werr
+}
+
+// maxWriteBatch is the most output one write of the file carries: records
+// of at most maxRecordData each, one after the other.
+const maxWriteBatch = 256 << 10
+
+// batchLocked lays out p, output of stream s, as the records that follow
+// the committed ones (after a gap record, if output was dropped before), in
+// l.scratch, and returns them, with the committed sizes and the new
+// checkpoints once they are written. l.wmu must be held.
+func (l *OutputLog) batchLocked(s Stream, p []byte) (rec []byte, size, fileSize int64, cps []checkpoint) {
+	records := (len(p) + maxRecordData - 1) / maxRecordData
+	// Allocated on the first write (a job that prints nothing holds no
+	// buffer), grown to what the largest write needs.
+	if need := gapRecordSize + records*recordHeaderSize + len(p); cap(l.scratch) < need {
+		l.scratch = make([]byte, 0, max(need, 4<<10))
+	}
+	rec = l.scratch[:0]
+	if l.gap > 0 {
+		rec = appendGap(rec, l.gap)
+	}
+	size = l.size
+	last := l.index[len(l.index)-1].logical
+	cps = l.cpScratch[:0]
+	for len(p) > 0 {
+		// A checkpoint is a record's start; the first one's is before the
+		// gap, so that a watcher from there gets it.
+		if size >= last+indexInterval {
+			at := l.fileSize
+			if size > l.size {
+				at += int64(len(rec))
+			}
+			cps = append(cps, checkpoint{size, at})
+			last = size
+		}
+		n := min(len(p), maxRecordData)
+		rec = append(rec, byte(s), 0, 0, 0, 0)
+		binary.BigEndian.PutUint32(rec[len(rec)-4:], uint32(n))
+		rec = append(rec, p[:n]...)
+		p = p[n:]
+		size += int64(n)
+	}
+	l.cpScratch = cps
+	return rec, size, l.fileSize + int64(len(rec)), cps
 }
 
 // gapCount decodes the count of a gap record's data: a positive int64, or
@@ -348,21 +372,6 @@ func (l *OutputLog) writeLocked(rec []byte) error {
 	return err
 }
 
-// Writer returns an io.Writer that writes to stream s of the log.
-func (l *OutputLog) Writer(s Stream) io.Writer { return streamWriter{l, s} }
-
-type streamWriter struct {
-	l *OutputLog
-	s Stream
-}
-
-func (w streamWriter) Write(p []byte) (int, error) {
-	if err := w.l.Write(w.s, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
 // Finish ends the log: no more output will come. It closes the writer's
 // file and wakes every follower, which return once they delivered the last
 // byte. Finish is idempotent. The file stays on disk, and Watch keeps
@@ -385,7 +394,7 @@ func (l *OutputLog) Finish() error {
 	}
 	err := l.f.Close()
 	l.f = nil
-	l.scratch = nil // the log is kept for watchers; its write buffer is not needed
+	l.scratch, l.cpScratch = nil, nil // the log is kept for watchers; its write buffers are not needed
 	l.mu.Lock()
 	l.finished = true
 	close(l.wake)
@@ -394,214 +403,6 @@ func (l *OutputLog) Finish() error {
 		return fmt.Errorf("close output log: %w", err)
 	}
 	return nil
-}
-
-// DefaultMaxChunk is the most data Watch hands over in one chunk.
-const DefaultMaxChunk = 32 << 10
-
-// Watch calls fn with every output byte from logical offset from on, in
-// order, then follows the log live until it is finished and every byte was
-// delivered; then it returns nil. It returns ctx.Err() when ctx ends, fn's
-// error when fn fails, and an error wrapping ErrInvalidOffset when from is
-// negative or past the end of a finished log (for a log still being
-// written, Watch waits until output reaches from). A file that does not
-// hold whole, well-formed records up to its committed size (changed behind
-// the log's back) ends the watch with an error wrapping ErrCorruptLog,
-// after the output of the records before the bad one. A chunk's Data is only
-// valid during fn. fn runs in the caller's goroutine; while it blocks,
-// only this watcher waits. Chunks are at most DefaultMaxChunk bytes; see
-// WatchChunks.
-func (l *OutputLog) Watch(ctx context.Context, from int64, fn func(Chunk) error) error {
-	return l.WatchChunks(ctx, from, DefaultMaxChunk, fn)
-}
-
-// WatchChunks is Watch with chunks of at most maxChunk bytes (<= 0 means
-// DefaultMaxChunk). Output is handed over in chunks as large as possible,
-// whatever the writes it came from: consecutive output of one stream is
-// merged into one chunk, which ends only where the stream changes, at
-// maxChunk bytes, or where the output committed so far ends (a chunk is
-// never held back to wait for more output). A follower holds one buffer of
-// maxChunk plus 32 KiB.
-func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, fn func(Chunk) error) error {
-	if from < 0 {
-		return fmt.Errorf("%w: %d is negative", ErrInvalidOffset, from)
-	}
-	if maxChunk <= 0 {
-		maxChunk = DefaultMaxChunk
-	}
-	l.mu.Lock()
-	if l.finished && from > l.size {
-		size := l.size
-		l.mu.Unlock()
-		return fmt.Errorf("%w: %d is past the end of the output (%d bytes)", ErrInvalidOffset, from, size)
-	}
-	start := l.checkpointLocked(from)
-	l.mu.Unlock()
-
-	f, err := os.Open(l.path)
-	if err != nil {
-		return fmt.Errorf("open output log: %w", err)
-	}
-	defer f.Close()
-
-	var (
-		// buf holds the pending chunk's data at buf[:w], then the bytes
-		// read from the file. Each piece of output is moved down to the
-		// end of the pending chunk, dropping the record headers, so the
-		// pending chunk never overtakes the unread bytes.
-		buf       = make([]byte, maxChunk+followBufferSize)
-		w         int             // length of the pending chunk
-		cStream   Stream          // its stream
-		cOffset   int64           // its logical offset
-		pos       = start.file    // file offset of the next unread byte
-		logical   = start.logical // logical offset of the next output byte
-		stream    Stream          // stream of the current record
-		remaining int64           // bytes of the current record not read yet
-	)
-	flush := func() error {
-		if w == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n := w
-		w = 0
-		return fn(Chunk{Stream: cStream, Offset: cOffset, Data: buf[:n]})
-	}
-	// corrupt hands over the output of the good records before the bad
-	// one, then reports it.
-	corrupt := func(what string) error {
-		if err := flush(); err != nil {
-			return err
-		}
-		return fmt.Errorf("%w: %s at file offset %d", ErrCorruptLog, what, pos)
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		committed, size, finished, wake := l.fileSize, l.size, l.finished, l.wake
-		l.mu.Unlock()
-		if pos >= committed {
-			// The committed part of the file ends at a record boundary:
-			// a record cut short was changed behind the log's back.
-			if remaining > 0 {
-				return corrupt("record cut short")
-			}
-			// Everything committed was read: hand over what is pending
-			// before waiting for more.
-			if err := flush(); err != nil {
-				return err
-			}
-			if finished {
-				if from > size {
-					return fmt.Errorf("%w: %d is past the end of the output (%d bytes)", ErrInvalidOffset, from, size)
-				}
-				return nil
-			}
-			select {
-			case <-wake:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-
-		want := min(int64(len(buf)-w), committed-pos)
-		n, err := f.ReadAt(buf[w:int64(w)+want], pos)
-		if int64(n) < want {
-			return fmt.Errorf("read output log: %w", err)
-		}
-		for r, end := w, w+n; r < end; {
-			if remaining == 0 {
-				if end-r < recordHeaderSize {
-					if pos+int64(end-r) >= committed {
-						// Not a header continued past the buffer (read it
-						// again) but one cut short by the committed end,
-						// which no read would ever complete.
-						return corrupt("record header cut short")
-					}
-					break // the header continues past the buffer: read it again
-				}
-				stream = Stream(buf[r])
-				remaining = int64(binary.BigEndian.Uint32(buf[r+1 : r+recordHeaderSize]))
-				if stream == recordGap && remaining == gapDataSize {
-					if end-r < gapRecordSize {
-						remaining = 0
-						if pos+int64(end-r) >= committed {
-							return corrupt("gap record cut short")
-						}
-						break // the gap continues past the buffer: read it again
-					}
-					dropped, ok := gapCount(buf[r+recordHeaderSize : r+gapRecordSize])
-					if !ok {
-						remaining = 0
-						return corrupt("bad gap record")
-					}
-					remaining = 0
-					r += gapRecordSize
-					pos += gapRecordSize
-					// A gap at from is delivered: a watcher resuming there
-					// may see it twice, never miss it.
-					if logical < from {
-						continue
-					}
-					if err := flush(); err != nil {
-						return err
-					}
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-					if err := fn(Chunk{Offset: logical, Dropped: dropped}); err != nil {
-						return err
-					}
-					continue
-				}
-				if (stream != Stdout && stream != Stderr) || remaining == 0 || remaining > maxRecordData {
-					return corrupt("bad record header")
-				}
-				r += recordHeaderSize
-				pos += recordHeaderSize
-				continue
-			}
-			k := int(min(remaining, int64(end-r)))
-			data := r // the piece is buf[data:r]
-			r += k
-			pos += int64(k)
-			remaining -= int64(k)
-			at := logical
-			logical += int64(k)
-			if logical <= from {
-				continue // before the requested offset
-			}
-			if at < from {
-				data += int(from - at)
-				at = from
-			}
-			if w > 0 && cStream != stream {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			for data < r {
-				if w == 0 {
-					cStream, cOffset = stream, at
-				}
-				c := min(maxChunk-w, r-data)
-				copy(buf[w:w+c], buf[data:data+c])
-				w += c
-				data += c
-				at += int64(c)
-				if w == maxChunk {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-			}
-		}
-	}
 }
 
 // checkpointLocked returns the last checkpoint at or before logical offset

@@ -118,7 +118,7 @@ func TestOutputLogFollowers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = l.Watch(context.Background(), 0, results[i].collect(t, 0))
+			errs[i] = l.watch(context.Background(), 0, results[i].collect(t, 0))
 		}()
 	}
 
@@ -162,7 +162,7 @@ func TestOutputLogFollowers(t *testing.T) {
 	if got, want := l.Size(), int64(w.all.Len()); got != want {
 		t.Errorf("Size = %d, want %d", got, want)
 	}
-	if l.Truncated() {
+	if l.Truncation() != NotTruncated {
 		t.Error("Truncated = true below the cap")
 	}
 	for i := range watchers {
@@ -198,7 +198,7 @@ func TestOutputLogConcurrentWriters(t *testing.T) {
 	}
 	var got collected
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- l.Watch(context.Background(), 0, got.collect(t, 0)) }()
+	go func() { watchErr <- l.watch(context.Background(), 0, got.collect(t, 0)) }()
 	wg.Wait()
 	l.Finish()
 	if err := <-watchErr; err != nil {
@@ -244,7 +244,7 @@ func TestOutputLogResume(t *testing.T) {
 		{9, Stderr, "rld"},
 	} {
 		var first *Chunk
-		err := l.Watch(context.Background(), tc.from, func(c Chunk) error {
+		err := l.watch(context.Background(), tc.from, func(c Chunk) error {
 			first = &Chunk{Stream: c.Stream, Offset: c.Offset, Data: bytes.Clone(c.Data)}
 			return errStop
 		})
@@ -264,7 +264,7 @@ func TestOutputLogResume(t *testing.T) {
 	for range 50 {
 		from := r.Int64N(int64(len(all)) + 1)
 		var got collected
-		if err := l.Watch(context.Background(), from, got.collect(t, from)); err != nil {
+		if err := l.watch(context.Background(), from, got.collect(t, from)); err != nil {
 			t.Fatalf("Watch(%d): %v", from, err)
 		}
 		if !bytes.Equal(got.all.Bytes(), all[from:]) {
@@ -278,7 +278,7 @@ func TestOutputLogResume(t *testing.T) {
 	for from < int64(len(all)) {
 		limit := 1 + r.Int64N(100000)
 		var n int64
-		err := l.Watch(context.Background(), from, func(c Chunk) error {
+		err := l.watch(context.Background(), from, func(c Chunk) error {
 			if c.Offset != from+n {
 				return fmt.Errorf("offset %d, want %d", c.Offset, from+n)
 			}
@@ -464,11 +464,11 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	noop := func(Chunk) error { return nil }
-	if err := l.Watch(context.Background(), -1, noop); !errors.Is(err, ErrInvalidOffset) {
+	if err := l.watch(context.Background(), -1, noop); !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch(-1) = %v, want ErrInvalidOffset", err)
 	}
 	waiting := make(chan error, 1)
-	go func() { waiting <- l.Watch(context.Background(), 10, noop) }()
+	go func() { waiting <- l.watch(context.Background(), 10, noop) }()
 	if err := l.Write(Stdout, []byte("678")); err != nil {
 		t.Fatal(err)
 	}
@@ -476,11 +476,11 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 	if err := <-waiting; !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch(10) on a log finished at 8 bytes = %v, want ErrInvalidOffset", err)
 	}
-	if err := l.Watch(context.Background(), 9, noop); !errors.Is(err, ErrInvalidOffset) {
+	if err := l.watch(context.Background(), 9, noop); !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch(9) = %v, want ErrInvalidOffset", err)
 	}
 	var got collected
-	if err := l.Watch(context.Background(), 8, got.collect(t, 8)); err != nil || got.all.Len() != 0 {
+	if err := l.watch(context.Background(), 8, got.collect(t, 8)); err != nil || got.all.Len() != 0 {
 		t.Errorf("Watch(8) at the end = %v with %d bytes, want nil and none", err, got.all.Len())
 	}
 	if err := l.Write(Stdout, []byte("x")); !errors.Is(err, ErrLogFinished) {
@@ -488,13 +488,17 @@ func TestOutputLogInvalidOffset(t *testing.T) {
 	}
 }
 
-// TestOutputLogFinishFreesWriteBuffer proves a finished log no longer
-// holds its 32 KiB record buffer: the runner keeps every finished job's
-// log, so that buffer would otherwise be kept once per job ever run.
+// TestOutputLogFinishFreesWriteBuffer proves a log holds no write buffer
+// before its first write (a job that prints nothing), nor once finished:
+// the runner keeps every finished job's log, so that buffer would
+// otherwise be kept once per job ever run.
 func TestOutputLogFinishFreesWriteBuffer(t *testing.T) {
 	l, err := CreateOutputLog(filepath.Join(t.TempDir(), "job.log"), 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if l.scratch != nil {
+		t.Errorf("new log holds a %d-byte write buffer", cap(l.scratch))
 	}
 	if err := l.Write(Stdout, []byte("hi")); err != nil {
 		t.Fatal(err)
@@ -528,11 +532,11 @@ func TestOutputLogCap(t *testing.T) {
 	if got := l.Size(); got != outputCap {
 		t.Errorf("Size = %d, want the cap %d", got, outputCap)
 	}
-	if !l.Truncated() {
+	if !(l.Truncation() != NotTruncated) {
 		t.Error("Truncated = false past the cap")
 	}
 	var got collected
-	if err := l.Watch(context.Background(), 0, got.collect(t, 0)); err != nil {
+	if err := l.watch(context.Background(), 0, got.collect(t, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.all.Bytes(), all.Bytes()[:outputCap]) {
@@ -542,12 +546,12 @@ func TestOutputLogCap(t *testing.T) {
 	// Exactly the cap is not truncated.
 	l2 := newTestLog(t, 10)
 	l2.Write(Stdout, []byte("0123456789"))
-	if l2.Truncated() {
+	if l2.Truncation() != NotTruncated {
 		t.Error("Truncated = true at exactly the cap")
 	}
 	l2.Write(Stderr, []byte("x"))
-	if !l2.Truncated() || l2.Size() != 10 {
-		t.Errorf("after one byte past the cap: Truncated = %v, Size = %d; want true, 10", l2.Truncated(), l2.Size())
+	if !(l2.Truncation() != NotTruncated) || l2.Size() != 10 {
+		t.Errorf("after one byte past the cap: Truncated = %v, Size = %d; want true, 10", (l2.Truncation() != NotTruncated), l2.Size())
 	}
 }
 
@@ -559,7 +563,7 @@ func TestOutputLogStuckFollower(t *testing.T) {
 	stuckErr := make(chan error, 1)
 	stuckEntered := make(chan struct{})
 	go func() {
-		stuckErr <- l.Watch(context.Background(), 0, func(Chunk) error {
+		stuckErr <- l.watch(context.Background(), 0, func(Chunk) error {
 			select {
 			case <-stuckEntered:
 			default:
@@ -582,7 +586,7 @@ func TestOutputLogStuckFollower(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			othersErr[i] = l.Watch(context.Background(), 0, others[i].collect(t, 0))
+			othersErr[i] = l.watch(context.Background(), 0, others[i].collect(t, 0))
 		}()
 	}
 	for range 200 { // 10 MiB while one watcher is stuck
@@ -615,7 +619,7 @@ func TestOutputLogCancel(t *testing.T) {
 	errc := make(chan error, 1)
 	got := make(chan struct{}, 1)
 	go func() {
-		errc <- l.Watch(ctx, 0, func(Chunk) error {
+		errc <- l.watch(ctx, 0, func(Chunk) error {
 			got <- struct{}{}
 			return nil
 		})
@@ -633,7 +637,7 @@ func TestOutputLogCancel(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	calls := 0
-	err := l.Watch(ctx2, 0, func(Chunk) error {
+	err := l.watch(ctx2, 0, func(Chunk) error {
 		calls++
 		cancel2()
 		return nil
@@ -662,7 +666,7 @@ func TestOutputLogNoGoroutineLeak(t *testing.T) {
 			if i%3 == 0 {
 				c = ctx
 			}
-			l.Watch(c, 0, func(Chunk) error {
+			l.watch(c, 0, func(Chunk) error {
 				if i%3 == 1 {
 					return errStop
 				}
@@ -698,7 +702,7 @@ func BenchmarkOutputLogWriteFollow(b *testing.B) {
 	var followed int64
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Watch(context.Background(), 0, func(c Chunk) error {
+		done <- l.watch(context.Background(), 0, func(c Chunk) error {
 			followed += int64(len(c.Data))
 			return nil
 		})
@@ -745,7 +749,7 @@ func failingDisk(t *testing.T, l *OutputLog) (restore func()) {
 func watchGaps(t *testing.T, l *OutputLog, from int64) []gotChunk {
 	t.Helper()
 	var got []gotChunk
-	err := l.Watch(context.Background(), from, func(c Chunk) error {
+	err := l.watch(context.Background(), from, func(c Chunk) error {
 		if c.Dropped > 0 {
 			if len(c.Data) != 0 || c.Stream != 0 {
 				t.Errorf("gap chunk with data or a stream: %+v", c)
@@ -781,7 +785,7 @@ func TestOutputLogWriteError(t *testing.T) {
 	if err := l.Write(Stdout, bytes.Repeat([]byte("x"), 3*maxRecordData)); !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("second Write on a full disk = %v, want ENOSPC", err)
 	}
-	if l.Truncation() != TruncatedWriteError || !l.Truncated() || l.Dropped() != 5+3*maxRecordData || l.Size() != 7 {
+	if l.Truncation() != TruncatedWriteError || !(l.Truncation() != NotTruncated) || l.Dropped() != 5+3*maxRecordData || l.Size() != 7 {
 		t.Errorf("on a full disk: Truncation %v, Dropped %d, Size %d; want write error, %d, 7", l.Truncation(), l.Dropped(), l.Size(), 5+3*maxRecordData)
 	}
 	restore()
@@ -830,4 +834,71 @@ func TestOutputLogWriteErrorAtEnd(t *testing.T) {
 		t.Errorf("past the cap, disk full: Truncation %v, want the cap (nothing was written)", capped.Truncation())
 	}
 	restore()
+}
+
+// watch is WatchChunks with the default chunk size.
+func (l *OutputLog) watch(ctx context.Context, from int64, fn func(Chunk) error) error {
+	return l.WatchChunks(ctx, from, 0, fn)
+}
+
+// watch is WatchChunks with the default chunk size, without the status.
+func (r *Runner) watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
+	_, err := r.WatchChunks(ctx, id, from, 0, fn)
+	return err
+}
+
+// TestOutputLogBatchedWrites proves that writes of many records (one file
+// write each, see maxWriteBatch), mixed with small ones and a gap, lay out
+// the same records and checkpoints that reading the file back finds, and
+// that a watcher from any checkpoint, or between two, gets exactly the
+// bytes written from there.
+func TestOutputLogBatchedWrites(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 1))
+	l := newTestLog(t, 0)
+	var w written
+	for i, n := range []int{1, maxWriteBatch + 3*maxRecordData + 7, 100, 3 * maxWriteBatch, maxRecordData, 5} {
+		w.write(t, l, Stream(1+i%2), randomBytes(r, n))
+	}
+	// A gap record before the next batch: as a failed write leaves it.
+	l.wmu.Lock()
+	l.gap = 42
+	l.wmu.Unlock()
+	gapAt := int64(w.all.Len())
+	w.write(t, l, Stdout, randomBytes(r, 2*maxWriteBatch))
+	if err := l.Finish(); err != nil {
+		t.Fatal(err)
+	}
+
+	reopened, _, err := openFinishedLog(l.Path(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reopened.Size() != l.Size() || reopened.diskBytes() != l.diskBytes() || reopened.Dropped() != 42 {
+		t.Fatalf("reopened: size %d, %d bytes of records, %d dropped; written: %d, %d, 42",
+			reopened.Size(), reopened.diskBytes(), reopened.Dropped(), l.Size(), l.diskBytes())
+	}
+	if !slices.Equal(reopened.index, l.index) {
+		t.Fatalf("checkpoints: written %v, read back %v", l.index, reopened.index)
+	}
+	for _, cp := range l.index {
+		for _, from := range []int64{cp.logical, cp.logical + 1 + r.Int64N(indexInterval)} {
+			from = min(from, l.Size())
+			var got bytes.Buffer
+			var gaps int64
+			err := l.watch(context.Background(), from, func(c Chunk) error {
+				gaps += c.Dropped
+				got.Write(c.Data)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("watch from %d: %v", from, err)
+			}
+			if !bytes.Equal(got.Bytes(), w.all.Bytes()[from:]) {
+				t.Fatalf("watch from %d: %d bytes, not the %d written from there", from, got.Len(), int64(w.all.Len())-from)
+			}
+			if want := map[bool]int64{true: 42}[from <= gapAt]; gaps != want {
+				t.Fatalf("watch from %d: gaps of %d bytes, want %d (42 dropped at %d)", from, gaps, want, gapAt)
+			}
+		}
+	}
 }

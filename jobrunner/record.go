@@ -17,7 +17,8 @@ import (
 //
 //	ID.log       its output log (OutputLog)
 //	ID.json      its record (record), written when it starts and when it ends
-//	ID.json.tmp  a record being written; renamed over ID.json once synced
+//	ID.json.tmp  a record being written; renamed over ID.json once written
+//	             (and synced, for an ended job: writeRecord)
 //
 // The directory itself is the Runner's lock (lockStateDir). At start,
 // files that match these names but belong to no loaded record are removed;
@@ -142,9 +143,16 @@ func (r *Runner) recordPath(id string) string { return filepath.Join(r.stateDir,
 func (r *Runner) logPath(id string) string    { return filepath.Join(r.stateDir, id+logSuffix) }
 
 // writeRecord writes the job's current status as its record, atomically:
-// a temporary file, synced, renamed over the record, and the directory
-// synced. A failure is logged, not returned: the job runs on, and its
-// status stays right in memory; only a restart would lose it.
+// a temporary file renamed over the record. The record of an ended job is
+// also made durable (the file synced before the rename, the directory
+// after it). The record of a running job is not: StartJob would wait for
+// two fsyncs, milliseconds on a busy disk, and a record that matters only
+// if the server dies while the job runs survives the server's own crash
+// without them (it is in the page cache); a machine crash within the
+// kernel's writeback delay may lose it, together with the job (which died
+// with the machine) and its output (which is never synced). A failure is
+// logged, not returned: the job runs on, and its status stays right in
+// memory; only a restart would lose it.
 func (r *Runner) writeRecord(j *job) {
 	st := j.status()
 	st.Stats = sandbox.Stats{}
@@ -155,19 +163,20 @@ func (r *Runner) writeRecord(j *job) {
 	}
 	data, err := json.Marshal(recordOf(st))
 	if err == nil {
-		err = writeFileAtomic(r.recordPath(j.id), data)
+		err = writeFileAtomic(r.recordPath(j.id), data, !st.Running())
 	}
 	if err != nil {
 		r.log.Error("cannot write job record: the job is lost if the server restarts", "job", j.id, "error", err.Error())
 	}
 }
 
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old file or the new one, whole. The temporary file is created anew
-// (O_EXCL), never opened through what is there: a symbolic link planted in
-// its place is removed, not followed, so that the root server never writes
-// through it into another file.
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic replaces path with data so that a crash of the process
+// leaves either the old file or the new one, whole; with durable, so does a
+// crash of the machine, and the new file is on disk when it returns. The
+// temporary file is created anew (O_EXCL), never opened through what is
+// there: a symbolic link planted in its place is removed, not followed, so
+// that the root server never writes through it into another file.
+func writeFileAtomic(path string, data []byte, durable bool) error {
 	tmp := path + tmpSuffix
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -177,7 +186,7 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -189,6 +198,9 @@ func writeFileAtomic(path string, data []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }

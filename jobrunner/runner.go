@@ -264,6 +264,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.discardLog(log)
 		return Status{}, fmt.Errorf("stdout pipe: %w", err)
 	}
+	growPipe(outR)
 	// With MergeOutput the job's fd 2 is the same pipe as its fd 1.
 	errR, errW := outR, outW
 	if !req.MergeOutput {
@@ -274,6 +275,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 			r.discardLog(log)
 			return Status{}, fmt.Errorf("stderr pipe: %w", err)
 		}
+		growPipe(errR)
 	}
 	closePipes := func(fs ...*os.File) {
 		fs = slices.Compact(fs) // merged: each pipe end once
@@ -431,6 +433,7 @@ func (r *Runner) discardLog(log *OutputLog) {
 // succeeds after one.
 func (r *Runner) drain(j *job, f *os.File, s Stream) {
 	defer f.Close()
+	// Most jobs write little: a small buffer, until a read fills it.
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := f.Read(buf)
@@ -454,8 +457,15 @@ func (r *Runner) drain(j *job, f *os.File, s Stream) {
 			// any other read error also ends the stream.
 			return
 		}
+		if n == len(buf) && n < drainBufferSize {
+			buf = make([]byte, drainBufferSize)
+		}
 	}
 }
+
+// drainBufferSize is drain's buffer once the job wrote faster than a small
+// one empties its pipe: fewer, larger reads and log writes.
+const drainBufferSize = 256 << 10
 
 // supervise waits for the job's command, then for its output to be fully
 // collected (the command is PID 1 of its namespace, so its exit kills every
@@ -600,23 +610,17 @@ func (r *Runner) stop(ctx context.Context, id string, grace time.Duration, reaso
 	}
 }
 
-// Watch calls fn with the job's output from logical offset from (stdout
-// and stderr together, in the order the log received them: the two pipes
-// are read by two goroutines, so between the streams this is not always the
-// order the job wrote; StartRequest.MergeOutput keeps it exact; 0 = the
-// first byte), then follows it live until the job ended and every byte
-// was delivered; then it returns nil. See OutputLog.Watch for the errors
-// (ErrInvalidOffset, ctx.Err(), fn's error).
-func (r *Runner) Watch(ctx context.Context, id string, from int64, fn func(Chunk) error) error {
-	_, err := r.WatchChunks(ctx, id, from, DefaultMaxChunk, fn)
-	return err
-}
-
-// WatchChunks is Watch with chunks of at most maxChunk bytes, each as
-// large as the output allows (see OutputLog.WatchChunks), that also
-// returns, after the last byte, the job's status as it ended: taken from
-// the job the watch followed, so that a job removed meanwhile (rm --force,
-// retention) still tells its watchers how it ended.
+// WatchChunks calls fn with the job's output from logical offset from
+// (stdout and stderr together, in the order the log received them: the
+// two pipes are read by two goroutines, so between the streams this is not
+// always the order the job wrote; StartRequest.MergeOutput keeps it exact;
+// 0 = the first byte), in chunks of at most maxChunk bytes, each as large
+// as the output allows, then follows it live until the job ended and every
+// byte was delivered. Then it returns the job's status as it ended: taken
+// from the job the watch followed, so that a job removed meanwhile (rm
+// --force, retention) still tells its watchers how it ended. See
+// OutputLog.WatchChunks for the errors (ErrInvalidOffset, ErrCorruptLog,
+// ctx.Err(), fn's error).
 func (r *Runner) WatchChunks(ctx context.Context, id string, from int64, maxChunk int, fn func(Chunk) error) (Status, error) {
 	j, err := r.lookup(id)
 	if err != nil {

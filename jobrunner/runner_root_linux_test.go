@@ -257,7 +257,7 @@ func (w *watchers) start(ctx context.Context, r *Runner, id, name string) {
 	go func() {
 		defer w.wg.Done()
 		close(ready)
-		err := r.Watch(ctx, id, 0, d.add)
+		err := r.watch(ctx, id, 0, d.add)
 		w.mu.Lock()
 		w.errs[i] = err
 		w.mu.Unlock()
@@ -304,7 +304,7 @@ func TestRunnerOutputWatchers(t *testing.T) {
 	halfSeen := make(chan struct{})
 	halfErr := make(chan error, 1)
 	go func() {
-		halfErr <- e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+		halfErr <- e.r.watch(ctx, st.ID, 0, func(c Chunk) error {
 			if c.Offset+int64(len(c.Data)) >= half {
 				close(halfSeen)
 				return errStop
@@ -333,7 +333,7 @@ func TestRunnerOutputWatchers(t *testing.T) {
 	// The resuming watcher stops at an odd offset in the second half.
 	resumeAt := half + 123457
 	resumed := newDigest()
-	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+	err = e.r.watch(ctx, st.ID, 0, func(c Chunk) error {
 		if c.Offset+int64(len(c.Data)) >= resumeAt {
 			c.Data = c.Data[:resumeAt-c.Offset]
 			if len(c.Data) > 0 {
@@ -358,7 +358,7 @@ func TestRunnerOutputWatchers(t *testing.T) {
 	if final.OutputBytes != total || final.OutputTruncated {
 		t.Errorf("OutputBytes, OutputTruncated = %d, %v; want %d, false", final.OutputBytes, final.OutputTruncated, total)
 	}
-	if err := e.r.Watch(ctx, st.ID, resumeAt, resumed.add); err != nil {
+	if err := e.r.watch(ctx, st.ID, resumeAt, resumed.add); err != nil {
 		t.Fatalf("resumed watch: %v", err)
 	}
 	for i := range 6 {
@@ -380,10 +380,10 @@ func TestRunnerOutputWatchers(t *testing.T) {
 		if d.n[Stderr] != int64(len(errData)) || d.streamSum(Stderr) != wantErr {
 			t.Errorf("%s: stderr differs (%d bytes)", name, d.n[Stderr])
 		}
-		if d.firstStderr < int64(len(out1)+len(out2))-(64+32)<<10 {
-			// When the job starts writing stderr, at most 64 KiB of
-			// stdout (a pipe's default size) are still in the pipe and
-			// 32 KiB in the reader's buffer.
+		if d.firstStderr < int64(len(out1)+len(out2))-(jobPipeSize+drainBufferSize) {
+			// When the job starts writing stderr, at most jobPipeSize
+			// bytes of stdout are still in the pipe and drainBufferSize
+			// in the reader's buffer.
 			t.Errorf("%s: first stderr byte at %d, before stdout was (nearly) all written", name, d.firstStderr)
 		}
 		if combined == "" {
@@ -509,7 +509,7 @@ func TestRunnerStop(t *testing.T) {
 	if _, err := e.r.Status("nosuchjob"); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("Status of an unknown job = %v, want ErrJobNotFound", err)
 	}
-	if err := e.r.Watch(ctx, "nosuchjob", 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
+	if err := e.r.watch(ctx, "nosuchjob", 0, func(Chunk) error { return nil }); !errors.Is(err, ErrJobNotFound) {
 		t.Errorf("Watch of an unknown job = %v, want ErrJobNotFound", err)
 	}
 	if _, err := e.r.Wait(ctx, "nosuchjob"); !errors.Is(err, ErrJobNotFound) {
@@ -528,7 +528,7 @@ func TestRunnerStopGrace(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	// Only once the trap is set does TERM mean anything to PID 1.
-	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+	err = e.r.watch(ctx, st.ID, 0, func(c Chunk) error {
 		if bytes.Contains(c.Data, []byte("ready")) {
 			return errStop
 		}
@@ -614,13 +614,13 @@ func TestRunnerOutputCap(t *testing.T) {
 		t.Errorf("status = %+v, want COMPLETED, %d bytes, truncated", final, outputCap)
 	}
 	d := newDigest()
-	if err := e.r.Watch(ctx, st.ID, 0, d.add); err != nil {
+	if err := e.r.watch(ctx, st.ID, 0, d.add); err != nil {
 		t.Fatal(err)
 	}
 	if d.sum() != sum(data[:outputCap]) {
 		t.Errorf("watch got %d bytes that are not the first %d written", d.next, outputCap)
 	}
-	if err := e.r.Watch(ctx, st.ID, outputCap+1, d.add); !errors.Is(err, ErrInvalidOffset) {
+	if err := e.r.watch(ctx, st.ID, outputCap+1, d.add); !errors.Is(err, ErrInvalidOffset) {
 		t.Errorf("Watch past the end = %v, want ErrInvalidOffset", err)
 	}
 }
@@ -706,7 +706,7 @@ func TestRunnerExitStatus(t *testing.T) {
 		t.Errorf("status = %+v, want FAILED with exit code 3", final)
 	}
 	var out bytes.Buffer
-	if err := e.r.Watch(ctx, st.ID, 0, func(c Chunk) error { out.Write(c.Data); return nil }); err != nil {
+	if err := e.r.watch(ctx, st.ID, 0, func(c Chunk) error { out.Write(c.Data); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if want := "bar baz\n" + e.dir + "\n"; out.String() != want {
@@ -828,7 +828,7 @@ func TestRunnerMergeOutput(t *testing.T) {
 		fmt.Fprintf(&want, "o%d\ne%d\n", i, i)
 	}
 	var got strings.Builder
-	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+	err = e.r.watch(ctx, st.ID, 0, func(c Chunk) error {
 		if c.Stream != Stdout {
 			return fmt.Errorf("chunk of stream %v in a merged job", c.Stream)
 		}
@@ -851,7 +851,7 @@ func TestRunnerMergeOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	got.Reset()
-	e.r.Watch(ctx, st.ID, 0, func(c Chunk) error { got.Write(c.Data); return nil })
+	e.r.watch(ctx, st.ID, 0, func(c Chunk) error { got.Write(c.Data); return nil })
 	if l := strings.Fields(got.String()); len(l) != 2 || l[0] != l[1] || !strings.HasPrefix(l[0], "pipe:") {
 		t.Errorf("fd 1 and 2 of a merged job: %q, want the same pipe", got.String())
 	}
@@ -890,7 +890,7 @@ func TestRunnerFullStateDir(t *testing.T) {
 		t.Errorf("status of the flood: %+v; want COMPLETED, truncated by a write error, %d bytes kept and dropped", st, total)
 	}
 	var got int64
-	e.r.Watch(ctx, flood.ID, 0, func(c Chunk) error { got += int64(len(c.Data)); return nil })
+	e.r.watch(ctx, flood.ID, 0, func(c Chunk) error { got += int64(len(c.Data)); return nil })
 	if got != st.OutputBytes {
 		t.Errorf("watch of the flood got %d bytes, status says %d", got, st.OutputBytes)
 	}

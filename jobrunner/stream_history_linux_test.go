@@ -61,7 +61,7 @@ func TestLoadRecordsOutputDropped(t *testing.T) {
 		t.Errorf("job with a gap after a restart: %+v", st)
 	}
 	var got []string
-	r.Watch(testContext(t), gappy.ID, 0, func(c Chunk) error {
+	r.watch(testContext(t), gappy.ID, 0, func(c Chunk) error {
 		if c.Dropped > 0 {
 			got = append(got, "<gap>")
 		}
