@@ -199,7 +199,7 @@ func (e *netEnv) runProbe(t *testing.T, req StartRequest) map[string]string {
 func (e *netEnv) output(t *testing.T, id string) string {
 	t.Helper()
 	var out strings.Builder
-	err := e.r.Watch(testContext(t), id, 0, func(c Chunk) error {
+	err := e.r.watch(testContext(t), id, 0, func(c Chunk) error {
 		out.Write(c.Data)
 		return nil
 	})
@@ -327,7 +327,7 @@ func (e *netEnv) startListenerRes(t *testing.T, before ...string) (string, map[s
 	t.Cleanup(func() { e.r.Stop(context.Background(), st.ID, 0) })
 	var out strings.Builder
 	errListening := errors.New("listening")
-	err = e.r.Watch(ctx, st.ID, 0, func(c Chunk) error {
+	err = e.r.watch(ctx, st.ID, 0, func(c Chunk) error {
 		out.Write(c.Data)
 		if strings.Contains(out.String(), "listen 8080 ok") {
 			return errListening
