@@ -21,17 +21,28 @@ func ListCommand() *cli.Command {
 		Name:    "list",
 		Aliases: []string{"ls"},
 		Usage:   "list the jobs you can see (yours; an admin sees every job)",
-		Description: `Lists jobs newest first with their owner, state, age and command (cut to 60
-characters; telehandler status shows it whole). Every page the server sends
-is read, so the list is complete however many jobs the server keeps.
+		Description: `Lists jobs newest first: the start of their id (any unique prefix names the
+job), their name (start --name), owner, state, age and command, in 100
+columns (telehandler status shows a job whole). -o wide shows the full
+jobs/ID, the state's reason and 60 characters of the command; -o json the
+API's message. Every page the server sends is read, so the list is complete
+however many jobs the server keeps.
 
 Examples:
   telehandler list
+  telehandler list -o wide
   telehandler list --state running
   telehandler rm $(telehandler list -q --state completed)
   telehandler list --owner bob            # an admin: bob's jobs only
   telehandler list -o json | jq -r '.jobs[] | select(.status.state == "STATE_RUNNING") | .name'`,
-		Flags: append(connFlags(), outputFlag(),
+		Flags: append(connFlags(),
+			&cli.StringFlag{
+				Name:    "output",
+				Aliases: []string{"o"},
+				Usage:   "output format: text (fits 100 columns), wide, or json (the API's message as protojson)",
+				Value:   "text",
+				EnvVars: []string{"TELEHANDLER_OUTPUT"},
+			},
 			&cli.StringFlag{
 				Name:  "state",
 				Usage: "only jobs in this state: running, completed or failed",
@@ -58,9 +69,11 @@ func runList(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return errors.New("list takes no arguments (filter with --state or --owner)")
 	}
-	format, err := outputFormat(c)
-	if err != nil {
-		return err
+	format := c.String("output")
+	switch format {
+	case "text", "wide", "json":
+	default:
+		return fmt.Errorf("-o %q: use text, wide or json", format)
 	}
 	state, err := parseState(c.String("state"))
 	if err != nil {
@@ -87,23 +100,113 @@ func runList(c *cli.Context) error {
 		return err
 	case format == "json":
 		return printJSON(c.App.Writer, &pb.ListJobsResponse{Jobs: jobs})
+	case format == "wide":
+		return printWideList(c.App.Writer, jobs, time.Now())
 	}
-	return printJobList(c.App.Writer, jobs, time.Now())
+	return printList(c.App.Writer, jobs, time.Now())
 }
 
-// printJobList writes jobs as list's table, their ages counted to now.
-func printJobList(w io.Writer, jobs []*pb.Job, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOWNER\tSTATE\tAGE\tCOMMAND")
+// List layout: the default fits listWidth columns; ids are cut to
+// shortIDLen characters (60 bits: unique in practice, and any unique
+// prefix names the job).
+const (
+	listWidth    = 100
+	shortIDLen   = 12
+	listNameLen  = 16
+	listOwnerLen = 12
+	// listMinCommand is the least room the command gets.
+	listMinCommand = 16
+)
+
+// printList writes the default layout: ID NAME OWNER STATE AGE COMMAND,
+// every line at most listWidth columns.
+func printList(w io.Writer, jobs []*pb.Job, now time.Time) error {
+	rows := [][]string{{"ID", "NAME", "OWNER", "STATE", "AGE"}}
 	for _, j := range jobs {
-		age := "-"
-		if t := j.GetStatus().GetStartTime(); t != nil {
-			age = formatAge(now.Sub(t.AsTime()))
+		id := strings.TrimPrefix(j.GetName(), "jobs/")
+		if len(id) > shortIDLen {
+			id = id[:shortIDLen] // a prefix, which names the job
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safeText(j.GetName()), safeText(j.GetOwner()), describeState(j.GetStatus()), age,
-			clipText(shellQuote(j.GetCommand(), j.GetArgs()), 60))
+		rows = append(rows, []string{safeText(id), clipText(orDash(safeText(j.GetDisplayName())), listNameLen),
+			clipText(safeText(j.GetOwner()), listOwnerLen), shortState(j.GetStatus()), jobAge(j, now)})
+	}
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, cell := range r {
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	room := listWidth
+	for _, wd := range widths {
+		room -= wd + 2
+	}
+	room = max(room, listMinCommand)
+	var b strings.Builder
+	for i, r := range rows {
+		for k, cell := range r {
+			b.WriteString(cell)
+			b.WriteString(strings.Repeat(" ", widths[k]-utf8.RuneCountInString(cell)+2))
+		}
+		if i == 0 {
+			b.WriteString("COMMAND")
+		} else {
+			j := jobs[i-1]
+			b.WriteString(clipText(shellQuote(j.GetCommand(), j.GetArgs()), room))
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// printWideList writes the wide layout: the full resource name (jobs/ID),
+// the whole state with its reason, and more of the command.
+func printWideList(w io.Writer, jobs []*pb.Job, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tNAME\tOWNER\tSTATE\tAGE\tCOMMAND")
+	for _, j := range jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safeText(j.GetName()), orDash(safeText(j.GetDisplayName())), safeText(j.GetOwner()),
+			describeState(j.GetStatus()), jobAge(j, now), clipText(shellQuote(j.GetCommand(), j.GetArgs()), 60))
 	}
 	return tw.Flush()
+}
+
+// jobAge is how long ago the job started, or "-".
+func jobAge(j *pb.Job, now time.Time) string {
+	if t := j.GetStatus().GetStartTime(); t != nil {
+		return formatAge(now.Sub(t.AsTime()))
+	}
+	return "-"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shortState is describeState in a few characters for the default list:
+// RUNNING, COMPLETED, EXIT 3, SIGKILL, or STOPPED, OOM or LOST (the
+// server stopped while it ran) when that is why it ended.
+func shortState(st *pb.JobStatus) string {
+	switch {
+	case st.GetState() == pb.State_STATE_RUNNING:
+		return "RUNNING"
+	case st.GetEndReason() == pb.EndReason_END_REASON_SERVER_LOST:
+		return "LOST"
+	case st.GetOomKilled():
+		return "OOM"
+	case st.GetStopped():
+		return "STOPPED"
+	case st.GetState() == pb.State_STATE_COMPLETED:
+		return "COMPLETED"
+	case st.GetSignal() != 0:
+		return signalName(st.GetSignal())
+	case st.GetState() == pb.State_STATE_FAILED:
+		return fmt.Sprintf("EXIT %d", st.GetExitCode())
+	}
+	return strings.TrimPrefix(st.GetState().String(), "STATE_")
 }
 
 // listJobs reads every page of ListJobs, newest first.

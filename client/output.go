@@ -56,24 +56,66 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// jobArg returns the one JOB argument as a resource name: "jobs/ID" or a
-// bare "ID" are both accepted.
+// printJSONArray writes jobs as a JSON array of printJSON's objects.
+func printJSONArray(w io.Writer, jobs []*pb.Job) error {
+	var out bytes.Buffer
+	out.WriteString("[")
+	for i, j := range jobs {
+		b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(j)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			out.WriteString(",")
+		}
+		out.Write(b)
+	}
+	out.WriteString("]")
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, out.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	indented.WriteByte('\n')
+	_, err := indented.WriteTo(w)
+	return err
+}
+
+// jobArg returns the one JOB argument: a job's name, id, unique id
+// prefix, or jobs/ID, passed on as given (the server resolves it within the
+// jobs the caller may see).
 func jobArg(c *cli.Context) (string, error) {
 	switch c.NArg() {
 	case 0:
-		return "", errors.New("missing JOB: give its name (jobs/ID or ID; telehandler list shows them)")
+		return "", errors.New("missing JOB: give its name, id, id prefix or jobs/ID (telehandler list shows them)")
 	case 1:
 	default:
 		return "", fmt.Errorf("%s takes one JOB, got %d arguments", c.Command.Name, c.NArg())
 	}
-	arg := c.Args().First()
+	return nonEmptyJob(c.Args().First())
+}
+
+// jobArgs returns the JOB arguments (one or more) of a command that takes
+// several.
+func jobArgs(c *cli.Context) ([]string, error) {
+	if c.NArg() == 0 {
+		return nil, errors.New("missing JOB: give one or more names, ids, id prefixes or jobs/ID (telehandler list shows them)")
+	}
+	var names []string
+	for _, a := range c.Args().Slice() {
+		name, err := nonEmptyJob(a)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+func nonEmptyJob(arg string) (string, error) {
 	if arg == "" {
 		return "", errors.New("empty JOB")
 	}
-	if strings.HasPrefix(arg, "jobs/") {
-		return arg, nil
-	}
-	return "jobs/" + arg, nil
+	return arg, nil
 }
 
 // describeState says in a few words how a job is or how it ended:
@@ -178,6 +220,9 @@ func printJob(w io.Writer, j *pb.Job) error {
 		fmt.Fprintf(&b, "%-9s %s\n", k+":", fmt.Sprintf(format, args...))
 	}
 	line("name", "%s", safeText(j.GetName()))
+	if j.GetDisplayName() != "" {
+		line("job name", "%s", safeText(j.GetDisplayName()))
+	}
 	line("owner", "%s", safeText(j.GetOwner()))
 	cmdline := shellQuote(j.GetCommand(), j.GetArgs())
 	if st.GetCommandTruncated() {
@@ -188,6 +233,9 @@ func printJob(w io.Writer, j *pb.Job) error {
 		line("dir", "%s", safeText(j.GetWorkingDir()))
 	}
 	line("state", "%s", describeState(st))
+	if j.GetInit() {
+		line("init", "yes (the command runs under a minimal init)")
+	}
 	switch {
 	case j.GetTty():
 		line("input", "a terminal (telehandler attach %s)", safeText(j.GetName()))

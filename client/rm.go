@@ -18,7 +18,7 @@ func RmCommand() *cli.Command {
 		Name:      "rm",
 		Usage:     "remove ended jobs: their status and their output",
 		ArgsUsage: "JOB...",
-		Description: `Removes each JOB (jobs/ID or ID) from the server: its status and its output
+		Description: `Removes each JOB (its name, id, unique id prefix or jobs/ID) from the server: its status and its output
 are gone for good, and its name is printed. A job that still runs is refused
 unless --force, which stops it first. You may remove your own jobs; an admin
 may remove any. The server also removes ended jobs by itself after a while
@@ -43,15 +43,10 @@ func runRm(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("missing JOB: telehandler rm JOB... (telehandler list -q shows the names)")
 	}
-	var names []string
-	for _, arg := range c.Args().Slice() {
-		if arg == "" {
-			return errors.New("empty JOB")
-		}
-		if !strings.HasPrefix(arg, "jobs/") {
-			arg = "jobs/" + arg
-		}
-		names = append(names, arg)
+	// Names, ids and id prefixes are resolved by the server.
+	names, err := jobArgs(c)
+	if err != nil {
+		return err
 	}
 	conn, err := Dial(c)
 	if err != nil {
@@ -62,7 +57,13 @@ func runRm(c *cli.Context) error {
 	failed := 0
 	for _, name := range names {
 		ctx, cancel := context.WithTimeout(c.Context, time.Minute)
-		_, err := conn.DeleteJob(ctx, &pb.DeleteJobRequest{Name: name, Force: c.Bool("force")})
+		// A name or prefix is resolved first, so that the job's full name
+		// is what is removed and printed.
+		st, err := conn.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: name})
+		if err == nil {
+			name = st.GetJob().GetName()
+			_, err = conn.DeleteJob(ctx, &pb.DeleteJobRequest{Name: name, Force: c.Bool("force")})
+		}
 		cancel()
 		if err != nil {
 			failed++

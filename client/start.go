@@ -25,7 +25,15 @@ func StartCommand() *cli.Command {
 		&cli.BoolFlag{
 			Name:    "watch",
 			Aliases: []string{"w"},
-			Usage:   "stream the job's output and exit with its exit code, like telehandler watch",
+			Usage:   "stream the job's output and exit with its exit code, like telehandler watch; Ctrl-C is sent to the job (twice within 1s: detach)",
+		},
+		&cli.StringFlag{
+			Name:  "name",
+			Usage: "name the job (unique among your jobs; letters, digits, '.', '_', '-'), to use instead of its id",
+		},
+		&cli.BoolFlag{
+			Name:  "init",
+			Usage: "run the command under a minimal init that forwards signals and reaps zombies (for commands without signal handlers)",
 		},
 		&cli.BoolFlag{
 			Name:  "rm",
@@ -96,6 +104,14 @@ A job has no network (only lo) unless started with --network, on a server
 that allows it: then it can reach the outside world, by name, and nothing
 of the server's host, other jobs or cloud metadata addresses.
 
+--name gives the job a name of yours that every command takes instead of its
+id. With --watch, Ctrl-C (and SIGTERM, SIGHUP) is sent to the job, as docker
+run does; a second Ctrl-C within a second detaches, leaving the job running.
+The command is PID 1 of its namespace, so it gets only the signals it has a
+handler for: --init runs it under a minimal init (forwarding signals, reaping
+zombies; about 2 MiB per job) so that a plain "sleep" ends on Ctrl-C or
+stop --grace. The job's status is then 128+N when signal N killed the command.
+
 Examples:
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
   telehandler start --watch --cpu 50% --memory 64MiB -- sh -c 'echo hello from $(hostname)'
@@ -104,6 +120,8 @@ Examples:
   telehandler start --watch --merge -- sh -c 'echo out; echo err >&2'   # out, err in order, on stdout
   telehandler start --watch --image alpine -- cat /etc/alpine-release
   telehandler start --watch --network --network-bps 1MiB -- wget -O- https://example.com/
+  telehandler start --name web --init -- python3 -m http.server
+  telehandler start --watch --init -- sleep 1000      # Ctrl-C ends it
 
 Interactive jobs: -i streams your stdin to the job's (flow-controlled, EOF
 included); with --watch you see the output too. -t gives the job a terminal
@@ -154,14 +172,25 @@ func runStart(c *cli.Context) error {
 	}
 	defer conn.Close()
 
+	// With --watch (not interactive: a terminal sends Ctrl-C as a byte),
+	// signals are caught from before the job exists: one that comes while
+	// it starts is sent to it once it runs.
+	var sigs chan os.Signal
+	if c.Bool("watch") && !interactive {
+		sigs = make(chan os.Signal, 8)
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+	}
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
 	req := &pb.StartJobRequest{
-		Command:    c.Args().First(),
-		Args:       c.Args().Tail(),
-		WorkingDir: c.String("dir"),
-		Env:        env,
-		Limits:     limitsToProto(lim),
+		Command:     c.Args().First(),
+		Args:        c.Args().Tail(),
+		WorkingDir:  c.String("dir"),
+		Env:         env,
+		Limits:      limitsToProto(lim),
+		DisplayName: c.String("name"),
+		Init:        c.Bool("init"),
 		// stream (issue 10.6)
 		MergeOutput: c.Bool("merge"),
 		// interactive (issue 12)
@@ -204,7 +233,15 @@ func runStart(c *cli.Context) error {
 		_, err := fmt.Fprintln(c.App.Writer, safeText(name))
 		return err
 	default:
-		err = watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
+		wctx, detach := context.WithCancel(c.Context)
+		defer detach()
+		fwd := forwardSignals(wctx, conn, name, sigs, c.App.ErrWriter, detach)
+		err = watchJob(wctx, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry, watchOptions{signals: true})
+		detach()
+		if <-fwd {
+			shown := safeText(name)
+			return &ExitError{Code: 130, Msg: fmt.Sprintf("detached from %s; it keeps running (telehandler watch %s follows it, telehandler stop %s ends it)", shown, shown, shown)}
+		}
 	}
 	if c.Bool("rm") && delivered(err) {
 		rctx, cancel := context.WithTimeout(c.Context, time.Minute)

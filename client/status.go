@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -9,18 +11,22 @@ import (
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 )
 
-// StatusCommand is `telehandler status JOB`.
+// StatusCommand is `telehandler status JOB...`.
 func StatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
-		Usage:     "show a job's state, exit status, limits and resource usage",
-		ArgsUsage: "JOB",
-		Description: `Prints the job's state (RUNNING, COMPLETED, or FAILED with the exit code or
+		Usage:     "show jobs' state, exit status, limits and resource usage",
+		ArgsUsage: "JOB...",
+		Description: `Prints each job's state (RUNNING, COMPLETED, or FAILED with the exit code or
 signal, and whether it was stopped or ran out of memory), its start and end
-times, its limits and its resource usage. JOB is jobs/ID or ID.
+times, its limits and its resource usage. JOB is a job's name, its id, a
+unique prefix of its id, or jobs/ID. With several jobs, text output puts a
+blank line between them and -o json prints an array; a job that cannot be
+shown is reported on stderr, the others are still printed, and status exits 1.
 
 Examples:
-  telehandler status jobs/3mxk2d7q1vjh8c4n6b5t0r9wya
+  telehandler status web
+  telehandler status 3mxk2d7q web db
   telehandler status -o json $JOB | jq -r .status.state`,
 		Flags:  append(connFlags(), outputFlag()),
 		Action: runStatus,
@@ -28,7 +34,7 @@ Examples:
 }
 
 func runStatus(c *cli.Context) error {
-	name, err := jobArg(c)
+	names, err := jobArgs(c)
 	if err != nil {
 		return err
 	}
@@ -41,14 +47,47 @@ func runStatus(c *cli.Context) error {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-	defer cancel()
-	resp, err := conn.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: name})
-	if err != nil {
-		return conn.explain(err)
+	var (
+		jobs   []*pb.Job
+		failed []error
+	)
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+		resp, err := conn.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: name})
+		cancel()
+		if err != nil {
+			if len(names) == 1 {
+				return conn.explain(err)
+			}
+			failed = append(failed, conn.explain(err))
+			continue
+		}
+		jobs = append(jobs, resp.GetJob())
 	}
+	if err := printJobs(c.App.Writer, format, jobs, len(names) > 1); err != nil {
+		return err
+	}
+	return errors.Join(failed...)
+}
+
+// printJobs writes jobs as text (blank lines between them) or as JSON: one
+// object for a single job, an array when several were asked for.
+func printJobs(w io.Writer, format string, jobs []*pb.Job, several bool) error {
 	if format == "json" {
-		return printJSON(c.App.Writer, resp.GetJob())
+		if !several {
+			return printJSON(w, jobs[0])
+		}
+		return printJSONArray(w, jobs)
 	}
-	return printJob(c.App.Writer, resp.GetJob())
+	for i, j := range jobs {
+		if i > 0 {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		if err := printJob(w, j); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -23,7 +23,8 @@ func StopCommand() *cli.Command {
 are gone and prints the job's final state. With --grace, the processes get
 SIGTERM first and SIGKILL only if the job still runs after that long.
 Stopping a job that already ended prints how it ended and exits 0, as docker
-stop does. JOB is jobs/ID or ID.
+stop does. JOB is a job's name, its id, a unique prefix of its id, or
+jobs/ID. (telehandler kill sends other signals, without waiting.)
 
 Examples:
   JOB=$(telehandler start -- sleep 1000)

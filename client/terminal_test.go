@@ -127,12 +127,21 @@ func TestStatusAndListEscape(t *testing.T) {
 	}
 
 	b.Reset()
-	if err := printJobList(&b, []*pb.Job{j}, time.Now()); err != nil {
+	if err := printWideList(&b, []*pb.Job{j}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	noControls(t, "lines: list -o wide", b.String())
+	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 ||
+		!strings.HasPrefix(lines[1], `jobs/\x1b[31mred  -     mallory\x1b]0;root\a  RUNNING  0s   sh -c`) {
+		t.Errorf("list -o wide:\n%s", b.String())
+	}
+	b.Reset()
+	if err := printList(&b, []*pb.Job{j}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	noControls(t, "lines: list", b.String())
 	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 ||
-		!strings.HasPrefix(lines[1], `jobs/\x1b[31mred  mallory\x1b]0;root\a  RUNNING  0s   sh -c`) {
+		!strings.Contains(lines[1], `mallory\x1b]0;`) || !strings.Contains(lines[1], `RUNNING`) {
 		t.Errorf("list:\n%s", b.String())
 	}
 

@@ -19,19 +19,27 @@ import (
 	"github.com/drrev/telehandler/limits"
 )
 
-// WatchCommand is `telehandler watch JOB`.
+// WatchCommand is `telehandler watch [--tail N] [--no-follow] JOB`.
 func WatchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "watch",
-		Usage:     "stream a job's output from its first byte and exit with its exit code",
+		Usage:     "stream a job's output from its first byte (or its last lines) and exit with its exit code",
 		ArgsUsage: "JOB",
 		Description: `Writes the job's stdout to stdout and its stderr to stderr, from the first byte
 the job wrote, then follows the output live until the job ends, and exits with
 the job's exit code (128+N when signal N killed it), like ssh does.
 
+--tail N starts at the last N lines instead (stdout and stderr counted
+together, in the order written; 0 = only what comes next; with
+--tail-per-stream, the last N of each stream); the server finds them without
+sending the rest. --no-follow prints the output there is and exits at once:
+with the job's exit code if it has ended, 0 while it runs (docker logs
+without -f).
+
 A broken connection is resumed where it stopped; if that fails, watch prints
-the error and exits non-zero (never 0). Ctrl-C stops watching, not the job.
-JOB is jobs/ID or ID.
+the error and exits non-zero (never 0). Ctrl-C stops watching, not the job
+(telehandler kill sends it a signal). JOB is a job's name, its id, a unique
+prefix of its id, or jobs/ID.
 
 Between stdout and stderr, output comes in the order the server read the
 job's two pipes, which is not always the order the job wrote them: start
@@ -42,10 +50,26 @@ is reported on stderr, where it is missing, and watch then exits non-zero
 (1 when the job itself succeeded). A job the server stopped because it
 shut down says so, and watch exits as for any stopped job.
 
-Example:
+Examples:
   JOB=$(telehandler start -- sh -c 'echo out; echo err >&2; exit 3')
-  telehandler watch $JOB; echo "exit status $?"     # out, err, exit status 3`,
-		Flags:  connFlags(),
+  telehandler watch $JOB; echo "exit status $?"     # out, err, exit status 3
+  telehandler watch --tail 20 web                    # the last 20 lines, then follow
+  telehandler watch --tail 5 --no-follow web         # the last 5 lines, then exit`,
+		Flags: append(connFlags(),
+			&cli.Int64Flag{
+				Name:        "tail",
+				Usage:       "start at the last `N` lines of the output (stdout and stderr together)",
+				DefaultText: "from the first byte",
+			},
+			&cli.BoolFlag{
+				Name:  "tail-per-stream",
+				Usage: "with --tail N: the last N lines of stdout and the last N of stderr, each counted on its own",
+			},
+			&cli.BoolFlag{
+				Name:  "no-follow",
+				Usage: "print the output there is and exit: with the job's code if it ended, 0 while it runs",
+			},
+		),
 		Action: runWatch,
 	}
 }
@@ -55,12 +79,52 @@ func runWatch(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var opts watchOptions
+	if n := c.Int64("tail"); c.IsSet("tail") {
+		if n < 0 {
+			return fmt.Errorf("--tail %d is negative: give a number of lines (0 = only new output)", n)
+		}
+		opts.tail = &n
+	}
+	if c.Bool("tail-per-stream") {
+		if opts.tail == nil {
+			return errors.New("--tail-per-stream goes with --tail N")
+		}
+		opts.tailPerStream = true
+	}
+	opts.noFollow = c.Bool("no-follow")
 	conn, err := Dial(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	return watchJob(c.Context, conn, name, c.App.Writer, c.App.ErrWriter, firstRetry)
+	// The reference (a name, an id prefix) is resolved once: every call
+	// of this watch then names the same job.
+	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	resp, err := conn.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: name})
+	cancel()
+	if err != nil {
+		return conn.explain(err)
+	}
+	return watchJob(c.Context, conn, resp.GetJob().GetName(), c.App.Writer, c.App.ErrWriter, firstRetry, opts)
+}
+
+// watchOptions are how watchJob starts and ends; the zero value is from
+// the first byte to the job's end, with Ctrl-C ending the watch.
+type watchOptions struct {
+	// tail, when set, starts at the last *tail lines.
+	tail *int64
+	// tailPerStream counts the tail's lines of each stream on its own.
+	tailPerStream bool
+	// noFollow ends at the output there is (WatchJobOutputRequest.no_follow).
+	noFollow bool
+	// from is the output offset to start at without a tail (attach starts
+	// at the current end).
+	from int64
+	// signals, when set, replaces the watch's own Ctrl-C handling: the
+	// caller handles the signals (start --watch forwards them to the
+	// job) and ends the watch by canceling the context.
+	signals bool
 }
 
 // Resuming a broken watch: this many attempts in a row without progress,
@@ -72,28 +136,31 @@ const (
 
 // watchJob streams the job's output to stdout and stderr until it ended,
 // then returns an *ExitError with the job's exit code (nil for 0). Ctrl-C
-// (SIGINT) or SIGTERM stops watching and leaves the job running. A stream
-// broken by an unavailable server is resumed at the last byte received,
-// waiting backoff before the first retry and twice as long each time.
-func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer, backoff time.Duration) error {
-	return watchJobFrom(parent, conn, name, 0, stdout, stderr, backoff)
-}
-
-// watchJobFrom is watchJob from output offset from (attach starts at the
-// current end).
-func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, stdout, stderr io.Writer, backoff time.Duration) error {
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// (SIGINT) or SIGTERM stops watching and leaves the job running (unless
+// opts.signals). A stream broken by an unavailable server is resumed at
+// the last byte received, waiting backoff before the first retry and twice
+// as long each time. name must be the job's resource name (jobs/ID).
+func watchJob(parent context.Context, conn *Conn, name string, stdout, stderr io.Writer, backoff time.Duration, opts watchOptions) error {
+	ctx := parent
+	if !opts.signals {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
 	shown := safeText(name) // the name in our messages; the server may have chosen it
 
-	var (
-		offset = from
-		job    *pb.Job // the job as it ended, from the stream's last message
-	)
+	// With --tail the first byte's offset is the server's to choose: pos
+	// is known once a message came (or from the start without --tail).
+	pos := position{offset: opts.from, known: opts.tail == nil}
+	var job *pb.Job // the job as it ended, from the stream's last message
 	retries, wait := 0, backoff
 	for {
-		n, final, err := streamOutput(ctx, conn, name, offset, stdout, stderr)
-		offset += n
+		req := &pb.WatchJobOutputRequest{Name: name, Offset: pos.offset, NoFollow: opts.noFollow}
+		if !pos.known {
+			req.TailLines, req.TailPerStream = opts.tail, opts.tailPerStream
+		}
+		before := pos
+		final, err := streamOutput(ctx, conn, req, &pos, stdout, stderr)
 		if err == nil {
 			job = final
 			break
@@ -104,13 +171,13 @@ func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, s
 		if status.Code(err) != codes.Unavailable || handshakeFailed(err) {
 			return conn.explain(err)
 		}
-		if n > 0 {
+		if pos != before {
 			retries, wait = 0, backoff
 		}
 		if retries++; retries > maxRetries {
-			return fmt.Errorf("watch %s broke at byte %d: %w", shown, offset, conn.explain(err))
+			return fmt.Errorf("watch %s broke at byte %d: %w", shown, pos.offset, conn.explain(err))
 		}
-		fmt.Fprintf(stderr, "telehandler: connection lost (%s); resuming %s at byte %d\n", safeText(status.Convert(err).Message()), shown, offset)
+		fmt.Fprintf(stderr, "telehandler: connection lost (%s); resuming %s at byte %d\n", safeText(status.Convert(err).Message()), shown, pos.offset)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -119,8 +186,9 @@ func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, s
 		wait *= 2
 	}
 
-	// The stream ended after the job's last byte; its last message says
-	// how the job ended (a server without it is asked).
+	// The stream ended after the job's last byte (or, with no-follow, the
+	// last byte there was); its last message says how the job is (a server
+	// without it is asked).
 	if job == nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -132,10 +200,15 @@ func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, s
 	}
 	st := job.GetStatus()
 	if st.GetState() == pb.State_STATE_RUNNING {
+		if opts.noFollow {
+			return nil // documented: 0 while the job runs
+		}
 		return fmt.Errorf("the output stream of %s ended while the job still runs", shown)
 	}
-	if total := st.GetOutputBytes(); offset != total {
-		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", shown, offset, total)
+	// With --no-follow the job may have written more since; with --tail
+	// and no output at all, where it would have started is unknown.
+	if total := st.GetOutputBytes(); !opts.noFollow && pos.known && pos.offset != total {
+		return fmt.Errorf("the output stream of %s ended at byte %d of %d: output was lost", shown, pos.offset, total)
 	}
 	if st.GetOomKilled() {
 		fmt.Fprintf(stderr, "telehandler: %s ran out of memory (limit %s) and was killed\n", shown, limits.FormatBytes(job.GetLimits().GetMemoryBytes()))
@@ -158,35 +231,50 @@ func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, s
 	return nil
 }
 
-// streamOutput runs one WatchJobOutput call from offset and returns how
-// many bytes it wrote and, once the stream ended cleanly, a nil error and
+// watchJobFrom is watchJob from output offset from.
+func watchJobFrom(parent context.Context, conn *Conn, name string, from int64, stdout, stderr io.Writer, backoff time.Duration) error {
+	return watchJob(parent, conn, name, stdout, stderr, backoff, watchOptions{from: from})
+}
+
+// position is where a watch is in the job's output.
+type position struct {
+	offset int64 // the next byte expected
+	known  bool  // false until the server chose the start of a --tail
+}
+
+// streamOutput runs one WatchJobOutput call and advances pos past every
+// byte it wrote. Once the stream ended cleanly it returns a nil error and
 // the job from its last message (nil from a server that sends none). Gaps
 // (output the server dropped) are reported on stderr where they occur.
-func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, stdout, stderr io.Writer) (int64, *pb.Job, error) {
+func streamOutput(ctx context.Context, conn *Conn, req *pb.WatchJobOutputRequest, pos *position, stdout, stderr io.Writer) (*pb.Job, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := conn.WatchJobOutput(ctx, &pb.WatchJobOutputRequest{Name: name, Offset: offset})
+	stream, err := conn.WatchJobOutput(ctx, req)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	var (
-		n   int64
-		job *pb.Job
-	)
+	var job *pb.Job
 	for {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return n, job, nil
+			return job, nil
 		}
 		if err != nil {
-			return n, nil, err
+			return nil, err
 		}
 		if m.GetJob() != nil {
 			job = m.GetJob()
 			continue
 		}
-		if m.GetOffset() != offset+n {
-			return n, nil, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(name), offset+n, m.GetOffset())
+		if !pos.known {
+			pos.offset, pos.known = m.GetOffset(), true
+		}
+		if m.GetOffset() > pos.offset && req.GetTailPerStream() {
+			// Skipped: output of one stream before its own tail.
+			pos.offset = m.GetOffset()
+		}
+		if m.GetOffset() != pos.offset {
+			return nil, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(req.GetName()), pos.offset, m.GetOffset())
 		}
 		if d := m.GetDroppedBytes(); d > 0 {
 			fmt.Fprintf(stderr, "telehandler: %d bytes of output missing here: the server could not write them to its disk\n", d)
@@ -197,9 +285,9 @@ func streamOutput(ctx context.Context, conn *Conn, name string, offset int64, st
 			w = stderr
 		}
 		if _, err := w.Write(m.GetData()); err != nil {
-			return n, nil, fmt.Errorf("write output: %w", err)
+			return nil, fmt.Errorf("write output: %w", err)
 		}
-		n += int64(len(m.GetData()))
+		pos.offset += int64(len(m.GetData()))
 	}
 }
 

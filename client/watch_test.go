@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -30,6 +28,7 @@ type fakeForeman struct {
 	scripts []script // guarded by mu; one per call, the last repeats
 	offsets []int64  // guarded by mu; the offset of each call
 	gets    int      // guarded by mu; GetJobStatus calls
+	tails   int      // guarded by mu; calls with tail_lines (tailFake)
 }
 
 // script says how one WatchJobOutput call goes: send at most upto bytes'
@@ -73,20 +72,7 @@ func (f *fakeForeman) GetJobStatus(context.Context, *pb.GetJobStatusRequest) (*p
 // serveFake starts f on a loopback port and returns a Conn to it.
 func serveFake(t *testing.T, f *fakeForeman) *Conn {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	pb.RegisterForemanServer(s, f)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	cc, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return &Conn{ForemanClient: pb.NewForemanClient(cc), Addr: lis.Addr().String(), cc: cc}
+	return serveForeman(t, f)
 }
 
 // output is a job that wrote "out1", "err1", "out2" and exited 3.
@@ -112,7 +98,7 @@ func TestWatchExitCode(t *testing.T) {
 	} {
 		f := &fakeForeman{out: output(), status: tc.st, scripts: []script{{-1, nil}}}
 		var stdout, stderr bytes.Buffer
-		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond, watchOptions{})
 		if got := exitOf(err); got != tc.want {
 			t.Errorf("%v: exit %d (%v), want %d", tc.st, got, err, tc.want)
 		}
@@ -129,7 +115,7 @@ func TestWatchResumes(t *testing.T) {
 	drop := status.Error(codes.Unavailable, "connection reset")
 	f := &fakeForeman{out: output(), status: failed3, scripts: []script{{4, drop}, {8, drop}, {-1, nil}}}
 	var stdout, stderr bytes.Buffer
-	err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+	err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond, watchOptions{})
 	if exitOf(err) != 3 {
 		t.Errorf("exit %d (%v), want 3", exitOf(err), err)
 	}
@@ -160,7 +146,7 @@ func TestWatchBroken(t *testing.T) {
 	} {
 		f := &fakeForeman{out: output(), status: completed, scripts: sc}
 		var stdout, stderr bytes.Buffer
-		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond, watchOptions{})
 		if err == nil || exitOf(err) == 0 {
 			t.Errorf("%s: watch returned %v (exit %d), want an error", name, err, exitOf(err))
 		}
@@ -178,7 +164,7 @@ func TestWatchNoRetryOnHandshakeFailure(t *testing.T) {
 		refused := status.Error(codes.Unavailable, msg)
 		f := &fakeForeman{out: output(), status: failed3, scripts: []script{{0, refused}}}
 		var stdout, stderr bytes.Buffer
-		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond, watchOptions{})
 		if exitOf(err) == 0 || !strings.Contains(err.Error(), hint) {
 			t.Errorf("watch = %v (exit %d), want %q and a non-zero exit", err, exitOf(err), hint)
 		}
@@ -279,7 +265,7 @@ func TestWatchFinalMessage(t *testing.T) {
 	} {
 		f := &fakeForeman{out: tc.out, scripts: []script{{-1, nil}}}
 		var stdout, stderr bytes.Buffer
-		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond)
+		err := watchJob(context.Background(), serveFake(t, f), "jobs/x", &stdout, &stderr, time.Millisecond, watchOptions{})
 		if got := exitOf(err); got != tc.exit {
 			t.Errorf("%s: exit %d (%v), want %d", tc.name, got, err, tc.exit)
 		}

@@ -543,9 +543,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("stop of an ended job: %v", r)
 		}
 
-		// telehandler list
-		r = alice.run("list").want(t, "list", 0)
-		if !strings.HasPrefix(r.stdout, "NAME") || !strings.Contains(r.stdout, job) || strings.Contains(r.stdout, bobJob) {
+		// telehandler list -o wide (the default layout: e2e/clib_test.go)
+		r = alice.run("list", "-o", "wide").want(t, "list", 0)
+		if !strings.HasPrefix(r.stdout, "JOB") || !strings.Contains(r.stdout, job) || strings.Contains(r.stdout, bobJob) {
 			t.Errorf("alice's list:\n%s", r.stdout)
 		}
 

@@ -27,6 +27,9 @@ var (
 	// ErrTooManyJobs means a StartRequest's Quota had no room (the error
 	// is a *QuotaError).
 	ErrTooManyJobs = errors.New("too many running jobs")
+	// ErrNameTaken means the owner already has a job with the requested
+	// name (running or retained).
+	ErrNameTaken = errors.New("job name is taken")
 	// ErrShuttingDown means the Runner is shutting down and starts no job.
 	ErrShuttingDown = errors.New("job runner is shutting down")
 	// ErrLogFinished means a write came after the output log was finished.

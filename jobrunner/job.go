@@ -80,6 +80,10 @@ type Status struct {
 	ID string
 	// Owner is who started the job, as the caller named them.
 	Owner string
+	// Name is the job's optional name, unique among its owner's jobs.
+	Name string
+	// Init is true when the command runs under the sandbox's minimal init.
+	Init bool
 	// Command, Args and Dir are as requested (the environment is not
 	// reported: it may hold secrets), except that a command line longer
 	// than MaxKeptCommandLine is cut (CommandTruncated).
@@ -135,6 +139,8 @@ func (s Status) Running() bool { return s.State == StateRunning }
 type job struct {
 	id      string
 	owner   string
+	name    string
+	init    bool
 	command string
 	args    []string
 	dir     string
@@ -179,6 +185,8 @@ func (j *job) status() Status {
 	st := Status{
 		ID:       j.id,
 		Owner:    j.owner,
+		Name:     j.name,
+		Init:     j.init,
 		Command:  j.command,
 		Args:     slices.Clone(j.args),
 		Dir:      j.dir,
@@ -288,8 +296,14 @@ func endState(exit sandbox.ExitState, stopped, lost bool) State {
 // directory (see sandbox.Spec), no limits of any kind (start from
 // sandbox.DefaultLimits for the defaults), run as root, the host's files.
 type StartRequest struct {
-	// Owner is recorded in the job's status; jobrunner gives it no meaning.
+	// Owner is recorded in the job's status; jobrunner gives it no meaning
+	// beyond scoping names.
 	Owner string
+	// Name is optional ("" = none); see ValidateName. It is unique among
+	// the jobs of one Owner that the Runner holds.
+	Name string
+	// Init runs the command under the sandbox's minimal init (sandbox.Spec.Init).
+	Init bool
 	// Command is the program; without a slash it is looked up in PATH.
 	Command string
 	// Args are the arguments after the command.
@@ -359,5 +373,45 @@ func (r StartRequest) validate() error {
 	if r.DynamicUser && (r.UID != nil || r.GID != nil) {
 		return fmt.Errorf("%w: a dynamic user has no fixed uid or gid", ErrInvalidRequest)
 	}
+	if r.Name != "" {
+		if err := ValidateName(r.Name); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+	}
 	return nil
+}
+
+// MaxNameLen is the longest job name.
+const MaxNameLen = 63
+
+// ValidateName checks a job name: 1 to MaxNameLen characters of
+// [A-Za-z0-9_.-], starting with a letter or a digit, and not shaped like a
+// job id (26 characters of [a-z2-7]), which it would be taken for. The
+// first character rules out "-" (a flag to a CLI), "." and ".." and "_".
+func ValidateName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("job name %q must be 1 to %d characters", clipName(name), MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i == 0 && !alnum {
+			return fmt.Errorf("job name %q must start with a letter or a digit", clipName(name))
+		}
+		if !alnum && c != '_' && c != '.' && c != '-' {
+			return fmt.Errorf("job name %q may only hold letters, digits, '_', '.' and '-'", clipName(name))
+		}
+	}
+	if looksLikeID(name) {
+		return fmt.Errorf("job name %q looks like a job id; choose another", name)
+	}
+	return nil
+}
+
+// clipName shortens a name for an error message.
+func clipName(s string) string {
+	if len(s) <= MaxNameLen+1 {
+		return s
+	}
+	return s[:MaxNameLen] + "..."
 }

@@ -46,6 +46,9 @@ func compareOldestFirst(a, b Cursor) int {
 // addLocked registers j. r.mu must be held.
 func (r *Runner) addLocked(j *job) {
 	r.jobs[j.id] = j
+	if j.name != "" {
+		r.names[ownerName{j.owner, j.name}] = struct{}{}
+	}
 	pos := j.cursor()
 	// Jobs start in clock order: the new one almost always goes last.
 	i := len(r.order)
@@ -58,6 +61,7 @@ func (r *Runner) addLocked(j *job) {
 // deleteLocked forgets j. r.mu must be held.
 func (r *Runner) deleteLocked(j *job) {
 	delete(r.jobs, j.id)
+	r.freeNameLocked(j.owner, j.name) // free for a new job
 	if i, ok := slices.BinarySearchFunc(r.order, j.cursor(), func(o *job, c Cursor) int { return compareOldestFirst(o.cursor(), c) }); ok {
 		r.order = slices.Delete(r.order, i, i+1)
 	}

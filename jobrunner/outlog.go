@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -418,4 +419,95 @@ func (l *OutputLog) checkpointLocked(off int64) checkpoint {
 		}
 	}
 	return l.index[lo]
+}
+
+// TailOffset returns the logical offset where the last n lines of the
+// output committed so far start, as tail -n counts them: a line ends with
+// '\n', and output that does not end with one has a last, unfinished line.
+// It is Size() for n == 0 and 0 when the output has n lines or fewer.
+// With s == 0, stdout and stderr count together, in the order written;
+// with s == Stdout or Stderr only that stream's lines count (the offset is
+// still in the combined output: where the stream's last n lines start).
+//
+// It reads the file backwards, one checkpoint interval at a time, so it
+// reads about as much as the last n lines take (plus one interval), not the
+// whole log.
+func (l *OutputLog) TailOffset(n int64, s Stream) (int64, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("%w: %d lines is negative", ErrInvalidOffset, n)
+	}
+	if s != 0 && s != Stdout && s != Stderr {
+		return 0, fmt.Errorf("tail: invalid stream %d", s)
+	}
+	l.mu.Lock()
+	size, fileSize, index := l.size, l.fileSize, l.index
+	l.mu.Unlock()
+	if n == 0 || size == 0 {
+		return size, nil
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		return 0, fmt.Errorf("open output log: %w", err)
+	}
+	defer f.Close()
+
+	var (
+		buf   []byte
+		nls   []int64 // logical offsets of the counted newlines of one interval
+		found int64
+		// last is the offset of the last byte of the counted output, once
+		// known (-1 before): a newline there ends the last line and starts
+		// none after it.
+		last = int64(-1)
+	)
+	if s == 0 {
+		last = size - 1
+	}
+	end := checkpoint{size, fileSize}
+	for k := len(index) - 1; k >= 0; k-- {
+		start := index[k]
+		if start.file >= end.file {
+			continue // a checkpoint at the very end: nothing after it yet
+		}
+		buf = slices.Grow(buf[:0], int(end.file-start.file))[:end.file-start.file]
+		if _, err := f.ReadAt(buf, start.file); err != nil {
+			return 0, fmt.Errorf("read output log: %w", err)
+		}
+		nls = nls[:0]
+		lastHere := int64(-1) // the last counted byte of this interval
+		logical := start.logical
+		for r := 0; r < len(buf); {
+			if len(buf)-r < recordHeaderSize {
+				return 0, fmt.Errorf("%w: short record header at file offset %d", ErrCorruptLog, start.file+int64(r))
+			}
+			rs, m := Stream(buf[r]), int(binary.BigEndian.Uint32(buf[r+1:r+recordHeaderSize]))
+			r += recordHeaderSize
+			if (rs != Stdout && rs != Stderr) || m == 0 || m > maxRecordData || m > len(buf)-r {
+				return 0, fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, start.file+int64(r-recordHeaderSize))
+			}
+			if s == 0 || rs == s {
+				for i, c := range buf[r : r+m] {
+					if c == '\n' {
+						nls = append(nls, logical+int64(i))
+					}
+				}
+				lastHere = logical + int64(m) - 1
+			}
+			r += m
+			logical += int64(m)
+		}
+		if last < 0 {
+			last = lastHere
+		}
+		for i := len(nls) - 1; i >= 0; i-- {
+			if nls[i] == last {
+				continue
+			}
+			if found++; found == n {
+				return nls[i] + 1, nil
+			}
+		}
+		end = start
+	}
+	return 0, nil
 }

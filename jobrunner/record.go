@@ -43,6 +43,8 @@ type record struct {
 	Version          int            `json:"version"`
 	ID               string         `json:"id"`
 	Owner            string         `json:"owner"`
+	Name             string         `json:"name,omitempty"`
+	Init             bool           `json:"init,omitempty"`
 	Command          string         `json:"command"`
 	Args             []string       `json:"args,omitempty"`
 	CommandTruncated bool           `json:"command_truncated,omitempty"`
@@ -72,6 +74,8 @@ func recordOf(st Status) record {
 		Version:          recordVersion,
 		ID:               st.ID,
 		Owner:            st.Owner,
+		Name:             st.Name,
+		Init:             st.Init,
 		Command:          st.Command,
 		Args:             st.Args,
 		CommandTruncated: st.CommandTruncated,
@@ -113,6 +117,8 @@ func (rec *record) check(id string) error {
 		return errors.New("no start time")
 	case rec.OutputBytes < 0:
 		return errors.New("negative output size")
+	case rec.Name != "" && ValidateName(rec.Name) != nil:
+		return fmt.Errorf("bad job name: %w", ValidateName(rec.Name))
 	}
 	switch rec.State {
 	case StateRunning.String():
@@ -295,6 +301,8 @@ func (r *Runner) loadJob(id string) (*job, error) {
 	j := &job{
 		id:      id,
 		owner:   rec.Owner,
+		name:    rec.Name,
+		init:    rec.Init,
 		command: command,
 		args:    args,
 		dir:     rec.Dir,

@@ -93,13 +93,18 @@ type Runner struct {
 	shutdownOnce         sync.Once
 	network              *network.Manager
 
-	// mu guards jobs, order, load and shuttingDown, and orders starting.Add
-	// against Shutdown's starting.Wait.
+	// mu guards jobs, order, names, load and shuttingDown, and orders
+	// starting.Add against Shutdown's starting.Wait.
 	mu   sync.Mutex
 	jobs map[string]*job
 	// order holds the jobs of jobs by start time then id, oldest first
 	// (addLocked, deleteLocked): ListPage walks it.
 	order []*job
+	// names holds the name of every job in jobs that has one (addLocked,
+	// deleteLocked), and of every Start in flight that asked for one
+	// (reserved before the command starts, so two Starts cannot take the
+	// same name).
+	names map[ownerName]struct{}
 	// load counts the slots of the running-jobs cap: Start takes one
 	// before it starts the command (and gives it back if that fails),
 	// supervise gives it back when it sets job.ended. It is the only count
@@ -188,6 +193,7 @@ func New(cfg Config) (*Runner, error) {
 		sweepDone:   make(chan struct{}),
 		jobs:        make(map[string]*job),
 		network:     cfg.Network,
+		names:       make(map[ownerName]struct{}),
 	}
 	if err := r.loadRecords(); err != nil {
 		return nil, fmt.Errorf("jobrunner: %w", err)
@@ -196,6 +202,47 @@ func New(cfg Config) (*Runner, error) {
 	go r.sweepLoop()
 	ok = true
 	return r, nil
+}
+
+// ownerName is a job name in its owner's scope.
+type ownerName struct{ owner, name string }
+
+// idLen is the length of the ids newID makes.
+const idLen = 26
+
+// looksLikeID reports whether s has the shape of a job id newID makes.
+func looksLikeID(s string) bool {
+	if len(s) != idLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// reserveNameLocked claims name for owner, or fails with ErrNameTaken.
+// r.mu must be held.
+func (r *Runner) reserveNameLocked(owner, name string) error {
+	if name == "" {
+		return nil
+	}
+	k := ownerName{owner, name}
+	if _, taken := r.names[k]; taken {
+		return fmt.Errorf("%w: %s already has a job named %q", ErrNameTaken, owner, name)
+	}
+	r.names[k] = struct{}{}
+	return nil
+}
+
+// freeNameLocked gives back a name reserveNameLocked claimed ("" = none).
+// r.mu must be held.
+func (r *Runner) freeNameLocked(owner, name string) {
+	if name != "" {
+		delete(r.names, ownerName{owner, name})
+	}
 }
 
 // newID returns 128 random bits as 26 lowercase base32 characters.
@@ -225,7 +272,12 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		r.mu.Unlock()
 		return Status{}, ErrShuttingDown
 	}
+	if err := r.reserveNameLocked(req.Owner, req.Name); err != nil {
+		r.mu.Unlock()
+		return Status{}, err
+	}
 	if err := r.load.admitLocked(req.Owner, req.Quota); err != nil {
+		r.freeNameLocked(req.Owner, req.Name)
 		r.mu.Unlock()
 		return Status{}, err
 	}
@@ -238,12 +290,13 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	r.mu.Unlock()
 	defer r.starting.Done()
 	defer func() {
-		if err != nil { // no job: give the slot back
+		if err != nil { // no job: give the slot and the name back
 			r.mu.Lock()
 			r.load.releaseLocked(req.Owner)
 			if req.Network {
 				r.netLoad.releaseLocked(req.Owner)
 			}
+			r.freeNameLocked(req.Owner, req.Name)
 			r.mu.Unlock()
 		}
 	}()
@@ -314,6 +367,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 
 		DynamicUser: req.DynamicUser,
 		Image:       req.Image,
+		Init:        req.Init,
 	}, cfg)
 	// The job has its own copies of the write ends (or is gone); ours would
 	// keep the pipes from ever reaching EOF.
@@ -334,6 +388,8 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	j := &job{
 		id:      id,
 		owner:   req.Owner,
+		name:    req.Name,
+		init:    req.Init,
 		command: command,
 		args:    args,
 		dir:     req.Dir,
@@ -361,7 +417,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		j.input = &jobInput{f: inW}
 	}
 	r.mu.Lock()
-	r.addLocked(j) // its slot, taken above, is now the running job's
+	r.addLocked(j) // its slot and its name, taken above, are now the job's
 	r.mu.Unlock()
 
 	var drains sync.WaitGroup
@@ -539,6 +595,60 @@ func (r *Runner) List() []Status {
 		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
 	})
 	return list
+}
+
+// Ref is what identifies a job to its callers: its id, owner and name.
+type Ref struct {
+	ID, Owner, Name string
+}
+
+// Refs returns the id, owner and name of every job, in no particular
+// order. Unlike List it reads no cgroup: it is cheap enough to resolve a
+// job reference on every call.
+func (r *Runner) Refs() []Ref {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	refs := make([]Ref, 0, len(r.jobs))
+	for _, j := range r.jobs {
+		refs = append(refs, Ref{ID: j.id, Owner: j.owner, Name: j.name})
+	}
+	return refs
+}
+
+// Signal sends sig to the job's command, or with all to every process of
+// the job, and returns the job's status. A job whose command already
+// exited gets nothing: the error wraps ErrNotRunning.
+func (r *Runner) Signal(id string, sig syscall.Signal, all bool) (Status, error) {
+	j, err := r.lookup(id)
+	if err != nil {
+		return Status{}, err
+	}
+	j.mu.Lock()
+	exited := j.exited
+	j.mu.Unlock()
+	if exited {
+		return j.status(), fmt.Errorf("%w: job %q", ErrNotRunning, id)
+	}
+	if err := j.proc.Signal(sig, all); err != nil {
+		if errors.Is(err, sandbox.ErrDone) {
+			return j.status(), fmt.Errorf("%w: job %q", ErrNotRunning, id)
+		}
+		return j.status(), fmt.Errorf("signal job %q: %w", id, err)
+	}
+	return j.status(), nil
+}
+
+// TailOffset returns the logical offset where the last n lines of the
+// job's output committed so far start (stdout and stderr together, in the
+// order written, for s == 0; else the lines of stream s): the size of the
+// output for n == 0, 0 when it has n lines or fewer. See
+// OutputLog.TailOffset.
+func (r *Runner) TailOffset(id string, n int64, s Stream) (int64, error) {
+	j, err := r.lookup(id)
+	if err != nil {
+		return 0, err
+	}
+	return j.log.TailOffset(n, s)
 }
 
 // Wait blocks until the job ended and its output is complete, and returns

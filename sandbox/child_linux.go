@@ -86,7 +86,11 @@ func runChild() error {
 	}
 	// v1: the thread that will exec the command moves itself into the
 	// job's cgroup in every hierarchy before it does anything else.
-	if err := joinCgroup(spec.CgroupTasks); err != nil {
+	tasks := spec.CgroupTasks
+	if spec.Init {
+		tasks = initCgroupFiles(tasks) // the init outlives the exec: all its threads join
+	}
+	if err := joinCgroup(tasks); err != nil {
 		return err
 	}
 
@@ -206,7 +210,11 @@ func runChild() error {
 	argv := append([]string{spec.Path}, spec.Args...)
 	// From here on, EOF on the error pipe means the exec succeeded.
 	writeAll(errorFD, []byte{execMarker})
-	err = unix.Exec(path, argv, env)
+	if spec.Init {
+		err = runInit(path, argv, env) // returns only if the command could not start
+	} else {
+		err = unix.Exec(path, argv, env)
+	}
 	return classifyExec(spec.Path, err)
 }
 

@@ -44,6 +44,12 @@ type Spec struct {
 	// /etc/resolv.conf in the job's mount namespace ("" = none). Start
 	// sets it from the job's NetworkAttachment.
 	ResolvConf string `json:"resolv_conf,omitempty"`
+	// Init keeps the shim as a minimal init, PID 1 of the job: it starts
+	// the command as its child, forwards the signals it gets to it, reaps
+	// every zombie and exits with the command's status (128+N when signal
+	// N killed it). Without it, the command itself is PID 1. See
+	// init_linux.go.
+	Init bool `json:"init,omitempty"`
 }
 
 // StartConfig is everything Start needs besides the command.

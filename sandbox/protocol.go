@@ -48,6 +48,11 @@ package sandbox
 //     one byte execMarker on fd 4. A successful exec closes the error pipe:
 //     the parent reads execMarker then EOF and knows the command is running
 //     (the shim's pid is now the command's pid).
+//     With Spec.Init the shim does not exec: at the same point it starts
+//     the command with fork+exec (syscall.ForkExec reports an exec error
+//     synchronously), closes errorFD itself once the command runs, and
+//     stays as the job's PID 1 (init_linux.go). On v1 it joins the cgroup
+//     with its whole process (cgroup.procs), as it outlives the exec.
 //  5. On any failure the shim writes one JSON childError on fd 4 (after
 //     execMarker if execve itself failed) and exits with childFailedExit.
 //     The parent reads it, reaps the shim, removes the cgroup and returns

@@ -37,6 +37,8 @@ var (
 	ErrUnknownImage = errors.New("unknown image")
 	// ErrNoUID means every uid of Config.UIDs is held by a running job.
 	ErrNoUID = errors.New("no free uid")
+	// ErrDone means the process has already ended (a signal came too late).
+	ErrDone = errors.New("process already ended")
 )
 
 // Limits are the resource limits of one job. A zero field means "no limit

@@ -414,7 +414,7 @@ func (sh *shim) send(cg Cgroup, join CgroupJoin, spec Spec, v view, release func
 	report, execTried := bytes.CutPrefix(report, []byte{execMarker})
 	if execTried && len(report) == 0 && writeErr == nil && readErr == nil {
 		// The marker, then EOF: the exec closed the error pipe.
-		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, release: release, done: make(chan struct{})}
+		p := &Process{cmd: cmd, cg: cg, pid: cmd.Process.Pid, release: release, init: spec.Init, done: make(chan struct{})}
 		if sh.ttySock != nil {
 			master, err := recvMaster(sh.ttySock)
 			if err != nil {
@@ -536,6 +536,9 @@ type Process struct {
 	// without one. Set by finish before it starts reap.
 	netRelease func() error
 
+	// init: PID 1 is the shim's minimal init, not the command (Spec.Init).
+	init bool
+
 	// mu serializes the cgroup's Kill/Signal/Stats with its removal by reap.
 	mu sync.Mutex
 	// removed is true once reap removed the cgroup (guarded by mu).
@@ -589,8 +592,53 @@ func (p *Process) Terminate() error {
 	if p.removed {
 		return nil
 	}
-	if err := p.cg.Signal(int(unix.SIGTERM)); err != nil {
+	if err := p.signalAllLocked(unix.SIGTERM); err != nil {
 		return fmt.Errorf("terminate job: %w", err)
+	}
+	return nil
+}
+
+// signalAllLocked sends sig to every process of the job's cgroup, but for
+// the init of an Init job: it would forward sig to the command, which gets
+// it already (twice could mean "hurry" to it). p.mu is held.
+func (p *Process) signalAllLocked(sig syscall.Signal) error {
+	if !p.init {
+		return p.cg.Signal(int(sig))
+	}
+	pids, err := p.cg.Procs()
+	if err != nil {
+		return err
+	}
+	pids = slices.DeleteFunc(pids, func(pid int) bool { return pid == p.pid })
+	return signalPids(pids, sig)
+}
+
+// Signal sends sig to PID 1 of the job (the command, or the init that
+// forwards it to the command), or with all to every process of the job's
+// cgroup (but an init: see signalAllLocked). As PID 1 of its namespace, a
+// command without init gets only the signals it has a handler for (and
+// SIGKILL, SIGSTOP). SIGSTOP, which an init cannot catch to forward, goes
+// to every process of an Init job but the init. ErrDone once the command
+// has ended.
+func (p *Process) Signal(sig syscall.Signal, all bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed {
+		return ErrDone
+	}
+	if all || (p.init && sig == syscall.SIGSTOP) {
+		if err := p.signalAllLocked(sig); err != nil {
+			return fmt.Errorf("signal job: %w", err)
+		}
+		return nil
+	}
+	// By the process handle (a pidfd): never another process that reused
+	// the pid.
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			return ErrDone
+		}
+		return fmt.Errorf("signal job: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"syscall"
 )
 
 // Jobs need Linux namespaces and cgroups. On other systems the package
@@ -28,14 +29,15 @@ func (s *Sandbox) Start(Spec, StartConfig) (*Process, error) { return nil, errNo
 // Process is a started job; none exist off Linux.
 type Process struct{ done chan struct{} }
 
-func (p *Process) Pid() int              { return 0 }
-func (p *Process) Done() <-chan struct{} { return p.done }
-func (p *Process) Wait() ExitState       { return ExitState{} }
-func (p *Process) CleanupErr() error     { return nil }
-func (p *Process) Terminate() error      { return errNotLinux }
-func (p *Process) Kill() error           { return errNotLinux }
-func (p *Process) Stats() (Stats, error) { return Stats{}, errNotLinux }
-func (p *Process) TTY() *os.File         { return nil }
+func (p *Process) Pid() int                          { return 0 }
+func (p *Process) Done() <-chan struct{}             { return p.done }
+func (p *Process) Wait() ExitState                   { return ExitState{} }
+func (p *Process) CleanupErr() error                 { return nil }
+func (p *Process) Terminate() error                  { return errNotLinux }
+func (p *Process) Kill() error                       { return errNotLinux }
+func (p *Process) Signal(syscall.Signal, bool) error { return errNotLinux }
+func (p *Process) Stats() (Stats, error)             { return Stats{}, errNotLinux }
+func (p *Process) TTY() *os.File                     { return nil }
 
 // SetWindowSize fails off Linux.
 func SetWindowSize(*os.File, uint16, uint16) error { return errNotLinux }

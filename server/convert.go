@@ -37,16 +37,18 @@ func jobToProto(st jobrunner.Status) *pb.Job {
 		js.EndTime = timestamppb.New(st.Ended)
 	}
 	return &pb.Job{
-		Name:       jobName(st.ID),
-		Owner:      st.Owner,
-		Command:    st.Command,
-		Args:       st.Args,
-		WorkingDir: st.Dir,
-		Limits:     limitsToProto(st.Limits),
-		Status:     js,
-		Stdin:      st.Stdin,
-		Tty:        st.TTY,
-		Network:    st.Network,
+		Name:        jobName(st.ID),
+		Owner:       st.Owner,
+		Command:     st.Command,
+		Args:        st.Args,
+		WorkingDir:  st.Dir,
+		Limits:      limitsToProto(st.Limits),
+		Status:      js,
+		Stdin:       st.Stdin,
+		Tty:         st.TTY,
+		Network:     st.Network,
+		DisplayName: st.Name,
+		Init:        st.Init,
 	}
 }
 

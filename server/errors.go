@@ -121,6 +121,8 @@ func toStatus(err error) error {
 	case errors.Is(err, jobrunner.ErrNetworkOff):
 		code = codes.FailedPrecondition
 		msg = "this server does not give jobs a network: start it with serve --network (and --network-uplink IFACE), or run the job without --network"
+	case errors.Is(err, jobrunner.ErrNameTaken):
+		code = codes.AlreadyExists
 	case errors.Is(err, jobrunner.ErrNotRunning):
 		code = codes.FailedPrecondition
 		var je *jobError

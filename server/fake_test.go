@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/drrev/telehandler/jobrunner"
@@ -32,6 +33,16 @@ type fakeRunner struct {
 	jobs     map[string]*fakeJob
 	shutdown bool
 	starts   []jobrunner.StartRequest
+	signals  []fakeSignal
+	// ids are handed out to the next jobs, in order, before random ones.
+	ids []string
+}
+
+// fakeSignal is one Signal call.
+type fakeSignal struct {
+	id  string
+	sig syscall.Signal
+	all bool
 }
 
 type fakeJob struct {
@@ -65,9 +76,14 @@ func (f *fakeRunner) Start(ctx context.Context, req jobrunner.StartRequest) (job
 	case "broken":
 		return jobrunner.Status{}, fmt.Errorf("%w: mount /proc: permission denied", sandbox.ErrShim)
 	}
+	for _, o := range f.jobs {
+		if req.Name != "" && o.st.Owner == req.Owner && o.st.Name == req.Name {
+			return jobrunner.Status{}, fmt.Errorf("%w: %q", jobrunner.ErrNameTaken, req.Name)
+		}
+	}
 	j := &fakeJob{done: make(chan struct{})}
 	j.st = jobrunner.Status{
-		ID: randomID(), Owner: req.Owner, Command: req.Command, Args: req.Args, Dir: req.Dir,
+		ID: f.newIDLocked(), Owner: req.Owner, Name: req.Name, Init: req.Init, Command: req.Command, Args: req.Args, Dir: req.Dir,
 		Limits: req.Limits, State: jobrunner.StateRunning, ExitCode: -1, Started: time.Now(),
 	}
 	if req.Stdin {
@@ -244,6 +260,74 @@ func (f *fakeRunner) Shutdown(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// newIDLocked is the next id: a fixed one when the test queued some in
+// ids (to test prefixes), else a random one. f.mu is held.
+func (f *fakeRunner) newIDLocked() string {
+	if len(f.ids) > 0 {
+		id := f.ids[0]
+		f.ids = f.ids[1:]
+		return id
+	}
+	return randomID()
+}
+
+func (f *fakeRunner) Refs() []jobrunner.Ref {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var refs []jobrunner.Ref
+	for _, j := range f.jobs {
+		refs = append(refs, jobrunner.Ref{ID: j.st.ID, Owner: j.st.Owner, Name: j.st.Name})
+	}
+	return refs
+}
+
+// Signal records the signal; SIGKILL ends a running job.
+func (f *fakeRunner) Signal(id string, sig syscall.Signal, all bool) (jobrunner.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return jobrunner.Status{}, fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+	}
+	if j.st.State != jobrunner.StateRunning {
+		return j.st, fmt.Errorf("%w: %s", jobrunner.ErrNotRunning, id)
+	}
+	f.signals = append(f.signals, fakeSignal{id, sig, all})
+	if sig == syscall.SIGKILL {
+		j.endLocked(-1, int(sig), jobrunner.ReasonNone)
+	}
+	return j.st, nil
+}
+
+// TailOffset counts lines as OutputLog.TailOffset does.
+func (f *fakeRunner) TailOffset(id string, n int64, s jobrunner.Stream) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	if !ok {
+		return 0, fmt.Errorf("%w: %s", jobrunner.ErrJobNotFound, id)
+	}
+	if n == 0 {
+		return j.st.OutputBytes, nil
+	}
+	last := true // the first byte of s seen from the end is its last
+	for k := len(j.out) - 1; k >= 0; k-- {
+		c := j.out[k]
+		if s != 0 && c.Stream != s {
+			continue
+		}
+		for i := len(c.Data) - 1; i >= 0; i-- {
+			if c.Data[i] == '\n' && !last {
+				if n--; n == 0 {
+					return c.Offset + int64(i) + 1, nil
+				}
+			}
+			last = false
+		}
+	}
+	return 0, nil
 }
 
 func (f *fakeRunner) isShutdown() bool {

@@ -76,15 +76,25 @@ func caller(ctx context.Context) (Identity, error) {
 	return id, nil
 }
 
-// lookup resolves a job name the caller may see and returns the caller
-// and the job's current status. A job owned by someone else is reported
-// exactly like a job that does not exist.
+// lookup resolves a reference to a job the caller may see (see
+// resolveJob) and returns the caller and the job's current status. A job
+// owned by someone else is reported exactly like a job that does not
+// exist.
 func (f *foreman) lookup(ctx context.Context, name string) (Identity, jobrunner.Status, error) {
 	who, err := caller(ctx)
 	if err != nil {
 		return Identity{}, jobrunner.Status{}, err
 	}
-	id, err := parseJobName(name)
+	ref, err := parseJobRef(name)
+	if err != nil {
+		return Identity{}, jobrunner.Status{}, err
+	}
+	// The common case first: a full id (resolveJob's first rule), found
+	// without copying every job's reference.
+	if st, err := f.runner.Status(ref.s); err == nil && who.canSee(st.Owner) {
+		return who, st, nil
+	}
+	id, err := resolveJob(f.runner.Refs(), who, name, ref)
 	if err != nil {
 		return Identity{}, jobrunner.Status{}, err
 	}
@@ -112,6 +122,8 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 	}
 	st, err := f.runner.Start(ctx, jobrunner.StartRequest{
 		Owner:   who.Name,
+		Name:    req.GetDisplayName(),
+		Init:    req.GetInit(),
 		Command: req.GetCommand(),
 		Args:    req.GetArgs(),
 		Env:     req.GetEnv(),
@@ -139,7 +151,7 @@ func (f *foreman) StartJob(ctx context.Context, req *pb.StartJobRequest) (*pb.St
 	if err != nil {
 		return nil, err
 	}
-	f.log.Info("job started", "job", jobName(st.ID), "owner", st.Owner, "command", clip(st.Command),
+	f.log.Info("job started", "job", jobName(st.ID), "owner", st.Owner, "display_name", st.Name, "command", clip(st.Command),
 		"args", len(st.Args), "limits", limits)
 	return &pb.StartJobResponse{Job: jobToProto(st)}, nil
 }
@@ -208,6 +220,9 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	if req.GetOffset() < 0 {
 		return errorf(errInvalidArgument, "offset %d is negative", req.GetOffset())
 	}
+	if req.TailLines != nil && req.GetTailLines() < 0 {
+		return errorf(errInvalidArgument, "tail_lines %d is negative", req.GetTailLines())
+	}
 	who, job, err := f.lookup(ctx, req.GetName())
 	if err != nil {
 		return err
@@ -216,6 +231,35 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 		return err
 	}
 	defer f.removeWatcher(who)
+	from := req.GetOffset()
+	// skip[s] is where stream s starts being sent (tail_per_stream).
+	var skip [3]int64
+	if req.TailLines != nil {
+		// The offset of the last lines is found by reading the log
+		// backwards on the server: no replay of the rest over the network.
+		if !req.GetTailPerStream() {
+			from, err = f.runner.TailOffset(job.ID, req.GetTailLines(), 0)
+		} else {
+			for _, s := range []jobrunner.Stream{jobrunner.Stdout, jobrunner.Stderr} {
+				if skip[s], err = f.runner.TailOffset(job.ID, req.GetTailLines(), s); err != nil {
+					break
+				}
+			}
+			from = min(skip[jobrunner.Stdout], skip[jobrunner.Stderr])
+		}
+		if err != nil {
+			return jobErr(req.GetName(), err)
+		}
+	}
+	// With no_follow the stream ends at the output there is now (a job
+	// that has ended ends its stream there anyway, with its status).
+	end := int64(-1)
+	if req.GetNoFollow() && job.Running() {
+		end = job.OutputBytes
+		if end <= from {
+			return stream.Send(&pb.WatchJobOutputResponse{Offset: from, Job: jobToProto(job)})
+		}
+	}
 	// One response message serves the whole stream, its Data pointing into
 	// the runner's buffer: no copy and no allocation per message (at 1 GiB
 	// per watcher, the copies were the garbage that doubled the server's
@@ -228,12 +272,25 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 	// this server turns on neither. Adding a stats handler means sending
 	// copies again.
 	msg := &pb.WatchJobOutputResponse{}
-	st, err := f.runner.WatchChunks(ctx, job.ID, req.GetOffset(), maxChunkBytes, func(c jobrunner.Chunk) error {
+	st, err := f.runner.WatchChunks(ctx, job.ID, from, maxChunkBytes, func(c jobrunner.Chunk) error {
 		if c.Dropped > 0 {
 			// A gap: output the server could not write was dropped here.
+			if end >= 0 && c.Offset >= end {
+				return errWatchEnd
+			}
 			return stream.Send(&pb.WatchJobOutputResponse{Offset: c.Offset, DroppedBytes: c.Dropped})
 		}
 		msg.Stream = streamToProto(c.Stream)
+		chunkEnd := c.Offset + int64(len(c.Data))
+		if end >= 0 && chunkEnd > end {
+			c.Data = c.Data[:max(end-c.Offset, 0)]
+		}
+		if int(c.Stream) < len(skip) {
+			if k := skip[c.Stream] - c.Offset; k > 0 {
+				c.Data = c.Data[min(k, int64(len(c.Data))):]
+				c.Offset += k
+			}
+		}
 		// The runner's chunks are at most maxChunkBytes; split anyway
 		// should a runner hand out more.
 		for off, data := c.Offset, c.Data; len(data) > 0; {
@@ -246,8 +303,20 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 			data = data[n:]
 		}
 		msg.Data = nil
+		if end >= 0 && chunkEnd >= end {
+			return errWatchEnd
+		}
 		return nil
 	})
+	if errors.Is(err, errWatchEnd) {
+		// no_follow, the output there was is sent: the last message says
+		// how the job is now (RUNNING, or how it ended since).
+		now, err := f.runner.Status(job.ID)
+		if err != nil {
+			return jobErr(req.GetName(), err)
+		}
+		return stream.Send(&pb.WatchJobOutputResponse{Offset: end, Job: jobToProto(now)})
+	}
 	if err != nil {
 		return jobErr(req.GetName(), err)
 	}
@@ -280,6 +349,29 @@ func (f *foreman) removeWatcher(who Identity) {
 	if f.watchers[who.Name]--; f.watchers[who.Name] <= 0 {
 		delete(f.watchers, who.Name)
 	}
+}
+
+// errWatchEnd ends a no_follow watch once it sent the output there was.
+var errWatchEnd = errors.New("end of the output asked for")
+
+// SignalJob sends a signal from the allow-list (parseSignal) to a running
+// job's command, or to every process of the job.
+func (f *foreman) SignalJob(ctx context.Context, req *pb.SignalJobRequest) (*pb.SignalJobResponse, error) {
+	sig, err := parseSignal(req.GetSignal())
+	if err != nil {
+		return nil, err
+	}
+	who, job, err := f.lookup(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.runner.Signal(job.ID, sig, req.GetAll())
+	if err != nil {
+		return nil, jobErr(req.GetName(), err)
+	}
+	f.log.Info("job signalled", "job", jobName(st.ID), "owner", st.Owner, "by", who.Name,
+		"signal", signalName(sig), "all", req.GetAll())
+	return &pb.SignalJobResponse{Job: jobToProto(st)}, nil
 }
 
 // validateStart checks a StartJobRequest's fields before anything runs.
@@ -330,6 +422,13 @@ func validateStart(req *pb.StartJobRequest) error {
 	}
 	if err := validateWindowSize("tty_size", req.GetTtySize()); err != nil {
 		return err
+	}
+	if n := req.GetDisplayName(); n != "" {
+		// The rule is the runner's; checked here so that a bad name is
+		// refused before the job is counted against the cap.
+		if err := jobrunner.ValidateName(n); err != nil {
+			return errorf(errInvalidArgument, "display_name: %v", err)
+		}
 	}
 	if total > maxCommandBytes {
 		return errorf(errInvalidArgument, "command, arguments and environment are %d bytes, more than the %d allowed", total, maxCommandBytes)

@@ -152,45 +152,49 @@ func slicesRepeat(s string, n int) []string {
 	return out
 }
 
-// FuzzParseJobName: parseJobName and jobName are inverses on the names it
-// accepts, an accepted id is 1 to maxIDLen of [A-Za-z0-9_-], and a refusal
+// FuzzParseJobName: parseJobRef accepts exactly the references of 1 to
+// maxIDLen of [A-Za-z0-9_.-], with or without "jobs/" (then it is an id or
+// an id prefix only), and jobName inverts it on the jobs/ form; a refusal
 // is an InvalidArgument that echoes at most a clipped name.
 func FuzzParseJobName(f *testing.F) {
 	for _, s := range []string{"jobs/abc", "jobs/", "abc", "jobs/a/b", "jobs/..", "JOBS/x", "jobs/é", "jobs/a\x00",
-		"jobs/" + strings.Repeat("z", maxIDLen), "jobs/" + strings.Repeat("z", maxIDLen+1)} {
+		"web.1", "-x", "jobs/" + strings.Repeat("z", maxIDLen), "jobs/" + strings.Repeat("z", maxIDLen+1)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		id, err := parseJobName(name)
+		ref, err := parseJobRef(name)
+		rest, hasPrefix := strings.CutPrefix(name, namePrefix)
 		if err != nil {
 			if !errors.Is(err, errInvalidArgument) {
-				t.Fatalf("parseJobName(%q): %v is not InvalidArgument", name, err)
+				t.Fatalf("parseJobRef(%q): %v is not InvalidArgument", name, err)
 			}
 			if len(err.Error()) > 512 {
-				t.Fatalf("parseJobName echoes %d bytes", len(err.Error()))
+				t.Fatalf("parseJobRef echoes %d bytes", len(err.Error()))
 			}
-			// An id made of the allowed characters would have been taken.
-			if rest, ok := strings.CutPrefix(name, namePrefix); ok && validID(rest) {
-				t.Fatalf("parseJobName(%q) refused a well-formed name: %v", name, err)
+			// A reference made of the allowed characters would have been
+			// taken.
+			if validID(rest) {
+				t.Fatalf("parseJobRef(%q) refused a well-formed reference: %v", name, err)
 			}
 			return
 		}
-		if !validID(id) {
-			t.Fatalf("parseJobName(%q) = %q, not an id", name, id)
+		if !validID(ref.s) || ref.idOnly != hasPrefix || ref.s != rest {
+			t.Fatalf("parseJobRef(%q) = %+v", name, ref)
 		}
-		if jobName(id) != name {
-			t.Fatalf("jobName(parseJobName(%q)) = %q", name, jobName(id))
+		if hasPrefix && jobName(ref.s) != name {
+			t.Fatalf("jobName(parseJobRef(%q)) = %q", name, jobName(ref.s))
 		}
 	})
 }
 
-// validID is the id grammar, written apart from parseJobName.
+// validID reports whether id is made of the characters a job reference
+// may hold (an id's, and '.' of names).
 func validID(id string) bool {
 	if len(id) == 0 || len(id) > maxIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if c := id[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
 			return false
 		}
 	}

@@ -123,6 +123,6 @@ func (f *foreman) DeleteJob(ctx context.Context, req *pb.DeleteJobRequest) (*pb.
 	if err := f.runner.Remove(ctx, job.ID, req.GetForce()); err != nil {
 		return nil, jobErr(req.GetName(), err)
 	}
-	f.log.Info("job removed", "job", req.GetName(), "owner", job.Owner, "by", who.Name, "force", req.GetForce())
+	f.log.Info("job removed", "job", jobName(job.ID), "owner", job.Owner, "by", who.Name, "force", req.GetForce())
 	return &pb.DeleteJobResponse{}, nil
 }

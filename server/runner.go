@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"syscall"
 	"time"
 
 	"github.com/drrev/telehandler/jobrunner"
@@ -32,6 +33,14 @@ type JobRunner interface {
 	Shutdown(ctx context.Context) error
 	// AttachInput gives holder the job's input (one holder at a time).
 	AttachInput(id, holder string) (jobrunner.Input, error)
+	// Refs returns every job's id, owner and name, without reading any
+	// cgroup (every call that names a job resolves it with them).
+	Refs() []jobrunner.Ref
+	// Signal sends sig to the job's command, or to all its processes.
+	Signal(id string, sig syscall.Signal, all bool) (jobrunner.Status, error)
+	// TailOffset is the offset where the last n lines of the output start
+	// (of both streams for s == 0, else of stream s).
+	TailOffset(id string, n int64, s jobrunner.Stream) (int64, error)
 }
 
 var _ JobRunner = (*jobrunner.Runner)(nil)

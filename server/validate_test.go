@@ -23,22 +23,25 @@ import (
 	"github.com/drrev/telehandler/sandbox"
 )
 
-func TestParseJobName(t *testing.T) {
-	good := map[string]string{
-		"jobs/abc":              "abc",
-		"jobs/0123456789abcdef": "0123456789abcdef",
-		"jobs/A-b_9":            "A-b_9",
+func TestParseJobRef(t *testing.T) {
+	good := map[string]jobRef{
+		"jobs/abc":              {s: "abc", idOnly: true},
+		"jobs/0123456789abcdef": {s: "0123456789abcdef", idOnly: true},
+		"jobs/A-b_9":            {s: "A-b_9", idOnly: true},
+		"abc":                   {s: "abc"},
+		"web.1":                 {s: "web.1"},
+		"jobs/..":               {s: "..", idOnly: true}, // matches nothing: ids hold no dots
 	}
 	for name, want := range good {
-		if id, err := parseJobName(name); err != nil || id != want {
-			t.Errorf("parseJobName(%q) = %q, %v; want %q", name, id, err, want)
+		if ref, err := parseJobRef(name); err != nil || ref != want {
+			t.Errorf("parseJobRef(%q) = %+v, %v; want %+v", name, ref, err, want)
 		}
 	}
-	bad := []string{"", "jobs/", "abc", "job/abc", "jobs", "/jobs/abc", "jobs/a/b", "jobs/..", "jobs/a b",
-		"jobs/a\x00", "jobs/é", "JOBS/abc", "jobs/" + strings.Repeat("a", maxIDLen+1)}
+	bad := []string{"", "jobs/", "job/abc", "/jobs/abc", "jobs/a/b", "jobs/a b",
+		"jobs/a\x00", "jobs/é", "JOBS/abc", "jobs/" + strings.Repeat("a", maxIDLen+1), "a b", "../x"}
 	for _, name := range bad {
-		if _, err := parseJobName(name); !errors.Is(err, errInvalidArgument) {
-			t.Errorf("parseJobName(%q) = %v, want errInvalidArgument", name, err)
+		if _, err := parseJobRef(name); !errors.Is(err, errInvalidArgument) {
+			t.Errorf("parseJobRef(%q) = %v, want errInvalidArgument", name, err)
 		}
 	}
 	if got := jobName("abc"); got != "jobs/abc" {
@@ -52,7 +55,7 @@ func TestMalformedNames(t *testing.T) {
 	ts := startServer(t, nil)
 	ctx := testCtx(t)
 	c := ts.as(t, "alice", certgen.RoleUser)
-	for _, name := range []string{"", "abc", "jobs/", "jobs/a/b", "jobs/../../etc", "jobs/" + strings.Repeat("x", 10000)} {
+	for _, name := range []string{"", "a b", "jobs/", "jobs/a/b", "jobs/../../etc", "jobs/" + strings.Repeat("x", 10000)} {
 		_, err := c.GetJobStatus(ctx, &pb.GetJobStatusRequest{Name: name})
 		wantCode(t, fmt.Sprintf("GetJobStatus(%.20q)", name), err, codes.InvalidArgument)
 		_, err = c.StopJob(ctx, &pb.StopJobRequest{Name: name})

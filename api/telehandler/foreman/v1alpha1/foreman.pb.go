@@ -518,7 +518,12 @@ type Job struct {
 	Stdin bool `protobuf:"varint,8,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	Tty   bool `protobuf:"varint,9,opt,name=tty,proto3" json:"tty,omitempty"`
 	// The job is on the job network (StartJobRequest.network).
-	Network       bool `protobuf:"varint,10,opt,name=network,proto3" json:"network,omitempty"`
+	Network bool `protobuf:"varint,10,opt,name=network,proto3" json:"network,omitempty"`
+	// The name given at start ("" if none): unique among the owner's jobs,
+	// usable wherever a request names a job.
+	DisplayName string `protobuf:"bytes,11,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// True when the job runs under a minimal init (StartJobRequest.init).
+	Init          bool `protobuf:"varint,12,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +624,20 @@ func (x *Job) GetTty() bool {
 func (x *Job) GetNetwork() bool {
 	if x != nil {
 		return x.Network
+	}
+	return false
+}
+
+func (x *Job) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Job) GetInit() bool {
+	if x != nil {
+		return x.Init
 	}
 	return false
 }
@@ -834,7 +853,14 @@ type StartJobRequest struct {
 	// Connect the job to the server's job network: egress to the outside
 	// through NAT, never to the host or other jobs. FAILED_PRECONDITION
 	// when the server runs without serve --network.
-	Network       bool `protobuf:"varint,11,opt,name=network,proto3" json:"network,omitempty"`
+	Network bool `protobuf:"varint,11,opt,name=network,proto3" json:"network,omitempty"`
+	// Optional name of the job, unique among the owner's jobs: 1 to 63 of
+	// [A-Za-z0-9_.-], starting with a letter or digit, and not itself shaped
+	// like a job id.
+	DisplayName string `protobuf:"bytes,12,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Run the command under a minimal init (PID 1 of the job) that reaps
+	// zombies and forwards signals to the command.
+	Init          bool `protobuf:"varint,13,opt,name=init,proto3" json:"init,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -942,6 +968,20 @@ func (x *StartJobRequest) GetImage() string {
 func (x *StartJobRequest) GetNetwork() bool {
 	if x != nil {
 		return x.Network
+	}
+	return false
+}
+
+func (x *StartJobRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *StartJobRequest) GetInit() bool {
+	if x != nil {
+		return x.Init
 	}
 	return false
 }
@@ -1166,7 +1206,7 @@ func (x *StartJobResponse) GetJob() *Job {
 
 type StopJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "jobs/{id}".
+	// "jobs/{id}", a job id, a unique id prefix or a display name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// When set, SIGTERM first and SIGKILL after this long; else SIGKILL now.
 	GracePeriod   *durationpb.Duration `protobuf:"bytes,2,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
@@ -1264,7 +1304,7 @@ func (x *StopJobResponse) GetJob() *Job {
 
 type GetJobStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "jobs/{id}".
+	// "jobs/{id}", a job id, a unique id prefix or a display name.
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1353,11 +1393,21 @@ func (x *GetJobStatusResponse) GetJob() *Job {
 
 type WatchJobOutputRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "jobs/{id}".
+	// "jobs/{id}", a job id, a unique id prefix or a display name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Byte offset in the job's output to start from (0 = the first byte), to
 	// resume after a disconnect.
-	Offset        int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// When set, start at the last tail_lines lines of the output (stdout and
+	// stderr together) instead of at offset; 0 = only new output.
+	TailLines *int64 `protobuf:"varint,3,opt,name=tail_lines,json=tailLines,proto3,oneof" json:"tail_lines,omitempty"`
+	// Send the output there is when the call starts, then end the stream,
+	// even if the job still runs.
+	NoFollow bool `protobuf:"varint,4,opt,name=no_follow,json=noFollow,proto3" json:"no_follow,omitempty"`
+	// With tail_lines: the last tail_lines lines of stdout and the last
+	// tail_lines lines of stderr, each counted on its own. The bytes of a
+	// stream before its own tail are skipped, so offsets may jump forward.
+	TailPerStream bool `protobuf:"varint,5,opt,name=tail_per_stream,json=tailPerStream,proto3" json:"tail_per_stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1404,6 +1454,27 @@ func (x *WatchJobOutputRequest) GetOffset() int64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *WatchJobOutputRequest) GetTailLines() int64 {
+	if x != nil && x.TailLines != nil {
+		return *x.TailLines
+	}
+	return 0
+}
+
+func (x *WatchJobOutputRequest) GetNoFollow() bool {
+	if x != nil {
+		return x.NoFollow
+	}
+	return false
+}
+
+func (x *WatchJobOutputRequest) GetTailPerStream() bool {
+	if x != nil {
+		return x.TailPerStream
+	}
+	return false
 }
 
 type WatchJobOutputResponse struct {
@@ -1491,6 +1562,115 @@ func (x *WatchJobOutputResponse) GetJob() *Job {
 	return nil
 }
 
+type SignalJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "jobs/{id}", a job id, a unique id prefix or a display name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Signal name ("TERM" or "SIGTERM") or number ("15"), from the server's
+	// allow-list: HUP INT QUIT KILL USR1 USR2 ALRM TERM CONT STOP TSTP TTIN
+	// TTOU WINCH.
+	Signal string `protobuf:"bytes,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	// Signal every process of the job, not only its command.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalJobRequest) Reset() {
+	*x = SignalJobRequest{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalJobRequest) ProtoMessage() {}
+
+func (x *SignalJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalJobRequest.ProtoReflect.Descriptor instead.
+func (*SignalJobRequest) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SignalJobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SignalJobRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+func (x *SignalJobRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type SignalJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalJobResponse) Reset() {
+	*x = SignalJobResponse{}
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalJobResponse) ProtoMessage() {}
+
+func (x *SignalJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalJobResponse.ProtoReflect.Descriptor instead.
+func (*SignalJobResponse) Descriptor() ([]byte, []int) {
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SignalJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 // ListJobsRequest pages through the jobs the caller may see, newest first
 // (Google AIP-158).
 type ListJobsRequest struct {
@@ -1513,7 +1693,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1705,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[15]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1718,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{15}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListJobsRequest) GetPageSize() int32 {
@@ -1580,7 +1760,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[16]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1772,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[16]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1785,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{16}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1624,7 +1804,7 @@ func (x *ListJobsResponse) GetNextPageToken() string {
 
 type DeleteJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "jobs/{id}".
+	// "jobs/{id}", a job id, a unique id prefix or a display name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Stop the job first if it still runs (else a running job is
 	// FailedPrecondition).
@@ -1635,7 +1815,7 @@ type DeleteJobRequest struct {
 
 func (x *DeleteJobRequest) Reset() {
 	*x = DeleteJobRequest{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[17]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1827,7 @@ func (x *DeleteJobRequest) String() string {
 func (*DeleteJobRequest) ProtoMessage() {}
 
 func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[17]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1840,7 @@ func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
 func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{17}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteJobRequest) GetName() string {
@@ -1685,7 +1865,7 @@ type DeleteJobResponse struct {
 
 func (x *DeleteJobResponse) Reset() {
 	*x = DeleteJobResponse{}
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[18]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1877,7 @@ func (x *DeleteJobResponse) String() string {
 func (*DeleteJobResponse) ProtoMessage() {}
 
 func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[18]
+	mi := &file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1890,7 @@ func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
 func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
-	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{18}
+	return file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP(), []int{20}
 }
 
 var File_telehandler_foreman_v1alpha1_foreman_proto protoreflect.FileDescriptor
@@ -1736,7 +1916,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11memory_peak_bytes\x18\x03 \x01(\x04R\x0fmemoryPeakBytes\x12\"\n" +
 	"\rio_read_bytes\x18\x04 \x01(\x04R\vioReadBytes\x12$\n" +
 	"\x0eio_write_bytes\x18\x05 \x01(\x04R\fioWriteBytes\x12\x1b\n" +
-	"\toom_kills\x18\x06 \x01(\x04R\boomKills\"\xbf\x02\n" +
+	"\toom_kills\x18\x06 \x01(\x04R\boomKills\"\xf6\x02\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x18\n" +
@@ -1749,7 +1929,9 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x05stdin\x18\b \x01(\bR\x05stdin\x12\x10\n" +
 	"\x03tty\x18\t \x01(\bR\x03tty\x12\x18\n" +
 	"\anetwork\x18\n" +
-	" \x01(\bR\anetwork\"\xd6\x05\n" +
+	" \x01(\bR\anetwork\x12!\n" +
+	"\fdisplay_name\x18\v \x01(\tR\vdisplayName\x12\x12\n" +
+	"\x04init\x18\f \x01(\bR\x04init\"\xd6\x05\n" +
 	"\tJobStatus\x129\n" +
 	"\x05state\x18\x01 \x01(\x0e2#.telehandler.foreman.v1alpha1.StateR\x05state\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x16\n" +
@@ -1769,7 +1951,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x11command_truncated\x18\f \x01(\bR\x10commandTruncated\x12[\n" +
 	"\x11output_truncation\x18\r \x01(\x0e2..telehandler.foreman.v1alpha1.TruncationReasonR\x10outputTruncation\x120\n" +
 	"\x14output_dropped_bytes\x18\x0e \x01(\x03R\x12outputDroppedBytes\x12!\n" +
-	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xf0\x02\n" +
+	"\foutput_error\x18\x0f \x01(\tR\voutputError\"\xa7\x03\n" +
 	"\x0fStartJobRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1f\n" +
@@ -1783,7 +1965,9 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\btty_size\x18\t \x01(\v2(.telehandler.foreman.v1alpha1.WindowSizeR\attySize\x12\x14\n" +
 	"\x05image\x18\n" +
 	" \x01(\tR\x05image\x12\x18\n" +
-	"\anetwork\x18\v \x01(\bR\anetwork\"4\n" +
+	"\anetwork\x18\v \x01(\bR\anetwork\x12!\n" +
+	"\fdisplay_name\x18\f \x01(\tR\vdisplayName\x12\x12\n" +
+	"\x04init\x18\r \x01(\bR\x04init\"4\n" +
 	"\n" +
 	"WindowSize\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
@@ -1805,16 +1989,27 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x13GetJobStatusRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"K\n" +
 	"\x14GetJobStatusResponse\x123\n" +
-	"\x03job\x18\x01 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"C\n" +
+	"\x03job\x18\x01 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"\xbb\x01\n" +
 	"\x15WatchJobOutputRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xdc\x01\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\"\n" +
+	"\n" +
+	"tail_lines\x18\x03 \x01(\x03H\x00R\ttailLines\x88\x01\x01\x12\x1b\n" +
+	"\tno_follow\x18\x04 \x01(\bR\bnoFollow\x12&\n" +
+	"\x0ftail_per_stream\x18\x05 \x01(\bR\rtailPerStreamB\r\n" +
+	"\v_tail_lines\"\xdc\x01\n" +
 	"\x16WatchJobOutputResponse\x12<\n" +
 	"\x06stream\x18\x01 \x01(\x0e2$.telehandler.foreman.v1alpha1.StreamR\x06stream\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12#\n" +
 	"\rdropped_bytes\x18\x04 \x01(\x03R\fdroppedBytes\x123\n" +
-	"\x03job\x18\x05 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"\x9e\x01\n" +
+	"\x03job\x18\x05 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"P\n" +
+	"\x10SignalJobRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"H\n" +
+	"\x11SignalJobResponse\x123\n" +
+	"\x03job\x18\x01 \x01(\v2!.telehandler.foreman.v1alpha1.JobR\x03job\"\x9e\x01\n" +
 	"\x0fListJobsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1850,7 +2045,7 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eERROR_REASON_COMMAND_NOT_FOUND\x10\x01\x12'\n" +
 	"#ERROR_REASON_COMMAND_NOT_EXECUTABLE\x10\x02\x12$\n" +
-	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\xa7\x06\n" +
+	" ERROR_REASON_CERTIFICATE_REVOKED\x10\x032\x95\a\n" +
 	"\aForeman\x12i\n" +
 	"\bStartJob\x12-.telehandler.foreman.v1alpha1.StartJobRequest\x1a..telehandler.foreman.v1alpha1.StartJobResponse\x12f\n" +
 	"\aStopJob\x12,.telehandler.foreman.v1alpha1.StopJobRequest\x1a-.telehandler.foreman.v1alpha1.StopJobResponse\x12u\n" +
@@ -1858,7 +2053,8 @@ const file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc = "" +
 	"\x0eWatchJobOutput\x123.telehandler.foreman.v1alpha1.WatchJobOutputRequest\x1a4.telehandler.foreman.v1alpha1.WatchJobOutputResponse0\x01\x12i\n" +
 	"\bListJobs\x12-.telehandler.foreman.v1alpha1.ListJobsRequest\x1a..telehandler.foreman.v1alpha1.ListJobsResponse\x12l\n" +
 	"\tDeleteJob\x12..telehandler.foreman.v1alpha1.DeleteJobRequest\x1a/.telehandler.foreman.v1alpha1.DeleteJobResponse\x12z\n" +
-	"\rWriteJobInput\x122.telehandler.foreman.v1alpha1.WriteJobInputRequest\x1a3.telehandler.foreman.v1alpha1.WriteJobInputResponse(\x01BOZMgithub.com/drrev/telehandler/api/telehandler/foreman/v1alpha1;foremanv1alpha1b\x06proto3"
+	"\rWriteJobInput\x122.telehandler.foreman.v1alpha1.WriteJobInputRequest\x1a3.telehandler.foreman.v1alpha1.WriteJobInputResponse(\x01\x12l\n" +
+	"\tSignalJob\x12..telehandler.foreman.v1alpha1.SignalJobRequest\x1a/.telehandler.foreman.v1alpha1.SignalJobResponseBOZMgithub.com/drrev/telehandler/api/telehandler/foreman/v1alpha1;foremanv1alpha1b\x06proto3"
 
 var (
 	file_telehandler_foreman_v1alpha1_foreman_proto_rawDescOnce sync.Once
@@ -1873,7 +2069,7 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_rawDescGZIP() []byte {
 }
 
 var file_telehandler_foreman_v1alpha1_foreman_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(State)(0),                     // 0: telehandler.foreman.v1alpha1.State
 	(TruncationReason)(0),          // 1: telehandler.foreman.v1alpha1.TruncationReason
@@ -1895,20 +2091,22 @@ var file_telehandler_foreman_v1alpha1_foreman_proto_goTypes = []any{
 	(*GetJobStatusResponse)(nil),   // 17: telehandler.foreman.v1alpha1.GetJobStatusResponse
 	(*WatchJobOutputRequest)(nil),  // 18: telehandler.foreman.v1alpha1.WatchJobOutputRequest
 	(*WatchJobOutputResponse)(nil), // 19: telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	(*ListJobsRequest)(nil),        // 20: telehandler.foreman.v1alpha1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 21: telehandler.foreman.v1alpha1.ListJobsResponse
-	(*DeleteJobRequest)(nil),       // 22: telehandler.foreman.v1alpha1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),      // 23: telehandler.foreman.v1alpha1.DeleteJobResponse
-	(*durationpb.Duration)(nil),    // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
+	(*SignalJobRequest)(nil),       // 20: telehandler.foreman.v1alpha1.SignalJobRequest
+	(*SignalJobResponse)(nil),      // 21: telehandler.foreman.v1alpha1.SignalJobResponse
+	(*ListJobsRequest)(nil),        // 22: telehandler.foreman.v1alpha1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 23: telehandler.foreman.v1alpha1.ListJobsResponse
+	(*DeleteJobRequest)(nil),       // 24: telehandler.foreman.v1alpha1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),      // 25: telehandler.foreman.v1alpha1.DeleteJobResponse
+	(*durationpb.Duration)(nil),    // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
 }
 var file_telehandler_foreman_v1alpha1_foreman_proto_depIdxs = []int32{
-	24, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
+	26, // 0: telehandler.foreman.v1alpha1.Stats.cpu_usage:type_name -> google.protobuf.Duration
 	5,  // 1: telehandler.foreman.v1alpha1.Job.limits:type_name -> telehandler.foreman.v1alpha1.Limits
 	8,  // 2: telehandler.foreman.v1alpha1.Job.status:type_name -> telehandler.foreman.v1alpha1.JobStatus
 	0,  // 3: telehandler.foreman.v1alpha1.JobStatus.state:type_name -> telehandler.foreman.v1alpha1.State
-	25, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
-	25, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
+	27, // 4: telehandler.foreman.v1alpha1.JobStatus.start_time:type_name -> google.protobuf.Timestamp
+	27, // 5: telehandler.foreman.v1alpha1.JobStatus.end_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: telehandler.foreman.v1alpha1.JobStatus.stats:type_name -> telehandler.foreman.v1alpha1.Stats
 	2,  // 7: telehandler.foreman.v1alpha1.JobStatus.end_reason:type_name -> telehandler.foreman.v1alpha1.EndReason
 	1,  // 8: telehandler.foreman.v1alpha1.JobStatus.output_truncation:type_name -> telehandler.foreman.v1alpha1.TruncationReason
@@ -1916,32 +2114,35 @@ var file_telehandler_foreman_v1alpha1_foreman_proto_depIdxs = []int32{
 	10, // 10: telehandler.foreman.v1alpha1.StartJobRequest.tty_size:type_name -> telehandler.foreman.v1alpha1.WindowSize
 	10, // 11: telehandler.foreman.v1alpha1.WriteJobInputRequest.resize:type_name -> telehandler.foreman.v1alpha1.WindowSize
 	7,  // 12: telehandler.foreman.v1alpha1.StartJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	24, // 13: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
+	26, // 13: telehandler.foreman.v1alpha1.StopJobRequest.grace_period:type_name -> google.protobuf.Duration
 	7,  // 14: telehandler.foreman.v1alpha1.StopJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
 	7,  // 15: telehandler.foreman.v1alpha1.GetJobStatusResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
 	3,  // 16: telehandler.foreman.v1alpha1.WatchJobOutputResponse.stream:type_name -> telehandler.foreman.v1alpha1.Stream
 	7,  // 17: telehandler.foreman.v1alpha1.WatchJobOutputResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
-	0,  // 18: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
-	7,  // 19: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
-	9,  // 20: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
-	14, // 21: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
-	16, // 22: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
-	18, // 23: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
-	20, // 24: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
-	22, // 25: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
-	11, // 26: telehandler.foreman.v1alpha1.Foreman.WriteJobInput:input_type -> telehandler.foreman.v1alpha1.WriteJobInputRequest
-	13, // 27: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
-	15, // 28: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
-	17, // 29: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
-	19, // 30: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
-	21, // 31: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
-	23, // 32: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
-	12, // 33: telehandler.foreman.v1alpha1.Foreman.WriteJobInput:output_type -> telehandler.foreman.v1alpha1.WriteJobInputResponse
-	27, // [27:34] is the sub-list for method output_type
-	20, // [20:27] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	7,  // 18: telehandler.foreman.v1alpha1.SignalJobResponse.job:type_name -> telehandler.foreman.v1alpha1.Job
+	0,  // 19: telehandler.foreman.v1alpha1.ListJobsRequest.state:type_name -> telehandler.foreman.v1alpha1.State
+	7,  // 20: telehandler.foreman.v1alpha1.ListJobsResponse.jobs:type_name -> telehandler.foreman.v1alpha1.Job
+	9,  // 21: telehandler.foreman.v1alpha1.Foreman.StartJob:input_type -> telehandler.foreman.v1alpha1.StartJobRequest
+	14, // 22: telehandler.foreman.v1alpha1.Foreman.StopJob:input_type -> telehandler.foreman.v1alpha1.StopJobRequest
+	16, // 23: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:input_type -> telehandler.foreman.v1alpha1.GetJobStatusRequest
+	18, // 24: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:input_type -> telehandler.foreman.v1alpha1.WatchJobOutputRequest
+	22, // 25: telehandler.foreman.v1alpha1.Foreman.ListJobs:input_type -> telehandler.foreman.v1alpha1.ListJobsRequest
+	24, // 26: telehandler.foreman.v1alpha1.Foreman.DeleteJob:input_type -> telehandler.foreman.v1alpha1.DeleteJobRequest
+	11, // 27: telehandler.foreman.v1alpha1.Foreman.WriteJobInput:input_type -> telehandler.foreman.v1alpha1.WriteJobInputRequest
+	20, // 28: telehandler.foreman.v1alpha1.Foreman.SignalJob:input_type -> telehandler.foreman.v1alpha1.SignalJobRequest
+	13, // 29: telehandler.foreman.v1alpha1.Foreman.StartJob:output_type -> telehandler.foreman.v1alpha1.StartJobResponse
+	15, // 30: telehandler.foreman.v1alpha1.Foreman.StopJob:output_type -> telehandler.foreman.v1alpha1.StopJobResponse
+	17, // 31: telehandler.foreman.v1alpha1.Foreman.GetJobStatus:output_type -> telehandler.foreman.v1alpha1.GetJobStatusResponse
+	19, // 32: telehandler.foreman.v1alpha1.Foreman.WatchJobOutput:output_type -> telehandler.foreman.v1alpha1.WatchJobOutputResponse
+	23, // 33: telehandler.foreman.v1alpha1.Foreman.ListJobs:output_type -> telehandler.foreman.v1alpha1.ListJobsResponse
+	25, // 34: telehandler.foreman.v1alpha1.Foreman.DeleteJob:output_type -> telehandler.foreman.v1alpha1.DeleteJobResponse
+	12, // 35: telehandler.foreman.v1alpha1.Foreman.WriteJobInput:output_type -> telehandler.foreman.v1alpha1.WriteJobInputResponse
+	21, // 36: telehandler.foreman.v1alpha1.Foreman.SignalJob:output_type -> telehandler.foreman.v1alpha1.SignalJobResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_telehandler_foreman_v1alpha1_foreman_proto_init() }
@@ -1949,13 +2150,14 @@ func file_telehandler_foreman_v1alpha1_foreman_proto_init() {
 	if File_telehandler_foreman_v1alpha1_foreman_proto != nil {
 		return
 	}
+	file_telehandler_foreman_v1alpha1_foreman_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc), len(file_telehandler_foreman_v1alpha1_foreman_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

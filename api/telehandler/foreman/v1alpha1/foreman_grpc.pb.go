@@ -26,6 +26,7 @@ const (
 	Foreman_ListJobs_FullMethodName       = "/telehandler.foreman.v1alpha1.Foreman/ListJobs"
 	Foreman_DeleteJob_FullMethodName      = "/telehandler.foreman.v1alpha1.Foreman/DeleteJob"
 	Foreman_WriteJobInput_FullMethodName  = "/telehandler.foreman.v1alpha1.Foreman/WriteJobInput"
+	Foreman_SignalJob_FullMethodName      = "/telehandler.foreman.v1alpha1.Foreman/SignalJob"
 )
 
 // ForemanClient is the client API for Foreman service.
@@ -60,6 +61,9 @@ type ForemanClient interface {
 	// reads the next message only once the previous one was written to the
 	// job.
 	WriteJobInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteJobInputRequest, WriteJobInputResponse], error)
+	// SignalJob sends a signal to a running job's command (or to every
+	// process of the job) and returns the job's state.
+	SignalJob(ctx context.Context, in *SignalJobRequest, opts ...grpc.CallOption) (*SignalJobResponse, error)
 }
 
 type foremanClient struct {
@@ -152,6 +156,16 @@ func (c *foremanClient) WriteJobInput(ctx context.Context, opts ...grpc.CallOpti
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Foreman_WriteJobInputClient = grpc.ClientStreamingClient[WriteJobInputRequest, WriteJobInputResponse]
 
+func (c *foremanClient) SignalJob(ctx context.Context, in *SignalJobRequest, opts ...grpc.CallOption) (*SignalJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalJobResponse)
+	err := c.cc.Invoke(ctx, Foreman_SignalJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ForemanServer is the server API for Foreman service.
 // All implementations must embed UnimplementedForemanServer
 // for forward compatibility.
@@ -184,6 +198,9 @@ type ForemanServer interface {
 	// reads the next message only once the previous one was written to the
 	// job.
 	WriteJobInput(grpc.ClientStreamingServer[WriteJobInputRequest, WriteJobInputResponse]) error
+	// SignalJob sends a signal to a running job's command (or to every
+	// process of the job) and returns the job's state.
+	SignalJob(context.Context, *SignalJobRequest) (*SignalJobResponse, error)
 	mustEmbedUnimplementedForemanServer()
 }
 
@@ -214,6 +231,9 @@ func (UnimplementedForemanServer) DeleteJob(context.Context, *DeleteJobRequest) 
 }
 func (UnimplementedForemanServer) WriteJobInput(grpc.ClientStreamingServer[WriteJobInputRequest, WriteJobInputResponse]) error {
 	return status.Error(codes.Unimplemented, "method WriteJobInput not implemented")
+}
+func (UnimplementedForemanServer) SignalJob(context.Context, *SignalJobRequest) (*SignalJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignalJob not implemented")
 }
 func (UnimplementedForemanServer) mustEmbedUnimplementedForemanServer() {}
 func (UnimplementedForemanServer) testEmbeddedByValue()                 {}
@@ -344,6 +364,24 @@ func _Foreman_WriteJobInput_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Foreman_WriteJobInputServer = grpc.ClientStreamingServer[WriteJobInputRequest, WriteJobInputResponse]
 
+func _Foreman_SignalJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignalJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ForemanServer).SignalJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Foreman_SignalJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ForemanServer).SignalJob(ctx, req.(*SignalJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Foreman_ServiceDesc is the grpc.ServiceDesc for Foreman service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -370,6 +408,10 @@ var Foreman_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteJob",
 			Handler:    _Foreman_DeleteJob_Handler,
+		},
+		{
+			MethodName: "SignalJob",
+			Handler:    _Foreman_SignalJob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

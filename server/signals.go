@@ -1,0 +1,54 @@
+package server
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// allowedSignals are the signals SignalJob sends, by name without "SIG":
+// the ones meant for a process's owner to send (job control, reload,
+// terminate), not the ones that report faults (SEGV, BUS, ...), which a job
+// would misread.
+var allowedSignals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
+	"KILL": syscall.SIGKILL, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+	"ALRM": syscall.SIGALRM, "TERM": syscall.SIGTERM, "CONT": syscall.SIGCONT,
+	"STOP": syscall.SIGSTOP, "TSTP": syscall.SIGTSTP, "TTIN": syscall.SIGTTIN,
+	"TTOU": syscall.SIGTTOU, "WINCH": syscall.SIGWINCH,
+}
+
+// allowedSignalList is allowedSignals' names in signal number order, for
+// messages.
+const allowedSignalList = "HUP INT QUIT KILL USR1 USR2 ALRM TERM CONT STOP TSTP TTIN TTOU WINCH"
+
+// parseSignal reads a SignalJob signal: a name with or without "SIG" in
+// any case ("TERM", "sigterm") or a number ("15"), from allowedSignals.
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		for _, sig := range allowedSignals {
+			if int(sig) == n {
+				return sig, nil
+			}
+		}
+		return 0, errorf(errInvalidArgument, "signal %d is not one a job may be sent; use one of %s", n, allowedSignalList)
+	}
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	if sig, ok := allowedSignals[name]; ok {
+		return sig, nil
+	}
+	if s == "" {
+		return 0, errorf(errInvalidArgument, "no signal given; use one of %s", allowedSignalList)
+	}
+	return 0, errorf(errInvalidArgument, "signal %q is not one a job may be sent; use one of %s (a name or its number)", clip(s), allowedSignalList)
+}
+
+// signalName is "SIGTERM" for SIGTERM.
+func signalName(sig syscall.Signal) string {
+	for name, s := range allowedSignals {
+		if s == sig {
+			return "SIG" + name
+		}
+	}
+	return "signal " + strconv.Itoa(int(sig))
+}
