@@ -203,7 +203,7 @@ func runChild() error {
 	}
 	// Last: from here on only the calls the filter allows (see
 	// seccomp_linux.go), on this thread, which execs the command.
-	if err := installSeccomp(spec.Seccomp); err != nil {
+	if err := installSeccomp(spec.Seccomp, spec.Init); err != nil {
 		return shimErr("install seccomp filter", err)
 	}
 

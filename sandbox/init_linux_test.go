@@ -145,9 +145,11 @@ echo cwd; pwd`
 }
 
 // TestInitRunsInsideTheJob: every thread of the init (it outlives the
-// exec, so on v1 its whole process joins, not only the thread that starts
-// the command) is in the job's cgroup. It also logs the init's resident
-// memory (under the race detector here: e2e logs the real binary's).
+// exec: on v1 its whole process joins the cgroup, and the seccomp filter
+// is synced to all its threads, not only to the one that starts the
+// command) is in the job's cgroup and under its filter. It also logs the
+// init's resident memory (under the race detector here: e2e logs the real
+// binary's).
 func TestInitRunsInsideTheJob(t *testing.T) {
 	ts := newTestSandbox(t)
 	j := ts.startJob(t, Limits{}, Spec{Path: "sleep", Args: []string{"1000"}, Init: true})
@@ -163,6 +165,15 @@ func TestInitRunsInsideTheJob(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkInCgroup(t, ts.Cgroups().Version(), string(b), "/"+ts.parent+"/"+j.name)
+		// Every thread has the job's seccomp filter (mode 2) and
+		// no_new_privs, not only the one that forked the command.
+		b, err = os.ReadFile("/proc/" + pid + "/task/" + task.Name() + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "\nSeccomp:\t2\n") || !strings.Contains(string(b), "\nNoNewPrivs:\t1\n") {
+			t.Errorf("init thread %s is not filtered:\n%s", task.Name(), b)
+		}
 	}
 	status, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {

@@ -12,6 +12,10 @@ package sandbox
 // shim: the user's command and everything it forks run under it from their
 // first instruction, and the shim's remaining steps (writing execMarker,
 // execve, reporting an exec error, exiting) are all calls the filter allows.
+// With Spec.Init the shim stays as the job's init and its Go runtime's
+// threads outlive the exec: it installs the filter on all of them
+// (SECCOMP_FILTER_FLAG_TSYNC), and the init's own calls (fork+exec, wait4,
+// kill, sigaction, prctl) are allowed too (init_linux.go).
 //
 // The program, for a call with number nr from architecture arch:
 //
@@ -271,9 +275,10 @@ func decodeSeccomp(prog []byte) ([]unix.SockFilter, error) {
 }
 
 // installSeccomp installs prog (shimSpec.Seccomp; empty = none) on the
-// calling thread. It needs no_new_privs (or CAP_SYS_ADMIN). Called by the
-// shim last before execve: see the file comment.
-func installSeccomp(prog []byte) error {
+// calling thread, or with allThreads on every thread of the shim. It needs
+// no_new_privs (or CAP_SYS_ADMIN). Called by the shim last before execve:
+// see the file comment.
+func installSeccomp(prog []byte, allThreads bool) error {
 	if len(prog) == 0 {
 		return nil
 	}
@@ -282,10 +287,20 @@ func installSeccomp(prog []byte) error {
 		return err
 	}
 	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	// No SECCOMP_FILTER_FLAG_TSYNC: only this thread runs the command.
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
+	// Without init only this thread runs the command, and the others end
+	// at execve: no SECCOMP_FILTER_FLAG_TSYNC. An init (Spec.Init) outlives
+	// the exec: TSYNC filters every one of its threads too (and gives them
+	// no_new_privs); it returns the id of a thread it could not sync.
+	var flags uintptr
+	if allThreads {
+		flags = unix.SECCOMP_FILTER_FLAG_TSYNC
+	}
+	tid, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
 	if errno != 0 {
 		return errno
+	}
+	if tid != 0 {
+		return fmt.Errorf("thread %d could not take the filter", tid)
 	}
 	return nil
 }
