@@ -109,7 +109,7 @@ id. With --watch, Ctrl-C (and SIGTERM, SIGHUP) is sent to the job, as docker
 run does; a second Ctrl-C within a second detaches, leaving the job running.
 The command is PID 1 of its namespace, so it gets only the signals it has a
 handler for: --init runs it under a minimal init (forwarding signals, reaping
-zombies; about 2 MiB per job) so that a plain "sleep" ends on Ctrl-C or
+zombies; about 2.5 MiB per job) so that a plain "sleep" ends on Ctrl-C or
 stop --grace. The job's status is then 128+N when signal N killed the command.
 
 Examples:
