@@ -431,7 +431,7 @@ func (l *OutputLog) checkpointLocked(off int64) checkpoint {
 //
 // It reads the file backwards, one checkpoint interval at a time, so it
 // reads about as much as the last n lines take (plus one interval), not the
-// whole log.
+// whole log; its memory is one interval's buffer.
 func (l *OutputLog) TailOffset(n int64, s Stream) (int64, error) {
 	if n < 0 {
 		return 0, fmt.Errorf("%w: %d lines is negative", ErrInvalidOffset, n)
@@ -453,16 +453,12 @@ func (l *OutputLog) TailOffset(n int64, s Stream) (int64, error) {
 
 	var (
 		buf   []byte
-		nls   []int64 // logical offsets of the counted newlines of one interval
-		found int64
+		found int64 // counted newlines after the interval being read
 		// last is the offset of the last byte of the counted output, once
 		// known (-1 before): a newline there ends the last line and starts
-		// none after it.
+		// none after it, so it is not counted.
 		last = int64(-1)
 	)
-	if s == 0 {
-		last = size - 1
-	}
 	end := checkpoint{size, fileSize}
 	for k := len(index) - 1; k >= 0; k-- {
 		start := index[k]
@@ -473,41 +469,72 @@ func (l *OutputLog) TailOffset(n int64, s Stream) (int64, error) {
 		if _, err := f.ReadAt(buf, start.file); err != nil {
 			return 0, fmt.Errorf("read output log: %w", err)
 		}
-		nls = nls[:0]
-		lastHere := int64(-1) // the last counted byte of this interval
-		logical := start.logical
-		for r := 0; r < len(buf); {
-			if len(buf)-r < recordHeaderSize {
-				return 0, fmt.Errorf("%w: short record header at file offset %d", ErrCorruptLog, start.file+int64(r))
+		// First pass: count the interval's newlines and find its last
+		// counted byte.
+		var count int64
+		lastHere, lastIsNewline := int64(-1), false
+		err := scanCounted(buf, start, s, func(off int64, c byte) bool {
+			if c == '\n' {
+				count++
 			}
-			rs, m := Stream(buf[r]), int(binary.BigEndian.Uint32(buf[r+1:r+recordHeaderSize]))
-			r += recordHeaderSize
-			if (rs != Stdout && rs != Stderr) || m == 0 || m > maxRecordData || m > len(buf)-r {
-				return 0, fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, start.file+int64(r-recordHeaderSize))
-			}
-			if s == 0 || rs == s {
-				for i, c := range buf[r : r+m] {
-					if c == '\n' {
-						nls = append(nls, logical+int64(i))
-					}
-				}
-				lastHere = logical + int64(m) - 1
-			}
-			r += m
-			logical += int64(m)
+			lastHere, lastIsNewline = off, c == '\n'
+			return true
+		})
+		if err != nil {
+			return 0, err
 		}
-		if last < 0 {
+		if last < 0 && lastHere >= 0 {
 			last = lastHere
-		}
-		for i := len(nls) - 1; i >= 0; i-- {
-			if nls[i] == last {
-				continue
-			}
-			if found++; found == n {
-				return nls[i] + 1, nil
+			if lastIsNewline {
+				count--
 			}
 		}
-		end = start
+		if found+count < n {
+			found += count
+			end = start
+			continue
+		}
+		// Second pass: the line starts after the newline that has n-found
+		// counted newlines from it to the interval's end.
+		target, seen := count-(n-found)+1, int64(0)
+		var at int64
+		err = scanCounted(buf, start, s, func(off int64, c byte) bool {
+			if c == '\n' && off != last {
+				if seen++; seen == target {
+					at = off + 1
+					return false
+				}
+			}
+			return true
+		})
+		return at, err
 	}
 	return 0, nil
+}
+
+// scanCounted calls fn with the logical offset and value of every byte of
+// stream s (both for s == 0) in buf, which holds whole records from
+// checkpoint start, in order, until fn returns false.
+func scanCounted(buf []byte, start checkpoint, s Stream, fn func(off int64, c byte) bool) error {
+	logical := start.logical
+	for r := 0; r < len(buf); {
+		if len(buf)-r < recordHeaderSize {
+			return fmt.Errorf("%w: short record header at file offset %d", ErrCorruptLog, start.file+int64(r))
+		}
+		rs, m := Stream(buf[r]), int(binary.BigEndian.Uint32(buf[r+1:r+recordHeaderSize]))
+		if (rs != Stdout && rs != Stderr) || m == 0 || m > maxRecordData || m > len(buf)-r-recordHeaderSize {
+			return fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, start.file+int64(r))
+		}
+		r += recordHeaderSize
+		if s == 0 || rs == s {
+			for i, c := range buf[r : r+m] {
+				if !fn(logical+int64(i), c) {
+					return nil
+				}
+			}
+		}
+		r += m
+		logical += int64(m)
+	}
+	return nil
 }
