@@ -514,7 +514,8 @@ func (l *OutputLog) TailOffset(n int64, s Stream) (int64, error) {
 
 // scanCounted calls fn with the logical offset and value of every byte of
 // stream s (both for s == 0) in buf, which holds whole records from
-// checkpoint start, in order, until fn returns false.
+// checkpoint start, in order, until fn returns false. Gap records hold no
+// output and are passed over.
 func scanCounted(buf []byte, start checkpoint, s Stream, fn func(off int64, c byte) bool) error {
 	logical := start.logical
 	for r := 0; r < len(buf); {
@@ -522,6 +523,10 @@ func scanCounted(buf []byte, start checkpoint, s Stream, fn func(off int64, c by
 			return fmt.Errorf("%w: short record header at file offset %d", ErrCorruptLog, start.file+int64(r))
 		}
 		rs, m := Stream(buf[r]), int(binary.BigEndian.Uint32(buf[r+1:r+recordHeaderSize]))
+		if rs == recordGap && m == gapDataSize && len(buf)-r >= gapRecordSize {
+			r += gapRecordSize // dropped output: no bytes, no logical offset
+			continue
+		}
 		if (rs != Stdout && rs != Stderr) || m == 0 || m > maxRecordData || m > len(buf)-r-recordHeaderSize {
 			return fmt.Errorf("%w: bad record header at file offset %d", ErrCorruptLog, start.file+int64(r))
 		}

@@ -807,6 +807,12 @@ func TestOutputLogWriteError(t *testing.T) {
 	if got := watchGaps(t, l, 8); !slices.Equal(got, []gotChunk{{Stdout, 8, "fter\n"}}) {
 		t.Errorf("watch from past the gap: %v", got)
 	}
+	// A tail counts lines across the gap, which holds none.
+	for n, want := range map[int64]int64{1: 7, 2: 0} {
+		if off, err := l.TailOffset(n, 0); err != nil || off != want {
+			t.Errorf("TailOffset(%d) over a gap = %d, %v; want %d", n, off, err, want)
+		}
+	}
 }
 
 // TestOutputLogWriteErrorAtEnd proves that output dropped at the very end
