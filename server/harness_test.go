@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,7 +243,7 @@ func watchFinal(ctx context.Context, c pb.ForemanClient, name string, off int64)
 			final := msgs[len(msgs)-1]
 			msgs = msgs[:len(msgs)-1]
 			if len(final.Data) != 0 || final.Offset != final.GetJob().GetStatus().GetOutputBytes() ||
-				final.GetJob().GetName() != name || final.GetJob().GetStatus().GetState() == pb.State_STATE_RUNNING {
+				!refersTo(final.GetJob(), name) || final.GetJob().GetStatus().GetState() == pb.State_STATE_RUNNING {
 				return msgs, nil, fmt.Errorf("the final message of %s's stream is malformed: %v", name, final)
 			}
 			for _, m := range msgs {
@@ -254,4 +255,12 @@ func watchFinal(ctx context.Context, c pb.ForemanClient, name string, off int64)
 		}
 		msgs = append(msgs, m)
 	}
+}
+
+// refersTo reports whether the reference name (jobs/ID, an id, an id
+// prefix or a display name) can mean job.
+func refersTo(job *pb.Job, name string) bool {
+	id := strings.TrimPrefix(job.GetName(), namePrefix)
+	ref := strings.TrimPrefix(name, namePrefix)
+	return strings.HasPrefix(id, ref) || job.GetDisplayName() == name
 }

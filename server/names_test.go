@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,13 +210,26 @@ func TestWatchTailAndNoFollow(t *testing.T) {
 			return "", err
 		}
 		var out strings.Builder
+		var final *pb.Job
 		for {
 			m, err := stream.Recv()
 			if err != nil {
-				if strings.Contains(err.Error(), "EOF") {
-					return out.String(), nil
+				if !strings.Contains(err.Error(), "EOF") {
+					return out.String(), err
 				}
-				return out.String(), err
+				// no_follow of a running job ends with its status, as
+				// every stream does.
+				if req.GetNoFollow() && final.GetStatus().GetState() != pb.State_STATE_RUNNING {
+					return out.String(), fmt.Errorf("no final RUNNING status, got %v", final)
+				}
+				return out.String(), nil
+			}
+			if m.GetJob() != nil {
+				final = m.GetJob()
+				continue
+			}
+			if final != nil {
+				return out.String(), fmt.Errorf("output after the final message: %v", m)
 			}
 			out.Write(m.GetData())
 		}
