@@ -279,7 +279,7 @@ func TestFullStateDisk(t *testing.T) {
 		t.Errorf("status says:\n%s", r.stdout)
 	}
 	// The API answers, and the other job's output is still whole.
-	if r := alice.run("list").want(t, "list on a full disk", 0); !strings.Contains(r.stdout, flood) {
+	if r := alice.run("list", "-o", "wide").want(t, "list on a full disk", 0); !strings.Contains(r.stdout, flood) {
 		t.Errorf("list on a full disk:\n%s", r.stdout)
 	}
 	checkIntact("on a full disk")
