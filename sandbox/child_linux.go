@@ -211,7 +211,7 @@ func runChild() error {
 	// From here on, EOF on the error pipe means the exec succeeded.
 	writeAll(errorFD, []byte{execMarker})
 	if spec.Init {
-		err = runInit(path, argv, env) // returns only if the command could not start
+		err = runInit(path, argv, env, slave >= 0) // returns only if the command could not start
 	} else {
 		err = unix.Exec(path, argv, env)
 	}

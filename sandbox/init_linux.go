@@ -60,7 +60,12 @@ func initCgroupFiles(tasks []string) []string {
 // into the step error for Start). It runs on the shim's locked thread,
 // after every other step: the child is forked from this thread and
 // inherits its namespaces, cgroup, credentials and no_new_privs.
-func runInit(path string, argv, env []string) error {
+//
+// With a terminal (tty: the shim's fds 0-2 are the job's terminal, its
+// controlling terminal) the command gets a process group of its own, the
+// terminal's foreground one: a ^C typed into the terminal then reaches the
+// command once, from the terminal, and not a second time through the init.
+func runInit(path string, argv, env []string, tty bool) error {
 	// Caught before the command exists, so none sent in between is lost:
 	// they wait in the channel until the command can get them.
 	sigs := make(chan os.Signal, 32)
@@ -72,12 +77,16 @@ func runInit(path string, argv, env []string) error {
 		signal.Stop(sigs)
 		return shimErr("init: set non-dumpable", err)
 	}
+	// Pdeathsig as the command had it without init, where it inherits the
+	// shim's (the init dying ends the namespace anyway).
+	sys := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if tty {
+		sys.Setpgid, sys.Foreground, sys.Ctty = true, true, 0
+	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
 		Files: []uintptr{0, 1, 2},
-		// As the command had it without init, where it inherits the
-		// shim's (the init dying ends the namespace anyway).
-		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		Sys:   sys,
 	})
 	if err != nil {
 		signal.Stop(sigs)

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -258,5 +260,55 @@ func TestInitTerminateOnce(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// TestInitWithTTY: under init a terminal job's command is in the
+// terminal's foreground process group, of its own (not the init's, which
+// would get a typed ^C too and forward it a second time), and a ^C ends a
+// plain sleep.
+func TestInitWithTTY(t *testing.T) {
+	ts := newTestSandbox(t)
+	spec := sh(`set -- $(sed 's/.*) //' /proc/self/stat); echo "pgrp=$3 tpgid=$6"; echo ready; exec sleep 100`)
+	spec.TTY, spec.Init = true, true
+	p, err := ts.Start(spec, StartConfig{Name: jobName(t), Limits: DefaultLimits()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	master := p.TTY()
+	defer master.Close()
+	_ = master.SetReadDeadline(time.Now().Add(jobTimeout))
+	var out bytes.Buffer
+	buf := make([]byte, 1024)
+	for !strings.Contains(out.String(), "ready") {
+		n, err := master.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("waiting for ready: %v; output %q", err, out.String())
+		}
+	}
+	// The command's (here sed's, a child of it) process group is the
+	// terminal's foreground one, and not the init's (1).
+	var pgrp, tpgid int
+	if _, err := fmt.Sscanf(out.String()[strings.Index(out.String(), "pgrp="):], "pgrp=%d tpgid=%d", &pgrp, &tpgid); err != nil ||
+		pgrp != tpgid || pgrp == 1 {
+		t.Errorf("under init the command's group %d, the terminal's %d (%v); want the same, not the init's", pgrp, tpgid, err)
+	}
+	// sleep may not have been exec'd yet: ^C until the job ends.
+	for deadline := time.Now().Add(jobTimeout); ; {
+		master.Write([]byte{3})
+		select {
+		case <-p.Done():
+		case <-time.After(100 * time.Millisecond):
+			if time.Now().Before(deadline) {
+				continue
+			}
+			t.Fatal("^C did not end the sleep")
+		}
+		break
+	}
+	if st := p.Wait(); st.ExitCode != 128+int(unix.SIGINT) {
+		t.Errorf("after ^C: %+v, want exit 130", st)
 	}
 }
