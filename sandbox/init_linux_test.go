@@ -64,18 +64,25 @@ func TestInitExitStatusAndReaping(t *testing.T) {
 	// sh starts a subshell that forks sleep and exits: sleep's parent is
 	// gone, the init adopts it, and when it ends the init must reap it.
 	// The command then counts the zombies in its namespace.
+	// It waits until the orphan is gone (counting zombies as it goes: one
+	// that stays a zombie for 10 s was not reaped).
 	j = ts.startJob(t, Limits{}, Spec{Path: "/bin/sh", Args: []string{"-c", `
 (sleep 0.2 &)
-sleep 1
-zombies=0
-for s in /proc/[0-9]*/stat; do
-  set -- $(cat "$s" 2>/dev/null)
-  [ "$3" = Z ] && zombies=$((zombies+1))
+sleep 0.3
+for i in $(seq 100); do
+  zombies=0 sleeps=0
+  for s in /proc/[0-9]*/stat; do
+    set -- $(cat "$s" 2>/dev/null)
+    [ "$3" = Z ] && zombies=$((zombies+1))
+    [ "$2" = "(sleep)" ] && sleeps=$((sleeps+1))
+  done
+  [ $sleeps = 0 ] && [ $zombies = 0 ] && break
+  sleep 0.1
 done
-echo "zombies=$zombies"`}, Init: true})
+echo "zombies=$zombies sleeps=$sleeps"`}, Init: true})
 	state, out := j.wait(t)
-	if state.ExitCode != 0 || !strings.Contains(out, "zombies=0") {
-		t.Errorf("reaping: %+v %q, want exit 0 and zombies=0", state, out)
+	if state.ExitCode != 0 || !strings.Contains(out, "zombies=0 sleeps=0") {
+		t.Errorf("reaping: %+v %q, want exit 0 and no zombie left", state, out)
 	}
 }
 
