@@ -66,7 +66,8 @@ func runAttach(c *cli.Context) error {
 		return errors.New(shown + " has a terminal: attach needs a terminal on stdin")
 	}
 	s := &session{
-		conn: conn, name: name, tty: job.GetTty(),
+		// The job's full name: a name or prefix is resolved once.
+		conn: conn, name: job.GetName(), tty: job.GetTty(),
 		from:  job.GetStatus().GetOutputBytes(),
 		stdin: os.Stdin, stdout: c.App.Writer, stderr: c.App.ErrWriter,
 	}
