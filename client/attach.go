@@ -29,7 +29,8 @@ Without a terminal, your stdin's EOF closes the job's stdin, and Ctrl-C
 detaches.
 
 One writer at a time: while someone is attached, attach fails and says who.
-Only the job's owner or an admin may attach. JOB is jobs/ID or ID.
+Only the job's owner or an admin may attach. JOB is a job's name, its id,
+a unique prefix of its id, or jobs/ID.
 
 Example:
   telehandler start -it -- sh      # then Ctrl-P Ctrl-Q: detached from jobs/ID
