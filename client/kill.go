@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -87,15 +88,19 @@ const detachWindow = time.Second
 
 // forwardSignals sends every signal from sigs to the job until ctx ends. A
 // second SIGINT within detachWindow of the first calls detach instead (the
-// job keeps running). The returned channel yields, once ctx ended, whether
-// it detached.
+// job keeps running). The returned channel yields, once ctx ended and every
+// send returned, whether it detached. Sends run apart from the loop, so
+// that a slow server does not stretch the time between two Ctrl-C.
 func forwardSignals(ctx context.Context, conn *Conn, name string, sigs <-chan os.Signal, stderr io.Writer, detach func()) <-chan bool {
 	detached := make(chan bool, 1)
 	go func() {
+		var sends sync.WaitGroup
+		defer sends.Wait()
 		var lastInt time.Time
 		for {
 			select {
 			case <-ctx.Done():
+				sends.Wait()
 				detached <- false
 				return
 			case sig := <-sigs:
@@ -103,12 +108,17 @@ func forwardSignals(ctx context.Context, conn *Conn, name string, sigs <-chan os
 					if !lastInt.IsZero() && time.Since(lastInt) < detachWindow {
 						detach()
 						<-ctx.Done()
+						sends.Wait()
 						detached <- true
 						return
 					}
 					lastInt = time.Now()
 				}
-				sendSignal(ctx, conn, name, sig.(syscall.Signal), stderr)
+				sends.Add(1)
+				go func() {
+					defer sends.Done()
+					sendSignal(ctx, conn, name, sig.(syscall.Signal), stderr)
+				}()
 			}
 		}
 	}()
@@ -118,7 +128,9 @@ func forwardSignals(ctx context.Context, conn *Conn, name string, sigs <-chan os
 // sendSignal forwards one signal to the job, saying so on stderr; a job
 // that already ended is no error (its end ends the watch).
 func sendSignal(ctx context.Context, conn *Conn, name string, sig syscall.Signal, stderr io.Writer) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Not canceled with the watch: a Ctrl-C sent just before detaching
+	// still reaches the job.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	sigName := "SIG" + unixSignalName(sig)
 	_, err := conn.SignalJob(ctx, &pb.SignalJobRequest{Name: name, Signal: sigName})
