@@ -87,6 +87,12 @@ telehandler help COMMAND explains a command with examples.`,
 		},
 	}
 	for _, cmd := range app.Commands {
+		// A command without subcommands takes no "help" or "h" subcommand:
+		// those are job names or id prefixes (status h), and telehandler
+		// help CMD and CMD --help explain it.
+		if len(cmd.Subcommands) == 0 {
+			cmd.HideHelpCommand = true
+		}
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%s: %w\nhint: telehandler %s --help shows its flags", c.Command.Name, err, c.Command.Name)
 		}

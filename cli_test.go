@@ -100,7 +100,11 @@ func TestUsageErrors(t *testing.T) {
 		"takes one JOB":                 {"stop", "a", "b"},
 		`-o "yaml"`:                     {"list", "-o", "yaml"},
 		"no CA certificate: set --ca":   {"list"},
-		"--env \"=x\"":                  {"start", "--env", "=x", "--", "true"},
+		// "h" and "help" are job references (a name, an id prefix), not
+		// help: they reach the connection (and need a certificate).
+		"set --ca or TELEHANDLER_CA to the ca.crt":             {"status", "h"},
+		"no CA certificate: set --ca or TELEHANDLER_CA to the": {"watch", "help"},
+		"--env \"=x\"": {"start", "--env", "=x", "--", "true"},
 		// -e and --env mixed parse (and then need a certificate).
 		"no CA certificate: set --ca or TELEHANDLER_CA": {"start", "--env", "A=1", "-e", "B=2", "--", "true"},
 		"completion \"fish\"":                           {"completion", "fish"},
