@@ -179,6 +179,15 @@ func runServe(c *cli.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("serve must run as root: it creates namespaces and cgroups for the jobs (try sudo)")
 	}
+	// A log reader that goes away (serve ... | tee, then Ctrl-C) must not
+	// kill the server mid-run, skipping its shutdown (jobs left running,
+	// cgroups and the lock file left behind): with SIGPIPE caught, a
+	// write to the closed stdout or stderr fails with EPIPE instead. Caught,
+	// not ignored, so the jobs' shims and commands start with the default
+	// action again (an ignored signal would be inherited through exec).
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 	if err := checkCertFiles(c); err != nil {
 		return err
 	}

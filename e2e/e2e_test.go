@@ -173,6 +173,9 @@ type server struct {
 	ready  chan struct{}
 	exited chan struct{}
 	err    error // Wait's result, set before exited is closed
+	// stderr is the read end of the server's stderr; closing it is a log
+	// reader going away (serve | tee, then Ctrl-C).
+	stderr io.ReadCloser
 }
 
 func (s *server) logs() string {
@@ -245,6 +248,7 @@ func startServerParent(t *testing.T, bin, dir, addr, stateDir, parent string, fl
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.stderr = stderr
 	s.cmd.Stdout = io.Discard
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -218,6 +218,27 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// TestServeSurvivesClosedLog: a server whose log reader went away (serve
+// | tee, then Ctrl-C) keeps serving and still shuts down cleanly on
+// SIGTERM; it died of SIGPIPE at its next log line, leaving its parent
+// cgroups and lock file behind.
+func TestServeSurvivesClosedLog(t *testing.T) {
+	c := newCluster(t, "")
+	alice := c.as(t, "alice")
+	c.srv.stderr.Close()
+	// Each call logs a line, now into a closed pipe.
+	for i := 0; i < 3; i++ {
+		if r := alice.run("start", "--watch", "--", "echo", "hi").want(t, "start --watch after the log reader left", 0); r.stdout != "hi\n" {
+			t.Errorf("start --watch: %v", r)
+		}
+	}
+	alice.start("sleep", "1000") // a running job for the shutdown to stop
+	if err := c.srv.terminate(t); err != nil {
+		t.Errorf("serve after SIGTERM: %v, want a clean exit", err)
+	}
+	checkNothingLeft(t, c.srv)
+}
+
 // TestFullStateDisk runs the server on a 50 MiB tmpfs and a job that
 // writes 200 MiB: the job keeps running, its output past the full disk is
 // dropped, its status says truncated by a write error ("no space left on
