@@ -7,6 +7,7 @@ package client
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -65,6 +66,10 @@ func ConnFlags() []cli.Flag {
 			Name:  "context",
 			Usage: "named context of the configuration file to use (or TELEHANDLER_CONTEXT; default: its current one; see telehandler context)",
 		},
+		&cli.BoolFlag{
+			Name:  "no-session-cache",
+			Usage: "always make a full TLS handshake: neither resume nor keep the TLS session (kept in ~/.cache/telehandler to make the next command's handshake cheap; or TELEHANDLER_NO_SESSION_CACHE=1)",
+		},
 		&cli.DurationFlag{
 			Name:        "timeout",
 			Usage:       "most time connecting to the server may take (or TELEHANDLER_TIMEOUT)",
@@ -95,6 +100,18 @@ func flagValue(c *cli.Context, name string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// noSessionCache reports whether --no-session-cache (before or after the
+// command) or TELEHANDLER_NO_SESSION_CACHE turns the session cache off.
+func noSessionCache(c *cli.Context) bool {
+	for _, ctx := range c.Lineage() {
+		if slices.Contains(ctx.LocalFlagNames(), "no-session-cache") {
+			return ctx.Bool("no-session-cache")
+		}
+	}
+	v, err := strconv.ParseBool(os.Getenv("TELEHANDLER_NO_SESSION_CACHE"))
+	return err == nil && v
 }
 
 // resolveConn resolves the connection settings of c (see connSettings).
@@ -195,6 +212,17 @@ func (c *Conn) Close() error { return c.cc.Close() }
 // chain to the CA in caFile and name serverName, and the client presents
 // certFile/keyFile. Go's default TLS 1.3 suites and key exchanges are kept.
 func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	return clientTLS(caFile, certFile, keyFile, serverName, "")
+}
+
+// clientTLS is TLSConfig with, when sessionAddr is set, the session cache
+// of the server at sessionAddr (sessioncache.go). With a session to resume
+// the private key is parsed only if the server asks for a full handshake
+// after all: parsing a P-384 key costs more CPU than the rest of a resumed
+// handshake. The session file opens only with the bytes of this key and
+// this certificate, which a full handshake proved, so a key file broken
+// since is found by the next full handshake.
+func clientTLS(caFile, certFile, keyFile, serverName, sessionAddr string) (*tls.Config, error) {
 	if caFile == "" {
 		return nil, errors.New("no CA certificate: set --ca or TELEHANDLER_CA to the ca.crt that telehandler certgen wrote")
 	}
@@ -209,19 +237,66 @@ func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("--ca %s holds no PEM certificate", caFile)
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load client certificate (--cert %s, --key %s): %w", certFile, keyFile, err)
+	loadErr := func(err error) error {
+		return fmt.Errorf("load client certificate (--cert %s, --key %s): %w", certFile, keyFile, err)
 	}
-	if err := checkClientCert(certFile, cert.Leaf, time.Now()); err != nil {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, loadErr(err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, loadErr(err)
+	}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    pool,
+		ServerName: serverName,
+	}
+	var cache *sessionCache
+	if sessionAddr != "" {
+		cache = openSessionCache(sessionAddr, serverName, caPEM, certPEM, keyPEM)
+	}
+	var leaf *x509.Certificate
+	if cache != nil && cache.has() {
+		leaf = firstCert(certPEM)
+	}
+	if leaf == nil { // no session, or a certificate only X509KeyPair explains
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, loadErr(err)
+		}
+		cfg.Certificates, leaf = []tls.Certificate{cert}, cert.Leaf
+	} else {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err != nil {
+				return nil, loadErr(err)
+			}
+			return &cert, nil
+		}
+	}
+	if err := checkClientCert(certFile, leaf, time.Now()); err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		RootCAs:      pool,
-		ServerName:   serverName,
-		Certificates: []tls.Certificate{cert},
-	}, nil
+	if cache != nil {
+		cfg.ClientSessionCache = cache
+	}
+	return cfg, nil
+}
+
+// firstCert parses the first certificate of a PEM file, nil if it has none.
+func firstCert(certPEM []byte) *x509.Certificate {
+	for block, rest := pem.Decode(certPEM); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil
+			}
+			return c
+		}
+	}
+	return nil
 }
 
 // checkClientCert says, before any connection, what the server would
@@ -290,7 +365,11 @@ func Dial(c *cli.Context) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := TLSConfig(p.values["ca"], p.values["cert"], p.values["key"], host)
+	sessionAddr := addr
+	if noSessionCache(c) {
+		sessionAddr = ""
+	}
+	tlsCfg, err := clientTLS(p.values["ca"], p.values["cert"], p.values["key"], host, sessionAddr)
 	if err != nil {
 		if p.context != "" {
 			err = fmt.Errorf("%w\n(context %s is in use)", err, p.context)

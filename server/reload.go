@@ -30,6 +30,9 @@ type tlsState struct {
 	cas []*x509.Certificate
 	// serverCert is the leaf of config's certificate, for the log.
 	serverCert *x509.Certificate
+	// tickets encrypt this state's TLS session tickets: a reload makes new
+	// ones, so that no session from before it resumes (session.go).
+	tickets *ticketKeys
 }
 
 // tlsFiles are the files a tlsState is loaded from.
@@ -47,7 +50,7 @@ func (f tlsFiles) load() (*tlsState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: parse certificate %s: %w", f.cert, err)
 	}
-	st := &tlsState{config: cfg, serverCert: leaf, deny: &DenyList{}}
+	st := &tlsState{config: cfg, serverCert: leaf, deny: &DenyList{}, tickets: &ticketKeys{}}
 	if st.cas, err = readCerts(f.ca); err != nil {
 		return nil, err
 	}
@@ -97,13 +100,14 @@ func (st *tlsState) refuse(chain []*x509.Certificate) error {
 
 // dynamicTLS is the configuration the gRPC credentials hold: each
 // handshake takes the configuration of the current state, so a reload
-// applies to every connection made after it.
+// applies to every connection made after it, resumed sessions included
+// (connConfig).
 func dynamicTLS(cur *atomic.Pointer[tlsState]) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		ClientAuth: tls.RequireAndVerifyClientCert,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return cur.Load().config, nil
+			return cur.Load().connConfig()
 		},
 	}
 }
