@@ -194,6 +194,10 @@ func (s *Server) logCall(ctx context.Context, id Identity, method, job string, s
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && info.State.DidResume {
+			// The connection resumed a TLS session (session.go).
+			attrs = append(attrs, slog.Bool("tls_resumed", true))
+		}
 	}
 	if job != "" {
 		attrs = append(attrs, slog.String("job", job))
