@@ -135,6 +135,8 @@ func serve(t *testing.T) (bin string, env []string) {
 			"TELEHANDLER_CA=" + filepath.Join(certs, "ca.crt"),
 			"TELEHANDLER_CERT=" + filepath.Join(certs, name+".crt"),
 			"TELEHANDLER_KEY=" + filepath.Join(certs, name+".key"),
+			// TLS sessions in the test's directory, not in /root/.cache.
+			"XDG_CACHE_HOME=" + filepath.Join(filepath.Dir(certs), "cache"),
 		}
 	}
 	return bin, user("alice")
