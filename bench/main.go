@@ -60,7 +60,7 @@ func main() {
 	flag.IntVar(&cfg.startRuns, "start-runs", 0, "start latency iterations (default 200, quick 20)")
 	flag.IntVar(&cfg.cliRuns, "cli-runs", 0, "CLI and ssh round trips (default 50, quick 10)")
 	flag.Int64Var(&cfg.tputBytes, "throughput-bytes", 0, "bytes the throughput job writes (default 1 GiB, quick 64 MiB)")
-	flag.IntVar(&cfg.tputRuns, "throughput-runs", 0, "throughput repetitions, median reported (default 3, quick 1)")
+	flag.IntVar(&cfg.tputRuns, "throughput-runs", 0, "throughput repetitions, alternating telehandler and ssh, median reported (default 5, quick 1)")
 	flag.IntVar(&cfg.watchers, "watchers", 0, "fan-out watchers (default 100, quick 10)")
 	flag.Int64Var(&cfg.fanoutBytes, "fanout-bytes", 0, "bytes of the fan-out job (default 256 MiB, quick 16 MiB)")
 	flag.IntVar(&cfg.scaleJobs, "jobs", 0, "concurrent sleep jobs (default 500, quick 50)")
@@ -102,7 +102,7 @@ func (c *config) fillDefaults() {
 	}
 	def(&c.startRuns, 200, 20)
 	def(&c.cliRuns, 50, 10)
-	def(&c.tputRuns, 3, 1)
+	def(&c.tputRuns, 5, 1)
 	def(&c.watchers, 100, 10)
 	def(&c.scaleJobs, 500, 50)
 	def(&c.cliJobs, 200, 20)

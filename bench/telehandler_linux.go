@@ -60,6 +60,10 @@ func startServer(ctx context.Context, e *env, bin, cgroupParent string, outputCa
 		"TELEHANDLER_CA="+filepath.Join(certs, "ca.crt"),
 		"TELEHANDLER_CERT="+filepath.Join(certs, benchUser+".crt"),
 		"TELEHANDLER_KEY="+filepath.Join(certs, benchUser+".key"),
+		// The CLI's TLS session cache is the run's own: the first CLI
+		// command makes a full handshake, the next resume its session, as
+		// a user's or a script's commands do.
+		"XDG_CACHE_HOME="+e.path("cache"),
 	)
 	cmd := exec.Command(bin, "serve",
 		"--listen", s.addr,
