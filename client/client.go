@@ -280,7 +280,7 @@ func clientTLS(caFile, certFile, keyFile, serverName, sessionAddr string) (*tls.
 		return nil, err
 	}
 	if cache != nil {
-		cfg.ClientSessionCache = cache
+		cfg.ClientSessionCache, cfg.VerifyConnection = cache, cache.verifyConnection
 	}
 	return cfg, nil
 }

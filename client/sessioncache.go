@@ -61,8 +61,9 @@ type sessionCache struct {
 	aead      cipher.AEAD
 	aad       []byte
 
-	mu    sync.Mutex
-	state *tls.ClientSessionState // as loaded, or as last Put
+	mu      sync.Mutex
+	state   *tls.ClientSessionState // as loaded, or as last Put
+	resumed bool                    // the last handshake resumed state
 }
 
 // openSessionCache returns the session cache of a connection setting, with
@@ -184,14 +185,31 @@ func (c *sessionCache) Get(string) (*tls.ClientSessionState, bool) {
 	return c.state, c.state != nil
 }
 
+// verifyConnection is the tls.Config's VerifyConnection, which crypto/tls
+// calls after every handshake, resumed or full, before the server's ticket
+// arrives: it notes which it was.
+func (c *sessionCache) verifyConnection(cs tls.ConnectionState) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resumed = cs.DidResume
+	return nil
+}
+
 // Put keeps the session of a new ticket, or forgets the session when cs is
-// nil (the server did not resume it) (tls.ClientSessionCache). The file is
-// replaced whole (a new file renamed over it), so that a command running
-// at the same time reads the old session or the new one. Failing to write
-// costs only the next command a full handshake.
+// nil (the server did not resume it) (tls.ClientSessionCache). Only the
+// ticket of a full handshake is written: the ticket of a resumed session
+// lives no longer on the server (which bounds a session by the time of its
+// full handshake), so the file's ticket serves until then, and commands
+// that resume write nothing. The file is replaced whole (a new file renamed
+// over it), so that a command running at the same time reads the old
+// session or the new one. Failing to write costs only the next command a
+// full handshake.
 func (c *sessionCache) Put(_ string, cs *tls.ClientSessionState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cs != nil && c.resumed && c.state != nil {
+		return // keep resuming the session of the file
+	}
 	c.state = cs
 	if cs == nil {
 		os.Remove(c.path)

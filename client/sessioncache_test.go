@@ -151,10 +151,18 @@ func TestSessionCacheResumes(t *testing.T) {
 			t.Errorf("%s: mode %v (%v), want %04o", path, fi.Mode().Perm(), err, want)
 		}
 	}
+	before, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 2 {
 		if r := p.dial(t, "alice"); !r.resumed || r.seen != "alice" || r.keyLoaded {
 			t.Fatalf("command %d after the first: %+v; want resumed as alice, the key not parsed", i+2, r)
 		}
+	}
+	// A resumed session's ticket is not written: the file is the same.
+	if after, err := os.Stat(files[0]); err != nil || !os.SameFile(before, after) {
+		t.Errorf("the session file was rewritten by commands that resumed (%v)", err)
 	}
 }
 
