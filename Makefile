@@ -141,12 +141,14 @@ proto: proto-tools ## regenerate the Go code in api/ from the .proto files
 		--go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		$(PROTO_FILES)
+	# the descriptors the server's reflection service serves (server/reflection.go)
+	$(GO) test ./server -run '^TestReflectionDescriptorSet$$' -count=1 -update-reflection
 
 lint-proto: proto-tools ## buf lint the .proto files (api/buf.yaml)
 	cd api && $(BUF) lint
 
 check-proto: proto ## fail if the checked-in generated code differs from a fresh `make proto`
-	git diff --exit-code -- api/
+	git diff --exit-code -- api/ server/reflection.binpb
 	@test -z "$$(git ls-files --others --exclude-standard -- api/)" || { git ls-files --others --exclude-standard -- api/; echo "untracked generated files in api/"; exit 1; }
 
 BENCH_FLAGS ?=

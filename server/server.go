@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
 	"github.com/drrev/telehandler/sandbox"
@@ -215,7 +214,7 @@ func New(cfg Config) (*Server, error) {
 		dynamicUsers:   cfg.DynamicUsers,
 	})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	registerReflection(s.grpc)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
