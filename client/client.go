@@ -353,9 +353,9 @@ func hostPort(addr string) (string, string, error) {
 const maxHeaderListSize = 64 << 10
 
 // Dial connects to the server named by the connection settings of c
-// (flags, TELEHANDLER_* variables, the context; see resolveConn). The
-// connection itself is made lazily, by the first call, and may take at
-// most the --timeout.
+// (flags, TELEHANDLER_* variables, the context; see resolveConn). It starts
+// connecting at once; the first call waits for the connection, which may
+// take at most the --timeout.
 func Dial(c *cli.Context) (*Conn, error) {
 	p, err := resolveConn(c)
 	if err != nil {
@@ -394,6 +394,10 @@ func Dial(c *cli.Context) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
+	// Connect now: the TCP connection and the TLS handshake run while the
+	// command builds its first request (each command calls Dial just
+	// before its first call).
+	cc.Connect()
 	return &Conn{ForemanClient: pb.NewForemanClient(cc), Addr: addr, Timeout: p.timeout,
 		addrSource: p.sources["addr"], certSource: p.sources["cert"], cc: cc}, nil
 }
