@@ -71,7 +71,7 @@ type sessionCache struct {
 // no cache directory we can trust.
 func openSessionCache(addr, serverName string, caPEM, certPEM, keyPEM []byte) *sessionCache {
 	dir, err := sessionDir()
-	if err != nil {
+	if err != nil || !ownExisting(dir) {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -103,6 +103,21 @@ func openSessionCache(addr, serverName string, caPEM, certPEM, keyPEM []byte) *s
 	c := &sessionCache{dir: dir, path: filepath.Join(dir, name), aead: aead, aad: []byte(sessionMagic + name)}
 	c.state = c.load()
 	return c
+}
+
+// ownExisting reports whether the nearest existing directory on the way to
+// dir is ours: sudo telehandler, with HOME still the user's, must not
+// create root's directories in the user's cache.
+func ownExisting(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Lstat(d)
+		if err == nil {
+			return ownedByUs(fi)
+		}
+		if d == filepath.Dir(d) {
+			return false
+		}
+	}
 }
 
 // privateDir reports whether dir is a directory of ours that others may

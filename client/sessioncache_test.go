@@ -265,6 +265,18 @@ func TestSessionCacheUnsafeFiles(t *testing.T) {
 	fullHandshake("a session file that is a symbolic link")
 
 	if os.Geteuid() == 0 {
+		// A cache directory of another user (sudo with the user's HOME)
+		// gets no directories or files of ours.
+		theirs := filepath.Join(t.TempDir(), "theirs")
+		os.Mkdir(theirs, 0o700)
+		os.Chown(theirs, 65534, 65534)
+		t.Setenv("XDG_CACHE_HOME", theirs)
+		fullHandshake("a cache directory of another user")
+		if entries, _ := os.ReadDir(theirs); len(entries) != 0 {
+			t.Errorf("the session cache wrote into another user's cache directory: %v", entries)
+		}
+		t.Setenv("XDG_CACHE_HOME", filepath.Dir(filepath.Dir(dir)))
+
 		// Another user's file, even private, is not ours.
 		p.dial(t, "alice")
 		if err := os.Chown(file, 65534, 65534); err != nil {
