@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,8 +28,14 @@ import (
 
 // sessionMaxAge is how long after a full handshake a session may still be
 // resumed; it is also how often the ticket keys rotate (a ticket lives at
-// most twice that).
-var sessionMaxAge = time.Hour
+// most twice that). Tests shorten it.
+func sessionMaxAge() time.Duration { return time.Duration(sessionMaxAgeNanos.Load()) }
+
+var sessionMaxAgeNanos = func() *atomic.Int64 {
+	var v atomic.Int64
+	v.Store(int64(time.Hour))
+	return &v
+}()
 
 // ticketKeys are a state's session ticket keys: the newest encrypts, the
 // previous one still decrypts.
@@ -43,7 +50,7 @@ type ticketKeys struct {
 func (k *ticketKeys) current(now time.Time) ([][32]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.keys) == 0 || now.Sub(k.rotated) >= sessionMaxAge {
+	if len(k.keys) == 0 || now.Sub(k.rotated) >= sessionMaxAge() {
 		var key [32]byte
 		if _, err := rand.Read(key[:]); err != nil {
 			return nil, err
@@ -75,7 +82,7 @@ func (st *tlsState) connConfig() (*tls.Config, error) {
 			return nil, nil // not ours, or from before a reload: full handshake
 		}
 		at, ok := authTime(ss.Extra)
-		if age := time.Since(at); !ok || age < -time.Minute || age > sessionMaxAge {
+		if age := time.Since(at); !ok || age < -time.Minute || age > sessionMaxAge() {
 			return nil, nil
 		}
 		resumedAuth = at

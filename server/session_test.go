@@ -87,9 +87,9 @@ func TestSessionResumption(t *testing.T) {
 
 	// Past sessionMaxAge after its full handshake a session does not resume,
 	// however recently it was resumed.
-	old := sessionMaxAge
-	t.Cleanup(func() { sessionMaxAge = old })
-	sessionMaxAge = time.Nanosecond
+	old := sessionMaxAge()
+	t.Cleanup(func() { sessionMaxAgeNanos.Store(int64(old)) })
+	sessionMaxAgeNanos.Store(int64(time.Nanosecond))
 	if _, resumed, err := alice.call(t, "a6"); err != nil || resumed {
 		t.Fatalf("a session past its age: resumed %v, %v; want a full handshake", resumed, err)
 	}
