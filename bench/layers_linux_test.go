@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,6 +118,51 @@ func BenchmarkRunnerStart(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// BenchmarkRunnerStartParallel is the scale step under the server: 8
+// callers start `sleep` jobs at once (dynamic uids, as `serve` runs them),
+// none ending while the benchmark runs. It reports the start rate and the
+// CPU the benchmark's process spent per start (utime+stime of this process:
+// the runner and the sandbox's parent half, not the shims).
+func BenchmarkRunnerStartParallel(b *testing.B) {
+	sb := testSandbox(b)
+	r, err := jobrunner.New(jobrunner.Config{StateDir: b.TempDir(), Sandbox: sb})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	ctx := context.Background()
+	const callers = 8
+	var rusage0, rusage1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &rusage0)
+	start := time.Now()
+	next := make(chan struct{})
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				_, err := r.Start(ctx, jobrunner.StartRequest{Command: "sleep", Args: []string{"3600"},
+					Limits: sandbox.DefaultLimits(), DynamicUser: true})
+				if err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for range b.N {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	took := time.Since(start)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &rusage1)
+	b.StopTimer()
+	cpu := time.Duration(rusage1.Utime.Nano() + rusage1.Stime.Nano() - rusage0.Utime.Nano() - rusage0.Stime.Nano())
+	b.ReportMetric(float64(b.N)/took.Seconds(), "jobs/s")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkOutputLog writes 64 MiB into a log in 32 KiB pieces (what a
