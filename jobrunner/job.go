@@ -113,7 +113,8 @@ type Status struct {
 	// Started is when Start launched the command; Ended when the command
 	// exited (zero while running).
 	Started, Ended time.Time
-	// Stats are read live from the job's cgroup while it runs and are the
+	// Stats are read live from the job's cgroup while it runs (but zero in
+	// the status Start returns: the job only just started) and are the
 	// final accounting once it ended.
 	Stats sandbox.Stats
 	// OutputBytes is the size of the output log (stdout and stderr
@@ -181,7 +182,12 @@ type job struct {
 
 // status returns a snapshot of the job. While the job runs its stats are
 // read from the cgroup (outside j.mu).
-func (j *job) status() Status {
+func (j *job) status() Status { return j.snapshot(true) }
+
+// snapshot is status; with liveStats false a running job's stats are left
+// zero instead of read from its cgroup (a dozen files on cgroup v1): for
+// what does not show them (its record) or a job that only just started.
+func (j *job) snapshot(liveStats bool) Status {
 	st := Status{
 		ID:       j.id,
 		Owner:    j.owner,
@@ -210,8 +216,10 @@ func (j *job) status() Status {
 
 	if !ended {
 		st.State = StateRunning
-		if stats, err := j.proc.Stats(); err == nil {
-			st.Stats = stats
+		if liveStats {
+			if stats, err := j.proc.Stats(); err == nil {
+				st.Stats = stats
+			}
 		}
 	} else {
 		st.ExitCode = exit.ExitCode

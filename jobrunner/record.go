@@ -160,13 +160,8 @@ func (r *Runner) logPath(id string) string    { return filepath.Join(r.stateDir,
 // logged, not returned: the job runs on, and its status stays right in
 // memory; only a restart would lose it.
 func (r *Runner) writeRecord(j *job) {
-	st := j.status()
-	st.Stats = sandbox.Stats{}
-	if !st.Running() {
-		j.mu.Lock()
-		st.Stats = j.exit.Stats
-		j.mu.Unlock()
-	}
+	// A running job's record keeps no stats; an ended job's are final.
+	st := j.snapshot(false)
 	data, err := json.Marshal(recordOf(st))
 	if err == nil {
 		err = writeFileAtomic(r.recordPath(j.id), data, !st.Running())

@@ -434,7 +434,8 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		defer r.goroutines.Done()
 		r.supervise(j, &drains)
 	}()
-	return j.status(), nil
+	// Its cgroup has accounted next to nothing yet: not worth reading.
+	return j.snapshot(false), nil
 }
 
 // admitNetworkLocked admits a networked job: the runner must have a
