@@ -20,6 +20,9 @@ import (
 //	ID.json.tmp  a record being written; renamed over ID.json once written
 //	             (and synced, for an ended job: writeRecord)
 //
+// A spare (spareJobs: the files of the next job, made ahead under an id no
+// job has yet) is an empty ID.log and ID.json.tmp.
+//
 // The directory itself is the Runner's lock (lockStateDir). At start,
 // files that match these names but belong to no loaded record are removed;
 // anything else in the directory is left alone.
@@ -159,11 +162,23 @@ func (r *Runner) logPath(id string) string    { return filepath.Join(r.stateDir,
 // with the machine) and its output (which is never synced). A failure is
 // logged, not returned: the job runs on, and its status stays right in
 // memory; only a restart would lose it.
-func (r *Runner) writeRecord(j *job) {
+func (r *Runner) writeRecord(j *job) { r.writeRecordInto(j, nil) }
+
+// writeRecordInto is writeRecord through tmp, the record's temporary file
+// made beforehand (jobFiles.rec), or a new one when tmp is nil.
+func (r *Runner) writeRecordInto(j *job, tmp *os.File) {
 	// A running job's record keeps no stats; an ended job's are final.
 	st := j.snapshot(false)
 	data, err := json.Marshal(recordOf(st))
-	if err == nil {
+	switch {
+	case err != nil:
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	case tmp != nil:
+		err = commitTemp(tmp, r.recordPath(j.id), data, !st.Running())
+	default:
 		err = writeFileAtomic(r.recordPath(j.id), data, !st.Running())
 	}
 	if err != nil {
@@ -178,15 +193,29 @@ func (r *Runner) writeRecord(j *job) {
 // there: a symbolic link planted in its place is removed, not followed, so
 // that the root server never writes through it into another file.
 func writeFileAtomic(path string, data []byte, durable bool) error {
-	tmp := path + tmpSuffix
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := createTemp(path)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	return commitTemp(f, path, data, durable)
+}
+
+// createTemp creates path's temporary file (path + tmpSuffix), empty, as
+// writeFileAtomic says.
+func createTemp(path string) (*os.File, error) {
+	tmp := path + tmpSuffix
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+// commitTemp writes data into f, path's empty temporary file (createTemp),
+// closes it and renames it over path: the rest of writeFileAtomic. On
+// error the temporary file is removed.
+func commitTemp(f *os.File, path string, data []byte, durable bool) error {
+	tmp := f.Name()
+	_, err := f.Write(data)
 	if err == nil && durable {
 		err = f.Sync()
 	}

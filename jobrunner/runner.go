@@ -18,7 +18,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -92,6 +91,8 @@ type Runner struct {
 	stopSweep, sweepDone chan struct{}
 	shutdownOnce         sync.Once
 	network              *network.Manager
+	// spares are new jobs' files made ahead (spare.go).
+	spares *spares
 
 	// mu guards jobs, order, names, load and shuttingDown, and orders
 	// starting.Add against Shutdown's starting.Wait.
@@ -194,12 +195,14 @@ func New(cfg Config) (*Runner, error) {
 		jobs:        make(map[string]*job),
 		network:     cfg.Network,
 		names:       make(map[ownerName]struct{}),
+		spares:      newSpares(),
 	}
 	if err := r.loadRecords(); err != nil {
 		return nil, fmt.Errorf("jobrunner: %w", err)
 	}
 	r.sweep()
 	go r.sweepLoop()
+	go r.spareLoop()
 	ok = true
 	return r, nil
 }
@@ -301,20 +304,17 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		}
 	}()
 
-	id, err := newID()
-	if err != nil {
-		return Status{}, err
-	}
-	log, err := CreateOutputLog(filepath.Join(r.stateDir, id+".log"), r.outputCap)
+	files, err := r.takeJobFiles()
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return Status{}, fmt.Errorf("%w (%s): no job can start until space is freed", ErrStateDirFull, errorCause(err))
 	}
 	if err != nil {
 		return Status{}, err
 	}
+	id, log := files.id, files.log
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		r.discardLog(log)
+		r.discardJobFiles(files)
 		return Status{}, fmt.Errorf("stdout pipe: %w", err)
 	}
 	growPipe(outR)
@@ -325,7 +325,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		if err != nil {
 			outR.Close()
 			outW.Close()
-			r.discardLog(log)
+			r.discardJobFiles(files)
 			return Status{}, fmt.Errorf("stderr pipe: %w", err)
 		}
 		growPipe(errR)
@@ -344,12 +344,35 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	if req.Stdin && !req.TTY {
 		if inR, inW, err = os.Pipe(); err != nil {
 			closePipes(outR, outW, errR, errW)
-			r.discardLog(log)
+			r.discardJobFiles(files)
 			return Status{}, fmt.Errorf("stdin pipe: %w", err)
 		}
 	}
 
-	startedAt := r.now()
+	command, args, cut := cutCommandLine(req.Command, req.Args)
+	j := &job{
+		id:      id,
+		owner:   req.Owner,
+		name:    req.Name,
+		init:    req.Init,
+		command: command,
+		args:    args,
+		dir:     req.Dir,
+		cmdCut:  cut,
+		limits:  req.Limits,
+		network: req.Network,
+		started: r.now(),
+		log:     log,
+		done:    make(chan struct{}),
+	}
+	// The record is on disk before the command can run, so that a job
+	// that ran is never missing from history: should the server die from
+	// here on, the job comes back FAILED (ReasonServerLost), even one
+	// whose command had not run yet. The record of its end replaces this
+	// one; a start that fails removes it.
+	r.writeRecordInto(j, files.rec)
+	files.rec = nil
+
 	cfg := sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW, Stdin: inR}
 	if req.Network {
 		cfg.Network = r.attachNetwork(req.Limits.NetworkBPS)
@@ -380,29 +403,10 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 		if inW != nil {
 			inW.Close()
 		}
-		r.discardLog(log)
+		r.discardJobFiles(files)
 		return Status{}, fmt.Errorf("start job: %w", err)
 	}
-
-	command, args, cut := cutCommandLine(req.Command, req.Args)
-	j := &job{
-		id:      id,
-		owner:   req.Owner,
-		name:    req.Name,
-		init:    req.Init,
-		command: command,
-		args:    args,
-		dir:     req.Dir,
-		cmdCut:  cut,
-		limits:  req.Limits,
-		network: req.Network,
-		started: startedAt,
-		proc:    proc,
-		log:     log,
-		done:    make(chan struct{}),
-	}
-	// Before the job can end: the record of its end replaces this one.
-	r.writeRecord(j)
+	j.proc = proc
 	pipes := []outputSource{{outR, Stdout}, {errR, Stderr}}
 	if req.MergeOutput {
 		pipes = pipes[:1]
@@ -768,6 +772,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		<-r.sweepDone
 	})
 	r.starting.Wait() // Starts in flight register their job or fail
+	r.stopSpares()
 
 	r.mu.Lock()
 	jobs := make([]*job, 0, len(r.jobs))
