@@ -372,6 +372,7 @@ func (r *Runner) Start(ctx context.Context, req StartRequest) (_ Status, err err
 	// one; a start that fails removes it.
 	r.writeRecordInto(j, files.rec)
 	files.rec = nil
+	r.refillSpares()
 
 	cfg := sandbox.StartConfig{Name: id, Limits: req.Limits, Stdout: outW, Stderr: errW, Stdin: inR}
 	if req.Network {

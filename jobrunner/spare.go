@@ -6,13 +6,18 @@ import (
 	"sync"
 )
 
-// spareJobs is how many new jobs' files the Runner keeps made ahead. On
-// ext4 creating a file is the dearest step of a start outside the sandbox
-// (0.5 ms and more of CPU each: the inode allocator skips the inodes freed
-// in the last seconds one by one, and a busy host frees many), and a job
-// needs two: its log and its record. A start takes a spare and wakes the
+// spareJobs is how many new jobs' files the Runner keeps made ahead.
+// Creating a file can be the dearest step of a start outside the sandbox,
+// and a job needs two: its log and its record. On ext4 without a journal
+// (the bench machines' disks) each took 0.5 ms of CPU and more: the inode
+// allocator steps over every inode freed in the last seconds, one by one
+// (recently_deleted in fs/ext4/ialloc.c), and a busy host frees many. A start takes a spare and wakes the
 // refill, which makes the next one while the job starts; a burst of starts
 // larger than the spares makes its files itself, as every start used to.
+// The refill is woken once the start has written its record: until then
+// its file creations would hold the state directory's lock against the
+// record's rename; after, they overlap the sandbox's start, where the
+// server mostly waits for the shim.
 const spareJobs = 4
 
 // jobFiles are the files a job starts with, made before its id is handed
@@ -62,7 +67,7 @@ func (r *Runner) makeJobFiles() (jobFiles, error) {
 }
 
 // takeJobFiles returns the files of a new job: a spare if there is one,
-// else made now. Either way no job starts while the state directory has no
+// else made now (refillSpares makes more). Either way no job starts while the state directory has no
 // free inode (ENOSPC): a spare would give the job its log, but the record
 // of its end needs a new file too (writeFileAtomic).
 func (r *Runner) takeJobFiles() (jobFiles, error) {
@@ -78,14 +83,18 @@ func (r *Runner) takeJobFiles() (jobFiles, error) {
 		s.files = s.files[:len(s.files)-1]
 	}
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default: // already asked
-	}
 	if ok {
 		return f, nil
 	}
 	return r.makeJobFiles()
+}
+
+// refillSpares wakes the refill after a start took (or found no) spare.
+func (r *Runner) refillSpares() {
+	select {
+	case r.spares.wake <- struct{}{}:
+	default: // already asked
+	}
 }
 
 // discardJobFiles removes the files of a job that did not start, or of a
@@ -102,8 +111,9 @@ func (r *Runner) discardJobFiles(f jobFiles) {
 	}
 }
 
-// spareLoop keeps spareJobs spares made until stopSpares. After a failure
-// (a full disk) it waits for the next start to try again.
+// spareLoop keeps spareJobs spares made, each time refillSpares asks,
+// until stopSpares. After a failure (a full disk) it waits for the next
+// start to try again.
 func (r *Runner) spareLoop() {
 	s := r.spares
 	defer close(s.done)
