@@ -11,14 +11,17 @@ import (
 // and a job needs two: its log and its record. On ext4 without a journal
 // (the bench machines' disks) each took 0.5 ms of CPU and more: the inode
 // allocator steps over every inode freed in the last seconds, one by one
-// (recently_deleted in fs/ext4/ialloc.c), and a busy host frees many. A start takes a spare and wakes the
-// refill, which makes the next one while the job starts; a burst of starts
-// larger than the spares makes its files itself, as every start used to.
-// The refill is woken once the start has written its record: until then
-// its file creations would hold the state directory's lock against the
-// record's rename; after, they overlap the sandbox's start, where the
-// server mostly waits for the shim.
-const spareJobs = 4
+// (recently_deleted in fs/ext4/ialloc.c), and a busy host frees many.
+//
+// A start takes a spare and wakes the refill, which makes the next one
+// while the job starts; a burst of starts larger than the spares (eight,
+// as many as the bench's concurrent callers; each holds two open files)
+// makes its files itself, as every start used to. The refill is woken once
+// the start has written its record: until then its file creations would
+// hold the state directory's lock against the record's rename; after,
+// they overlap the sandbox's start, where the server mostly waits for the
+// shim.
+const spareJobs = 8
 
 // jobFiles are the files a job starts with, made before its id is handed
 // out: the id, its output log (created empty, open for writing) and its
