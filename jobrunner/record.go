@@ -19,9 +19,9 @@ import (
 //	ID.json      its record (record), written when it starts and when it ends
 //	ID.json.tmp  a record being written; renamed over ID.json once written
 //	             (and synced, for an ended job: writeRecord)
-//
-// A spare (spareJobs: the files of the next job, made ahead under an id no
-// job has yet) is an empty ID.log and ID.json.tmp.
+//	ID.log.tmp   a spare's log (spareJobs: the files of a next job, made
+//	             ahead under an id no job has yet, with an empty ID.json.tmp);
+//	             renamed to ID.log when a job takes it
 //
 // The directory itself is the Runner's lock (lockStateDir). At start,
 // files that match these names but belong to no loaded record are removed;
@@ -34,7 +34,7 @@ const (
 
 // stateFileRE matches the names of the files a job has in the state
 // directory; group 1 is the job's id.
-var stateFileRE = regexp.MustCompile(`^([a-z2-7]{26})(\.log|\.json|\.json\.tmp)$`)
+var stateFileRE = regexp.MustCompile(`^([a-z2-7]{26})(\.log|\.json|\.json\.tmp|\.log\.tmp)$`)
 
 // recordVersion is the version of the record format written. A record of a
 // later version (a newer server wrote it) is neither loaded nor removed.

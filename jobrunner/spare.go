@@ -27,8 +27,9 @@ const spareJobs = 8
 // out: the id, its output log (created empty, open for writing) and its
 // record's temporary file (ID.json.tmp, created empty and open), which the
 // start record is written into and renamed to ID.json. Until a Start takes
-// them they are a spare; loadRecords removes spares an earlier run left (a
-// log without a record).
+// them they are a spare, whose log is ID.log.tmp (renamed to ID.log then):
+// nothing in the state directory looks like a job's files but a job's.
+// loadRecords removes the spares an earlier run left.
 type jobFiles struct {
 	id  string
 	log *OutputLog
@@ -51,13 +52,18 @@ func newSpares() *spares {
 	return &spares{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// makeJobFiles creates the files of a new job with a new id.
-func (r *Runner) makeJobFiles() (jobFiles, error) {
+// makeJobFiles creates the files of a new job with a new id; a spare's
+// log under its spare name.
+func (r *Runner) makeJobFiles(spare bool) (jobFiles, error) {
 	id, err := newID()
 	if err != nil {
 		return jobFiles{}, err
 	}
-	log, err := CreateOutputLog(r.logPath(id), r.outputCap)
+	path := r.logPath(id)
+	if spare {
+		path += tmpSuffix
+	}
+	log, err := CreateOutputLog(path, r.outputCap)
 	if err != nil {
 		return jobFiles{}, err
 	}
@@ -87,9 +93,13 @@ func (r *Runner) takeJobFiles() (jobFiles, error) {
 	}
 	s.mu.Unlock()
 	if ok {
-		return f, nil
+		if err := os.Rename(f.log.path, r.logPath(f.id)); err == nil {
+			f.log.path = r.logPath(f.id) // not shared yet: no reader to race
+			return f, nil
+		}
+		r.discardJobFiles(f)
 	}
-	return r.makeJobFiles()
+	return r.makeJobFiles(false)
 }
 
 // refillSpares wakes the refill after a start took (or found no) spare.
@@ -133,7 +143,7 @@ func (r *Runner) spareLoop() {
 			if full {
 				break
 			}
-			f, err := r.makeJobFiles()
+			f, err := r.makeJobFiles(true)
 			if err != nil {
 				break
 			}

@@ -93,6 +93,15 @@ func TestRunnerServerDiesAfterStart(t *testing.T) {
 		{"killed as Start returned", atOnce, []string{"|", "hi\n|"}},
 		{"killed after the first line", afterLine, []string{"hi\n|"}},
 	} {
+		spares := 0
+		for _, f := range stateFiles(t, c.dir) {
+			if strings.HasSuffix(f, logSuffix+tmpSuffix) {
+				spares++
+			}
+		}
+		if spares == 0 {
+			t.Errorf("%s: no spare in the dead server's state directory", c.what)
+		}
 		e2 := newRootEnvIn(t, 0, c.dir)
 		list := e2.r.List()
 		if len(list) != 1 || list[0].ID != st.ID {
@@ -152,6 +161,14 @@ func TestRunnerConcurrentStarts(t *testing.T) {
 	wg.Wait()
 	if slices.Sort(ids); len(slices.Compact(slices.Clone(ids))) != callers*each {
 		t.Fatalf("%d distinct ids of %d starts", len(slices.Compact(slices.Clone(ids))), callers*each)
+	}
+	// Nothing looks like a job's files but a job's: the spares' are named
+	// apart.
+	for _, f := range stateFiles(t, e.r.stateDir) {
+		id, ext, _ := strings.Cut(f, ".")
+		if (ext == "log" || ext == "json") && !slices.Contains(ids, id) {
+			t.Errorf("%s looks like a job's file, and no job has id %s", f, id)
+		}
 	}
 	for _, id := range ids {
 		if st, err := e.r.Wait(ctx, id); err != nil || st.State != StateCompleted {
