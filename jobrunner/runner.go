@@ -203,6 +203,8 @@ func New(cfg Config) (*Runner, error) {
 	r.sweep()
 	go r.sweepLoop()
 	go r.spareLoop()
+	// After Cleanup, which would kill warm shims; Shutdown drains the pool.
+	cfg.Sandbox.StartPool()
 	ok = true
 	return r, nil
 }
@@ -817,6 +819,10 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		if err := j.proc.CleanupErr(); err != nil {
 			errs = append(errs, fmt.Errorf("job %q: %w", j.id, err))
 		}
+	}
+	// The warm shims' cgroups go before the parent.
+	if err := r.sandbox.Close(); err != nil {
+		errs = append(errs, err)
 	}
 	if cgs := r.sandbox.Cgroups(); cgs != nil && len(errs) == 0 {
 		// Every job's cgroup is gone: leave no empty parent behind.

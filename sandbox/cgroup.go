@@ -79,6 +79,11 @@ type Cgroup interface {
 	// an error after 10 s. Killed processes may still be zombies for their
 	// parent to reap: they no longer count.
 	Kill() error
+	// Update rewrites the limits of the kinds (CPU, memory, IO, pids) in
+	// which to differs from from, the limits the cgroup has now; the rest
+	// is not written. A warm shim's cgroup (pool_linux.go) is made with the
+	// pool's limits and gets the job's this way before the job runs.
+	Update(from, to Limits) error
 	// Stats reads the accounting. On v2 kernels without memory.peak
 	// (before 5.19) MemoryPeak is the highest MemoryCurrent Stats saw.
 	Stats() (Stats, error)

@@ -58,7 +58,7 @@ func (m *cgroupsV1) cgroup(name string) *cgroupV1 {
 			procsPaths = append(procsPaths, filepath.Join(h, m.parent, name))
 		}
 	}
-	return &cgroupV1{name: name, dirs: dirs, paths: paths, procsPaths: procsPaths}
+	return &cgroupV1{name: name, dirs: dirs, paths: paths, procsPaths: procsPaths, sysBlock: m.sysBlock}
 }
 
 func (m *cgroupsV1) Create(name string, limits Limits) (Cgroup, error) {
@@ -137,6 +137,8 @@ type cgroupV1 struct {
 	// Procs reads these. Each read is a snapshot of its own, so every
 	// hierarchy more widens the union of a job that forks and exits fast.
 	procsPaths []string
+	// sysBlock lists the block devices for Update's IO limits.
+	sysBlock string
 }
 
 func (c *cgroupV1) Name() string               { return c.name }
@@ -146,38 +148,14 @@ func (c *cgroupV1) file(ctrl, f string) string { return filepath.Join(c.dirs[ctr
 // setLimits writes limits (zero fields: no limit) to a fresh cgroup. IO
 // rules go to every device of devs ("MAJ:MIN").
 func (c *cgroupV1) setLimits(l Limits, devs []string) error {
-	quota := "-1"
-	if l.CPUMilli != 0 {
-		quota = strconv.FormatUint(l.CPUMilli*cpuPeriodUS/1000, 10)
-	}
-	if err := writeFile(c.file("cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS)); err != nil {
-		return err
-	}
-	if err := writeFile(c.file("cpu", "cpu.cfs_quota_us"), quota); err != nil {
+	if err := c.setCPU(l); err != nil {
 		return err
 	}
 	if err := c.setMemory(l.MemoryBytes); err != nil {
 		return err
 	}
-	for _, r := range []struct {
-		file  string
-		value uint64
-	}{
-		{"blkio.throttle.read_bps_device", l.IOReadBPS},
-		{"blkio.throttle.write_bps_device", l.IOWriteBPS},
-		{"blkio.throttle.read_iops_device", l.IOReadIOPS},
-		{"blkio.throttle.write_iops_device", l.IOWriteIOPS},
-	} {
-		if r.value == 0 || len(devs) == 0 {
-			continue // a fresh cgroup has no rule: unlimited
-		}
-		lines := make([]string, len(devs))
-		for i, d := range devs {
-			lines[i] = d + " " + strconv.FormatUint(r.value, 10)
-		}
-		if err := writeLines(c.file("blkio", r.file), lines); err != nil {
-			return err
-		}
+	if err := c.setIO(l, devs, true); err != nil {
+		return err
 	}
 	if _, ok := c.dirs["devices"]; ok {
 		// Deny every device, then allow the job's few: a belt to the
@@ -189,6 +167,77 @@ func (c *cgroupV1) setLimits(l Limits, devs []string) error {
 			return err
 		}
 	}
+	return c.setPids(l)
+}
+
+func (c *cgroupV1) Update(from, to Limits) error {
+	if err := to.Validate(); err != nil {
+		return err
+	}
+	if from.CPUMilli != to.CPUMilli {
+		if err := c.setCPU(to); err != nil {
+			return err
+		}
+	}
+	if from.MemoryBytes != to.MemoryBytes {
+		if err := c.setMemory(to.MemoryBytes); err != nil {
+			return err
+		}
+	}
+	if ioLimits(from) != ioLimits(to) {
+		devs, err := blockDevices(c.sysBlock)
+		if err != nil {
+			return err
+		}
+		if err := c.setIO(to, devs, false); err != nil {
+			return err
+		}
+	}
+	if from.Pids != to.Pids {
+		return c.setPids(to)
+	}
+	return nil
+}
+
+func (c *cgroupV1) setCPU(l Limits) error {
+	quota := "-1"
+	if l.CPUMilli != 0 {
+		quota = strconv.FormatUint(l.CPUMilli*cpuPeriodUS/1000, 10)
+	}
+	if err := writeFile(c.file("cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS)); err != nil {
+		return err
+	}
+	return writeFile(c.file("cpu", "cpu.cfs_quota_us"), quota)
+}
+
+// setIO writes l's IO rules for every device of devs. A zero field is no
+// limit: nothing to write in a fresh cgroup, else the rule "DEV 0", which
+// removes it.
+func (c *cgroupV1) setIO(l Limits, devs []string, fresh bool) error {
+	for _, r := range []struct {
+		file  string
+		value uint64
+	}{
+		{"blkio.throttle.read_bps_device", l.IOReadBPS},
+		{"blkio.throttle.write_bps_device", l.IOWriteBPS},
+		{"blkio.throttle.read_iops_device", l.IOReadIOPS},
+		{"blkio.throttle.write_iops_device", l.IOWriteIOPS},
+	} {
+		if (r.value == 0 && fresh) || len(devs) == 0 {
+			continue // a fresh cgroup has no rule: unlimited
+		}
+		lines := make([]string, len(devs))
+		for i, d := range devs {
+			lines[i] = d + " " + strconv.FormatUint(r.value, 10)
+		}
+		if err := writeLines(c.file("blkio", r.file), lines); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *cgroupV1) setPids(l Limits) error {
 	pids := "max"
 	if l.Pids != 0 {
 		pids = strconv.FormatUint(l.Pids, 10)

@@ -105,7 +105,7 @@ func (m *cgroupsV2) Create(name string, limits Limits) (Cgroup, error) {
 	if err := setParentPids(m.parentDir(), m.parentPids); err != nil {
 		return nil, err
 	}
-	cg := &cgroupV2{name: name, dir: filepath.Join(m.parentDir(), name)}
+	cg := &cgroupV2{name: name, dir: filepath.Join(m.parentDir(), name), sysBlock: m.sysBlock}
 	if err := os.Mkdir(cg.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cgroup: create %s: %w", name, err)
 	}
@@ -137,6 +137,8 @@ func (m *cgroupsV2) RemoveParent() error { return removeEmptyCgroup(m.parentDir(
 type cgroupV2 struct {
 	name string
 	dir  string
+	// sysBlock lists the block devices for Update's IO limits.
+	sysBlock string
 
 	mu sync.Mutex // guards peak
 	// peak is the highest memory.current seen by Stats, for kernels
@@ -161,13 +163,56 @@ func (c *cgroupV2) Join() (CgroupJoin, error) {
 // setLimits writes limits (zero fields: no limit) to a fresh cgroup. IO
 // rules go to every device of devs ("MAJ:MIN").
 func (c *cgroupV2) setLimits(l Limits, devs []string) error {
+	if err := c.setCPU(l); err != nil {
+		return err
+	}
+	if err := c.setMemory(l); err != nil {
+		return err
+	}
+	if err := c.setIO(l, devs, true); err != nil {
+		return err
+	}
+	return c.setPids(l)
+}
+
+func (c *cgroupV2) Update(from, to Limits) error {
+	if err := to.Validate(); err != nil {
+		return err
+	}
+	if from.CPUMilli != to.CPUMilli {
+		if err := c.setCPU(to); err != nil {
+			return err
+		}
+	}
+	if from.MemoryBytes != to.MemoryBytes {
+		if err := c.setMemory(to); err != nil {
+			return err
+		}
+	}
+	if ioLimits(from) != ioLimits(to) {
+		devs, err := blockDevices(c.sysBlock)
+		if err != nil {
+			return err
+		}
+		if err := c.setIO(to, devs, false); err != nil {
+			return err
+		}
+	}
+	if from.Pids != to.Pids {
+		return c.setPids(to)
+	}
+	return nil
+}
+
+func (c *cgroupV2) setCPU(l Limits) error {
 	quota := "max"
 	if l.CPUMilli != 0 {
 		quota = strconv.FormatUint(l.CPUMilli*cpuPeriodUS/1000, 10)
 	}
-	if err := writeFile(c.file("cpu.max"), fmt.Sprintf("%s %d", quota, cpuPeriodUS)); err != nil {
-		return err
-	}
+	return writeFile(c.file("cpu.max"), fmt.Sprintf("%s %d", quota, cpuPeriodUS))
+}
+
+func (c *cgroupV2) setMemory(l Limits) error {
 	memMax, high := "max", "max"
 	if l.MemoryBytes != 0 {
 		memMax = strconv.FormatUint(l.MemoryBytes, 10)
@@ -182,20 +227,39 @@ func (c *cgroupV2) setLimits(l Limits, devs []string) error {
 	// memory.swap.max is missing when the kernel does not account swap
 	// (CONFIG_MEMCG_SWAP off or swapaccount=0): then there is nothing to
 	// forbid.
-	if swap := c.file("memory.swap.max"); l.MemoryBytes != 0 && exists(swap) {
-		if err := writeFile(swap, "0"); err != nil {
+	if swap := c.file("memory.swap.max"); exists(swap) {
+		value := "max"
+		if l.MemoryBytes != 0 {
+			value = "0"
+		}
+		if err := writeFile(swap, value); err != nil {
 			return err
 		}
 	}
-	if io := ioMaxRule(l); io != "" && len(devs) > 0 {
-		lines := make([]string, len(devs))
-		for i, d := range devs {
-			lines[i] = d + " " + io
-		}
-		if err := writeLines(c.file("io.max"), lines); err != nil {
-			return err
-		}
+	return nil
+}
+
+// setIO writes l's IO rule for every device of devs; fresh: the cgroup has
+// no rule yet, so none is written when l has no IO limit.
+func (c *cgroupV2) setIO(l Limits, devs []string, fresh bool) error {
+	io := ioMaxRule(l)
+	if io == "" && fresh {
+		return nil
 	}
+	if io == "" {
+		io = "rbps=max wbps=max riops=max wiops=max"
+	}
+	if len(devs) == 0 {
+		return nil
+	}
+	lines := make([]string, len(devs))
+	for i, d := range devs {
+		lines[i] = d + " " + io
+	}
+	return writeLines(c.file("io.max"), lines)
+}
+
+func (c *cgroupV2) setPids(l Limits) error {
 	pids := "max"
 	if l.Pids != 0 {
 		pids = strconv.FormatUint(l.Pids, 10)

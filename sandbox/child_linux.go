@@ -77,6 +77,9 @@ func runChild() error {
 		return shimErr("set parent-death signal", err)
 	}
 
+	if len(os.Args) > 2 && os.Args[2] == warmArg {
+		return runWarm()
+	}
 	// The blocking read is also the "continue" signal: the parent writes
 	// once the job's cgroup exists (and, on v1 without tasks files, once it
 	// has moved the shim into it).
@@ -93,7 +96,48 @@ func runChild() error {
 	if err := joinCgroup(tasks); err != nil {
 		return err
 	}
+	home, err := enterView(spec.View, spec.ResolvConf)
+	if err != nil {
+		return err
+	}
+	return runJob(spec, home)
+}
 
+// runWarm is a warm shim's life (pool_linux.go, protocol.go): it is in its
+// cgroup already (cloned in on v2, moved by the parent on v1), reads the
+// warm spec, builds the view, says it is ready and blocks until the job's
+// spec and stdio come on warmFD (or it is killed: the pool recycles it, or
+// the server died). Then it goes on as any shim.
+func runWarm() error {
+	ws, err := readWarmSpec()
+	if err != nil {
+		return err
+	}
+	home, err := enterView(ws.View, "")
+	if err != nil {
+		return err
+	}
+	writeAll(warmFD, []byte{warmReady})
+	spec, err := recvJobSpec()
+	if err != nil {
+		return err
+	}
+	// The parent sends only what a warm shim can do: its view and uid
+	// are fixed, it has no terminal socket and no network.
+	if spec.TTY || spec.ResolvConf != "" || spec.Image != "" || len(spec.CgroupTasks) > 0 {
+		return shimErr("read spec", errors.New("a warm shim cannot run a job with a terminal, a network, an image or a cgroup to join"))
+	}
+	if spec.UID == nil || spec.GID == nil || *spec.UID != ws.View.HomeUID || *spec.GID != ws.View.HomeGID {
+		return shimErr("read spec", errors.New("a warm shim runs its job as the uid it was warmed for"))
+	}
+	return runJob(spec, home)
+}
+
+// enterView roots a new cgroup namespace at the shim's cgroup, makes mount
+// propagation private and builds the job's view (with resolvConf, a host
+// path, over /etc/resolv.conf when it is not ""). It returns the job's
+// home.
+func enterView(v view, resolvConf string) (string, error) {
 	// Now that the shim is in the job's cgroup (v2: cloned into it; v1: its
 	// thread wrote itself in just above, or the parent moved it before it
 	// sent the spec), a new cgroup namespace is rooted
@@ -102,27 +146,34 @@ func runChild() error {
 	// itself out of it. Created here, not at clone time, where it would be
 	// rooted at the server's cgroup.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		return shimErr("new cgroup namespace", err)
+		return "", shimErr("new cgroup namespace", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return shimErr("make mounts private", err)
+		return "", shimErr("make mounts private", err)
 	}
 	// A networked job's resolv.conf (child_network_linux.go), taken while
 	// the host's paths are in reach and put in place once the view is.
-	resolv, err := openResolvConf(spec.ResolvConf)
+	resolv, err := openResolvConf(resolvConf)
 	if err != nil {
-		return shimErr("mount resolv.conf", err)
+		return "", shimErr("mount resolv.conf", err)
 	}
 	// The job's file system view (view.go): the host's root (or an image)
 	// read-only, private tmpfs mounts, a minimal /dev, a fresh /proc and
 	// /sys with only the job's own cgroup, the server's files hidden.
-	home, err := buildView(spec.View)
+	home, err := buildView(v)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := mountResolvConf(resolv); err != nil {
-		return shimErr("mount resolv.conf", err)
+		return "", shimErr("mount resolv.conf", err)
 	}
+	return home, nil
+}
+
+// runJob is the shim's work once it is in its cgroup and view: from the
+// terminal to the exec. It returns only on failure.
+func runJob(spec shimSpec, home string) error {
+	var err error
 	// Spec.TTY: the job's terminal, in its view's own devpts instance
 	// (pty_linux.go); the master goes to the parent now, the slave becomes
 	// the command's terminal right before exec.

@@ -18,6 +18,16 @@ type Config struct {
 	// DisableSeccomp runs jobs without the seccomp filter (serve
 	// --seccomp=off). The zero value filters every job (seccomp_linux.go).
 	DisableSeccomp bool
+	// ShimPool is how many warm shims (pool_linux.go) the sandbox keeps
+	// ready once StartPool was called; 0 = none, every job starts cold.
+	ShimPool int
+	// ShimPoolLimits are the limits the warm shims' cgroups are made with:
+	// the server's default job limits, so that a default job's start
+	// rewrites none. Must pass Limits.Validate.
+	ShimPoolLimits Limits
+	// ShimPoolIdle is how long a warm shim waits for a job before it is
+	// recycled; 0 = defaultShimPoolIdle.
+	ShimPoolIdle time.Duration
 
 	// The job's view (view.go).
 

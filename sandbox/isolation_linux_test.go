@@ -226,16 +226,12 @@ func TestKeyringsArePrivate(t *testing.T) {
 	// (serve --seccomp=off) the keyrings must still be the job's own.
 	cfg := testConfig(t, ts.rec)
 	cfg.DisableSeccomp = true
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 	// A range of one uid: every job gets the same one, one at a time.
 	b := make([]byte, 2)
 	rand.Read(b)
 	cfg.UIDs = UIDRange{First: DefaultUIDRange.First + uint32(b[0])<<8 + uint32(b[1]), Count: 1}
-	sb, err = New(cfg)
+	sb, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,11 +334,7 @@ func TestTmpfsIsSizeLimited(t *testing.T) {
 	ts := newTestSandbox(t)
 	cfg := testConfig(t, ts.rec)
 	cfg.TmpfsSize = 4 << 20
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 	j := ts.startJob(t, Limits{}, asDynamic(sh(`dd if=/dev/zero of=/tmp/big bs=1048576 count=8 2>&1; echo "dd exit $?"; `+
 		`awk '{ print "mount", $5, $(NF-2) }' /proc/self/mountinfo`)))
 	out := mustExit0(t, j)
@@ -423,11 +415,7 @@ func TestServerFilesAreHidden(t *testing.T) {
 
 	cfg := testConfig(t, ts.rec)
 	cfg.Hide = []string{keys, lockDirForTest, "/tmp/whatever"}
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 	out := mustExit0(t, ts.startJob(t, Limits{}, asRoot(sh(fmt.Sprintf(
 		`ls -A %[1]s; cat %[1]s/ca.key; ls %[2]s; echo done`, keys, lockDirForTest)))))
 	if strings.Contains(out, "ca.key") && !strings.Contains(out, "No such file") || strings.Contains(out, "PRIVATE") ||
@@ -567,11 +555,7 @@ func TestConcurrentJobsHaveTheirOwnUIDs(t *testing.T) {
 	r := UIDRange{First: DefaultUIDRange.First + 0x8000, Count: 2}
 	cfg := testConfig(t, ts.rec)
 	cfg.UIDs = r
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 	script := `echo $(id -u) $(id -g) $(id -G); pwd; echo "$HOME"; touch x && echo home writable; exec sleep 1000`
 	home := jobHome
 	if !isDir("/home") {
@@ -709,11 +693,7 @@ func TestImage(t *testing.T) {
 	cfg := testConfig(t, ts.rec)
 	cfg.Binds = nil // the test binary's directory is not in the image
 	cfg.Images = map[string]string{"busybox": dir}
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 
 	spec := asDynamic(Spec{Path: "/bin/sh", Args: []string{"-c",
 		`ls /; cat /etc/image-marker; touch /etc/x 2>&1; touch /tmp/x && echo tmp writable; ls /dev; cat /etc/passwd 2>&1; ` +

@@ -51,3 +51,8 @@ func (l Limits) Validate() error {
 	}
 	return nil
 }
+
+// ioLimits are l's four IO limits, to compare them at once.
+func ioLimits(l Limits) [4]uint64 {
+	return [4]uint64{l.IOReadBPS, l.IOWriteBPS, l.IOReadIOPS, l.IOWriteIOPS}
+}

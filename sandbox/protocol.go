@@ -61,6 +61,29 @@ package sandbox
 //     a tiny cgroup, a wrong Config.Exe): ErrShim too. The shim's own
 //     failures never become the job's exit status.
 //
+// A warm shim (pool_linux.go) is the same shim started before its job:
+//
+//	argv: [Config.Exe, "__child", "warm"]
+//	fd 0, 1, 2: /dev/null until the job's come
+//	fd 3: specFD, read end of a pipe: one warmSpec (the view), then EOF
+//	fd 4: errorFD, as above
+//	fd 5: warmFD, one end of a unix stream socketpair (a warm shim has no
+//	      terminal, so fd 5 is never also ttyFD)
+//
+// It is in its cgroup before it runs a line of its own (v2: cloned in; v1:
+// the parent moves the whole process with Cgroup.Add before it writes the
+// warmSpec: a warm shim waits for that), made with the pool's limits. It
+// reads the warmSpec to EOF, enters a cgroup namespace, builds the view,
+// writes warmReady on warmFD and blocks reading warmFD. The job then comes
+// as one byte (which of warmStdin, warmStdout and warmStderr follow) with
+// those files (SCM_RIGHTS; they become fds 0-2), then the shimSpec to EOF
+// (the parent shuts its end down for writing). The parent has rewritten the
+// cgroup's limits that differ from the pool's before it sends it: nothing of
+// the job runs under the pool's limits. From there on it is step 4 above.
+// EOF on warmFD before a job, or any failure, is reported on errorFD as
+// above; a warm shim the pool recycles is killed. Its parent-death signal
+// kills it when the server dies while it waits.
+//
 // The parent reads at most maxChildErrorSize bytes from fd 4, and waits for
 // the spec write and for EOF on fd 4 at most Config.StartTimeout: a shim
 // still silent then is killed, reaped and reported as ErrShim.
@@ -83,6 +106,20 @@ const (
 	// master and closes its copy; the parent receives it after the exec
 	// (the message waits in the socket) and closes its end.
 	ttyFD = 5
+	// warmFD is a warm shim's end of its socketpair (warm shims only: they
+	// have no terminal). Shim writes warmReady once its view is built,
+	// then reads the job (stdio files and shimSpec) to EOF and closes it.
+	warmFD = 5
+
+	// warmArg is argv[2] of a warm shim.
+	warmArg = "warm"
+	// warmReady is the byte a warm shim writes on warmFD when it is ready.
+	warmReady = 'R'
+	// warmStdin, warmStdout and warmStderr are the bits of the first byte
+	// of a job on warmFD: which of fds 0-2 come with it.
+	warmStdin  = 1 << 0
+	warmStdout = 1 << 1
+	warmStderr = 1 << 2
 
 	// childArg is argv[1] of the shim: the role dispatched before anything
 	// else by main (and by TestMain in tests).
@@ -140,5 +177,11 @@ type shimSpec struct {
 	// View is how the shim builds the job's file system view (view.go),
 	// after it entered the cgroup (so that the job's tmpfs pages are
 	// charged to the job) and before it drops privileges.
+	View view `json:"view"`
+}
+
+// warmSpec is what a warm shim reads on specFD before its job: the view,
+// built before the job is known (the uid of its home is the pool's pick).
+type warmSpec struct {
 	View view `json:"view"`
 }

@@ -542,11 +542,7 @@ func TestSeccompOff(t *testing.T) {
 	ts := newTestSandbox(t)
 	cfg := testConfig(t, ts.rec)
 	cfg.DisableSeccomp = true
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 	j := ts.startJob(t, Limits{}, sh(`grep Seccomp: /proc/self/status`))
 	if state, out := j.wait(t); state.ExitCode != 0 || seccompMode(t, out) != "0" {
 		t.Errorf("Seccomp with the filter off: %+v, output %q; want 0", state, out)

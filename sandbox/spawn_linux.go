@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -41,6 +42,8 @@ type Sandbox struct {
 	// cgroupMounts are the host's cgroup file systems, to name the job's
 	// cgroup directories in its view.
 	cgroupMounts []mountInfo
+	// pool keeps warm shims (pool_linux.go); nil without Config.ShimPool.
+	pool *shimPool
 }
 
 // New returns a Sandbox for cfg, filling in the defaults.
@@ -92,11 +95,21 @@ func New(cfg Config) (*Sandbox, error) {
 			cgroupMounts = append(cgroupMounts, m)
 		}
 	}
-	return &Sandbox{
+	if cfg.ShimPool < 0 {
+		return nil, fmt.Errorf("sandbox: shim pool of %d: want 0 (none) or more", cfg.ShimPool)
+	}
+	if err := cfg.ShimPoolLimits.Validate(); err != nil {
+		return nil, fmt.Errorf("sandbox: shim pool limits: %w", err)
+	}
+	s := &Sandbox{
 		cgroups: cgroups, exe: exe, startTimeout: startTimeout,
 		seccomp: seccomp,
 		view:    v, images: maps.Clone(cfg.Images), uids: newUIDPool(uids), cgroupMounts: cgroupMounts,
-	}, nil
+	}
+	if cfg.ShimPool > 0 {
+		s.pool = newShimPool(s, cfg.ShimPool, cfg.ShimPoolIdle, cfg.ShimPoolLimits)
+	}
+	return s, nil
 }
 
 // Cgroups returns the cgroup manager the sandbox creates jobs' cgroups with
@@ -142,6 +155,13 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 		}
 		v.Image, v.Hide = dir, nil
 	}
+	if s.pool != nil && jobFitsWarm(spec, cfg) {
+		if w := s.pool.take(); w != nil {
+			if p, ok, err := s.startWarm(w, spec, cfg); ok {
+				return p, err
+			}
+		}
+	}
 	release := func() {}
 	if spec.DynamicUser {
 		if spec.UID != nil || spec.GID != nil {
@@ -182,13 +202,13 @@ func (s *Sandbox) start(spec Spec, cfg StartConfig, v view, release func()) (*Pr
 		if err != nil {
 			return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err), release)
 		}
-		sh, err := s.startShim(join.CloneFD, cfg, spec.TTY)
+		sh, err := s.startShim(join.CloneFD, cfg, spec.TTY, false)
 		if err != nil {
 			return nil, removeOnError(cg, err, release)
 		}
 		return sh.finish(cg, join, spec, s.jobView(v, cg), release, cfg.Network)
 	}
-	sh, err := s.startShim(-1, cfg, spec.TTY)
+	sh, err := s.startShim(-1, cfg, spec.TTY, false)
 	if err != nil {
 		release()
 		return nil, err
@@ -252,13 +272,19 @@ type shim struct {
 	// ttySock is the parent's end of the socket the terminal's master
 	// comes on (Spec.TTY), else nil.
 	ttySock *os.File
+	// warm is the parent's end of a warm shim's socket (warmFD), else
+	// nil; stdio are the job's stdin, stdout and stderr (nil: none) it
+	// sends with the spec.
+	warm  *net.UnixConn
+	stdio [3]*os.File
 }
 
 // startShim starts the shim in its namespaces, cloned into the cgroup
 // whose directory cloneFD is when cloneFD >= 0 (v2; startShim closes it),
-// with the terminal's socket at ttyFD when tty. The shim then blocks reading
-// its spec.
-func (s *Sandbox) startShim(cloneFD int, cfg StartConfig, tty bool) (*shim, error) {
+// with the terminal's socket at ttyFD when tty, or as a warm shim with its
+// socket at warmFD when warm. The shim then blocks reading its spec (warm:
+// its warmSpec).
+func (s *Sandbox) startShim(cloneFD int, cfg StartConfig, tty, warm bool) (*shim, error) {
 	if cloneFD >= 0 {
 		defer unix.Close(cloneFD)
 	}
@@ -285,11 +311,24 @@ func (s *Sandbox) startShim(cloneFD int, cfg StartConfig, tty bool) (*shim, erro
 		}
 		defer ttyChild.Close()
 	}
+	var warmConn *net.UnixConn
+	var warmChild *os.File
+	if warm {
+		if warmConn, warmChild, err = warmSocket(); err != nil {
+			specW.Close()
+			errR.Close()
+			return nil, err
+		}
+		defer warmChild.Close()
+	}
 	fail := func(err error) (*shim, error) {
 		specW.Close()
 		errR.Close()
 		if ttySock != nil {
 			ttySock.Close()
+		}
+		if warmConn != nil {
+			warmConn.Close()
 		}
 		return nil, err
 	}
@@ -315,12 +354,17 @@ func (s *Sandbox) startShim(cloneFD int, cfg StartConfig, tty bool) (*shim, erro
 	extra := make([]*os.File, 2, 3)
 	extra[specFD-3] = specR
 	extra[errorFD-3] = errW
-	if tty {
+	args := []string{s.exe, childArg}
+	switch {
+	case tty:
 		extra = append(extra, ttyChild) // ttyFD
+	case warm:
+		extra = append(extra, warmChild) // warmFD
+		args = append(args, warmArg)
 	}
 	cmd := &exec.Cmd{
 		Path:        s.exe,
-		Args:        []string{s.exe, childArg},
+		Args:        args,
 		Env:         []string{"GOMAXPROCS=1"}, // the job's environment is in the spec
 		ExtraFiles:  extra,
 		SysProcAttr: attr,
@@ -338,7 +382,7 @@ func (s *Sandbox) startShim(cloneFD int, cfg StartConfig, tty bool) (*shim, erro
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("%w: start shim %s: %w", ErrShim, s.exe, err))
 	}
-	return &shim{cmd: cmd, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp, ttySock: ttySock}, nil
+	return &shim{cmd: cmd, specW: specW, errR: errR, timeout: s.startTimeout, seccomp: s.seccomp, ttySock: ttySock, warm: warmConn}, nil
 }
 
 // abort kills a shim that was never sent its spec and reaps it.
@@ -347,6 +391,9 @@ func (sh *shim) abort() {
 	sh.errR.Close()
 	if sh.ttySock != nil {
 		sh.ttySock.Close()
+	}
+	if sh.warm != nil {
+		sh.warm.Close()
 	}
 	_ = sh.cmd.Process.Kill()
 	_ = sh.cmd.Wait()
@@ -378,6 +425,9 @@ func (sh *shim) finish(cg Cgroup, join CgroupJoin, spec Spec, v view, release fu
 func (sh *shim) send(cg Cgroup, join CgroupJoin, spec Spec, v view, release func()) (*Process, error) {
 	wire := shimSpec{Spec: spec, View: v, Seccomp: sh.seccomp}
 	switch {
+	case sh.warm != nil:
+		// In since it was warmed, with its view built (v is not sent).
+		wire.View = view{}
 	case join.CloneFD >= 0:
 		// Born inside.
 	case len(join.Tasks) > 0:
@@ -400,6 +450,9 @@ func (sh *shim) send(cg Cgroup, join CgroupJoin, spec Spec, v view, release func
 	if sh.ttySock != nil {
 		defer sh.ttySock.Close()
 	}
+	if sh.warm != nil {
+		defer sh.warm.Close()
+	}
 	cmd := sh.cmd
 	// A wedged shim (not reading its spec, stuck before exec) must not
 	// hang Start: past the deadline the write or read fails, and the shim
@@ -407,8 +460,13 @@ func (sh *shim) send(cg Cgroup, join CgroupJoin, spec Spec, v view, release func
 	deadline := time.Now().Add(sh.timeout)
 	_ = sh.specW.SetWriteDeadline(deadline)
 	_ = sh.errR.SetReadDeadline(deadline)
-	_, writeErr := sh.specW.Write(specData)
-	sh.specW.Close()
+	var writeErr error
+	if sh.warm != nil {
+		writeErr = sh.sendWarm(specData, deadline)
+	} else {
+		_, writeErr = sh.specW.Write(specData)
+		sh.specW.Close()
+	}
 	report, readErr := io.ReadAll(io.LimitReader(sh.errR, maxChildErrorSize))
 	sh.errR.Close()
 	report, execTried := bytes.CutPrefix(report, []byte{execMarker})
@@ -538,6 +596,8 @@ type Process struct {
 
 	// init: PID 1 is the shim's minimal init, not the command (Spec.Init).
 	init bool
+	// pooled: the job ran in a warm shim (pool_linux.go).
+	pooled bool
 
 	// mu serializes the cgroup's Kill/Signal/Stats with its removal by reap.
 	mu sync.Mutex

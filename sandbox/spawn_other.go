@@ -23,6 +23,12 @@ func New(Config) (*Sandbox, error) { return nil, errNotLinux }
 // Cgroups is nil off Linux.
 func (s *Sandbox) Cgroups() Cgroups { return nil }
 
+// StartPool does nothing off Linux.
+func (s *Sandbox) StartPool() {}
+
+// Close does nothing off Linux.
+func (s *Sandbox) Close() error { return nil }
+
 // Start fails off Linux.
 func (s *Sandbox) Start(Spec, StartConfig) (*Process, error) { return nil, errNotLinux }
 

@@ -92,6 +92,9 @@ type testSandbox struct {
 	*Sandbox
 	parent string
 	rec    *recordingCgroups
+	// pool is the warm shim pool mode of the test (TestPooled), nil
+	// without a pool.
+	pool *poolMode
 }
 
 // newTestSandbox needs root. The test binary is its own shim.
@@ -108,11 +111,13 @@ func newTestSandbox(t *testing.T) *testSandbox {
 		t.Fatalf("NewCgroups: %v", err)
 	}
 	rec := &recordingCgroups{Cgroups: cgs}
-	sb, err := New(testConfig(t, rec))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	ts := &testSandbox{parent: parent, rec: rec, pool: pooledMode(t)}
 	t.Cleanup(func() {
+		// The warm shims first: Cleanup would kill them under the pool.
+		if err := ts.Close(); err != nil {
+			t.Errorf("drain the shim pool: %v", err)
+		}
+		ts.pool.check(t)
 		if err := cgs.Cleanup(); err != nil {
 			t.Errorf("cleanup of %s: %v", parent, err)
 		}
@@ -125,7 +130,29 @@ func newTestSandbox(t *testing.T) *testSandbox {
 			}
 		}
 	})
-	return &testSandbox{Sandbox: sb, parent: parent, rec: rec}
+	ts.setConfig(t, testConfig(t, rec))
+	return ts
+}
+
+// setConfig makes ts's Sandbox New(cfg), with the test's warm shim pool
+// (TestPooled) if it has one; the one it replaces is closed.
+func (ts *testSandbox) setConfig(t *testing.T, cfg Config) {
+	t.Helper()
+	if ts.pool != nil {
+		cfg.ShimPool = 2
+		cfg.ShimPoolLimits = DefaultLimits()
+	}
+	sb, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if ts.Sandbox != nil {
+		if err := ts.Close(); err != nil {
+			t.Errorf("drain the shim pool: %v", err)
+		}
+	}
+	sb.StartPool()
+	ts.Sandbox = sb
 }
 
 // testConfig is the Config of the tests' sandboxes: the job's view has this
@@ -146,11 +173,7 @@ func (ts *testSandbox) bind(t *testing.T, binds ...Bind) {
 	t.Helper()
 	cfg := testConfig(t, ts.rec)
 	cfg.Binds = append(cfg.Binds, binds...)
-	sb, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ts.Sandbox = sb
+	ts.setConfig(t, cfg)
 }
 
 // recordingCgroups remembers the paths of every cgroup created, so that a
@@ -271,7 +294,11 @@ func (ts *testSandbox) start(t *testing.T, name string, limits Limits, spec Spec
 	if err != nil {
 		return &testJob{name: name}, err
 	}
-	p, err := ts.Start(spec, StartConfig{Name: name, Limits: limits, Stdout: w, Stderr: w})
+	spec = ts.pool.spec(spec)
+	cfg := StartConfig{Name: name, Limits: limits, Stdout: w, Stderr: w}
+	ts.pool.waitWarm(t, ts.Sandbox, spec, cfg)
+	p, err := ts.Start(spec, cfg)
+	ts.pool.started(spec, cfg, p)
 	w.Close()
 	if err != nil {
 		r.Close()
