@@ -41,6 +41,11 @@ func requireRoot(b *testing.B) {
 // testSandbox returns a sandbox whose cgroups live under a parent of this
 // benchmark's own, removed at the end.
 func testSandbox(b *testing.B) *sandbox.Sandbox {
+	return testSandboxPool(b, 0)
+}
+
+// testSandboxPool is testSandbox with pool warm shims (sandbox.Config.ShimPool).
+func testSandboxPool(b *testing.B, pool int) *sandbox.Sandbox {
 	b.Helper()
 	requireRoot(b)
 	parent := fmt.Sprintf("telehandler-bench-test-%d", os.Getpid())
@@ -48,7 +53,11 @@ func testSandbox(b *testing.B) *sandbox.Sandbox {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var sb *sandbox.Sandbox
 	b.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			b.Error(err)
+		}
 		if err := cg.Cleanup(); err != nil {
 			b.Error(err)
 		}
@@ -56,10 +65,11 @@ func testSandbox(b *testing.B) *sandbox.Sandbox {
 			b.Errorf("left %d cgroups and %d processes (%v)", n, pids, err)
 		}
 	})
-	sb, err := sandbox.New(sandbox.Config{Cgroups: cg})
+	sb, err = sandbox.New(sandbox.Config{Cgroups: cg, ShimPool: pool, ShimPoolLimits: sandbox.DefaultLimits()})
 	if err != nil {
 		b.Fatal(err)
 	}
+	sb.StartPool()
 	return sb
 }
 
@@ -67,10 +77,17 @@ func testSandbox(b *testing.B) *sandbox.Sandbox {
 // limits, namespaces, shim, exec of /bin/true (the time until Start
 // returns), then waiting for the exit and the cgroup's removal (untimed).
 // "idle" waits 50 ms before each start, as between two users' calls.
+// "pool" starts a dynamic user's job with a pool of 4 warm shims (the
+// serve default), which refill while the job runs (untimed).
 func BenchmarkSandboxStart(b *testing.B) {
-	for _, gap := range []time.Duration{0, 50 * time.Millisecond} {
-		b.Run(gapName(gap), func(b *testing.B) {
-			sb := testSandbox(b)
+	for _, mode := range []struct {
+		name string
+		gap  time.Duration
+		pool int
+	}{{gapName(0), 0, 0}, {gapName(50 * time.Millisecond), 50 * time.Millisecond, 0}, {"pool", 0, sandbox.DefaultShimPool}} {
+		gap := mode.gap
+		b.Run(mode.name, func(b *testing.B) {
+			sb := testSandboxPool(b, mode.pool)
 			devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 			if err != nil {
 				b.Fatal(err)
@@ -82,7 +99,7 @@ func BenchmarkSandboxStart(b *testing.B) {
 				b.StopTimer()
 				time.Sleep(gap)
 				b.StartTimer()
-				p, err := sb.Start(sandbox.Spec{Path: "/bin/true"}, sandbox.StartConfig{
+				p, err := sb.Start(sandbox.Spec{Path: "/bin/true", DynamicUser: mode.pool > 0}, sandbox.StartConfig{
 					Name: fmt.Sprintf("start-%d", i), Limits: sandbox.DefaultLimits(), Stdout: devNull, Stderr: devNull,
 				})
 				if err != nil {

@@ -21,7 +21,8 @@ import (
 // binary, the Go runtime's start-up, the cgroup, the view's ~40 mounts).
 //
 // A warm shim is a shim (protocol.go) that is already inside its
-// namespaces and its cgroup (created with Config.ShimPoolLimits, named
+// namespaces and its cgroup (created with Config.ShimPoolLimits but no CPU
+// quota, see spawnWarm; named
 // "pool-<random>"), runs as nothing yet, has its view built for a dynamic
 // uid the pool allocated for it, and blocks reading its job on a socket.
 // Start takes one for a job that fits (jobFitsWarm), rewrites the cgroup's
@@ -55,9 +56,11 @@ const warmMinMemory = 32 << 20
 
 // warmShim is a pooled shim waiting for its job.
 type warmShim struct {
-	sh  *shim
-	cg  Cgroup
-	uid uint32
+	sh *shim
+	cg Cgroup
+	// limits are the cgroup's limits now.
+	limits Limits
+	uid    uint32
 	// release gives uid back.
 	release func()
 	ready   time.Time
@@ -83,9 +86,9 @@ type shimPool struct {
 	// started is set once StartPool started run (guarded by mu).
 	started bool
 
-	kick      chan struct{} // capacity 1: a shim was taken
-	stop      chan struct{} // closed by close
-	done      chan struct{} // closed when run returned
+	kick chan struct{} // capacity 1: a shim was taken
+	stop chan struct{} // closed by close
+	done chan struct{} // closed when run returned
 }
 
 func newShimPool(s *Sandbox, size int, idle time.Duration, limits Limits) *shimPool {
@@ -264,6 +267,12 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 		release()
 		return nil, err
 	}
+	// The pool's limits but CPU: under a job's CPU quota (10% of a CPU by
+	// default) the shim's start-up and view would take ten times as long
+	// in wall time, and the refill could not keep up. This is the
+	// server's work, as a cold shim's boot outside its cgroup is (v1);
+	// the job's quota is written before the job gets the shim.
+	limits.CPUMilli = 0
 	cg, err := s.createCgroup(StartConfig{Name: "pool-" + hex.EncodeToString(b), Limits: limits})
 	if err != nil {
 		release()
@@ -323,7 +332,7 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 		return fail(fmt.Errorf("%w: warm shim: %w", ErrShim, err))
 	}
 	_ = sh.warm.SetReadDeadline(time.Time{})
-	return &warmShim{sh: sh, cg: cg, uid: uid, release: release, ready: time.Now()}, nil
+	return &warmShim{sh: sh, cg: cg, limits: limits, uid: uid, release: release, ready: time.Now()}, nil
 }
 
 // jobFitsWarm reports whether a job can run in a warm shim: a dynamic
@@ -342,7 +351,7 @@ func jobFitsWarm(spec Spec, cfg StartConfig) bool {
 // before any of it ran (its limits could not be written): w is discarded
 // and the caller starts the job cold.
 func (s *Sandbox) startWarm(w *warmShim, spec Spec, cfg StartConfig) (p *Process, ok bool, err error) {
-	if err := w.cg.Update(s.pool.limits, cfg.Limits); err != nil {
+	if err := w.cg.Update(w.limits, cfg.Limits); err != nil {
 		_ = w.discard()
 		return nil, false, nil
 	}
