@@ -1,10 +1,22 @@
 package sandbox
 
 import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPooled runs the isolation (issue 8) and seccomp (issue 9) root tests
@@ -124,4 +136,310 @@ func (m *poolMode) check(t *testing.T) {
 		t.Errorf("%d jobs fit a warm shim, none got one", m.fit)
 	}
 	t.Logf("%d of %d jobs that fit a warm shim got one", m.pooled, m.fit)
+}
+
+// poolServerEnv, with helperEnv=poolserver, names the parent cgroup of
+// the server-like helper process of TestWarmShimsDieWithTheServer.
+const poolServerEnv = "TELEHANDLER_SANDBOX_TEST_POOL_PARENT"
+
+// poolServer is a server as far as warm shims can tell: it fills a pool of
+// two under the parent cgroup poolServerEnv names, prints each warm shim's
+// pid and cgroup directories ("shim PID DIR..."), then "ready", and waits
+// to be killed.
+func poolServer() int {
+	cgs, err := NewCgroups(CgroupConfig{Parent: os.Getenv(poolServerEnv)})
+	if err != nil {
+		fmt.Println("cgroups:", err)
+		return 1
+	}
+	sb, err := New(Config{Cgroups: cgs, ShimPool: 2, ShimPoolLimits: DefaultLimits()})
+	if err != nil {
+		fmt.Println("sandbox:", err)
+		return 1
+	}
+	sb.StartPool()
+	for deadline := time.Now().Add(jobTimeout); ; time.Sleep(5 * time.Millisecond) {
+		sb.pool.mu.Lock()
+		warm, lastErr := slices.Clone(sb.pool.warm), sb.pool.lastErr
+		sb.pool.mu.Unlock()
+		if len(warm) == 2 {
+			for _, w := range warm {
+				fmt.Println("shim", w.sh.cmd.Process.Pid, strings.Join(w.cg.Paths(), " "))
+			}
+			fmt.Println("ready")
+			select {}
+		}
+		if lastErr != nil || time.Now().After(deadline) {
+			fmt.Println("pool:", lastErr)
+			return 1
+		}
+	}
+}
+
+// waitWarmShims waits until sb's pool holds n ready shims and returns them.
+func waitWarmShims(t *testing.T, sb *Sandbox, n int) []*warmShim {
+	t.Helper()
+	for deadline := time.Now().Add(jobTimeout); ; time.Sleep(5 * time.Millisecond) {
+		sb.pool.mu.Lock()
+		warm, lastErr := slices.Clone(sb.pool.warm), sb.pool.lastErr
+		sb.pool.mu.Unlock()
+		if len(warm) >= n {
+			return warm
+		}
+		if lastErr != nil {
+			t.Fatalf("refill: %v", lastErr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d warm shims after %v, want %d", len(warm), jobTimeout, n)
+		}
+	}
+}
+
+// requireGone fails unless every cgroup directory of dirs is gone.
+func requireDirsGone(t *testing.T, dirs []string) {
+	t.Helper()
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cgroup directory %s still exists (stat: %v)", d, err)
+		}
+	}
+}
+
+// TestWarmShimsDieWithTheServer: kill -9 of a server-like process (a
+// helper with a full pool) leaves no warm shim running (each exits on EOF
+// of its socket, and the parent-death signal kills it if it is past that
+// read): their cgroups are empty, and the next server's Cleanup removes
+// them.
+func TestWarmShimsDieWithTheServer(t *testing.T) {
+	requireRoot(t)
+	parent := "telehandler-test-" + randHex(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=poolserver", poolServerEnv+"="+parent)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cgs, err := NewCgroups(CgroupConfig{Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err := cgs.Cleanup(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		_ = cgs.RemoveParent()
+	})
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "ready" {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 || f[0] != "shim" {
+			t.Fatalf("pool server: %q", sc.Text())
+		}
+		pid, _ := strconv.Atoi(f[1])
+		pids = append(pids, pid)
+		dirs = append(dirs, f[2:]...)
+	}
+	if len(pids) != 2 {
+		t.Fatalf("pool server gave %d shims: %v", len(pids), sc.Err())
+	}
+	for _, d := range dirs {
+		if procs, err := readProcs(filepath.Join(d, "cgroup.procs")); err != nil || len(procs) == 0 {
+			t.Fatalf("warm shim cgroup %s holds %v (%v), want the shim", d, procs, err)
+		}
+	}
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	// A process leaves its cgroups when it exits, zombie or not.
+	for deadline := time.Now().Add(jobTimeout); ; time.Sleep(10 * time.Millisecond) {
+		var left []int
+		for _, d := range dirs {
+			procs, err := readProcs(filepath.Join(d, "cgroup.procs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			left = append(left, procs...)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm shims %v still run %v after their server was killed", left, jobTimeout)
+		}
+	}
+	// The next server cleans up the empty cgroups.
+	if err := cgs.Cleanup(); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	requireDirsGone(t, dirs)
+	if err := cgs.RemoveParent(); err != nil {
+		t.Errorf("remove parent: %v", err)
+	}
+}
+
+// TestWarmShimsRecycle: a warm shim that waited ShimPoolIdle is killed, its
+// cgroup removed and its uid given back, and another takes its place.
+func TestWarmShimsRecycle(t *testing.T) {
+	ts := newTestSandbox(t)
+	cfg := testConfig(t, ts.rec)
+	cfg.ShimPool, cfg.ShimPoolLimits, cfg.ShimPoolIdle = 1, DefaultLimits(), 300*time.Millisecond
+	sb, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	sb.StartPool()
+	old := waitWarmShims(t, sb, 1)[0]
+	oldPid, oldDirs := old.sh.cmd.Process.Pid, old.cg.Paths()
+	for deadline := time.Now().Add(jobTimeout); ; time.Sleep(10 * time.Millisecond) {
+		sb.pool.mu.Lock()
+		replaced := len(sb.pool.warm) == 1 && sb.pool.warm[0] != old
+		sb.pool.mu.Unlock()
+		if replaced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm shim %d not recycled after %v", oldPid, jobTimeout)
+		}
+	}
+	// Reaped by discard: the pid is free, not a zombie.
+	if err := unix.Kill(oldPid, 0); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("recycled warm shim %d: kill 0: %v, want ESRCH", oldPid, err)
+	}
+	requireDirsGone(t, oldDirs)
+	sb.uids.mu.Lock()
+	held := sb.uids.used[old.uid]
+	sb.uids.mu.Unlock()
+	if held {
+		t.Errorf("uid %d of the recycled warm shim still held", old.uid)
+	}
+}
+
+// TestWarmShimsDrain: Close kills every warm shim, removes its cgroup and
+// gives its uid back; jobs then start cold.
+func TestWarmShimsDrain(t *testing.T) {
+	ts := newTestSandbox(t)
+	cfg := testConfig(t, ts.rec)
+	cfg.ShimPool, cfg.ShimPoolLimits = 3, DefaultLimits()
+	sb, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.StartPool()
+	warm := waitWarmShims(t, sb, 3)
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warm {
+		if err := unix.Kill(w.sh.cmd.Process.Pid, 0); !errors.Is(err, unix.ESRCH) {
+			t.Errorf("drained warm shim %d: kill 0: %v, want ESRCH", w.sh.cmd.Process.Pid, err)
+		}
+		requireDirsGone(t, w.cg.Paths())
+	}
+	sb.uids.mu.Lock()
+	held := len(sb.uids.used)
+	sb.uids.mu.Unlock()
+	if held != 0 {
+		t.Errorf("%d uids held after the drain, want 0", held)
+	}
+	ts.Sandbox = sb
+	j := ts.startJob(t, Limits{}, asDynamic(sh("id -u")))
+	mustExit0(t, j)
+	if j.pooled {
+		t.Error("a job started from a drained pool")
+	}
+}
+
+// TestWarmJob: a job from a warm shim gets its stdin, stdout and stderr
+// apart, its own limits (those that differ from the pool's rewritten
+// before it runs), a uid of its own given back when it ends, and its
+// cgroup is removed then.
+func TestWarmJob(t *testing.T) {
+	ts := newTestSandbox(t)
+	cfg := testConfig(t, ts.rec)
+	cfg.ShimPool, cfg.ShimPoolLimits = 1, DefaultLimits()
+	ts.setConfig(t, cfg)
+	waitWarmShims(t, ts.Sandbox, 1)
+
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	limits := DefaultLimits()
+	limits.Pids, limits.MemoryBytes, limits.CPUMilli = 77, 100<<20, 200
+	p, err := ts.Start(asDynamic(sh(`read x; echo "out $x $(id -u)"; echo err >&2`)),
+		StartConfig{Name: jobName(t), Limits: limits, Stdin: inR, Stdout: outW, Stderr: errW})
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.pooled {
+		t.Fatal("not started from the warm shim")
+	}
+	// The job waits for its input: its limits are in place already.
+	want := map[string]string{"pids.max": "77"}
+	if ts.Cgroups().Version() == 2 {
+		want["memory.max"] = "104857600"
+		want["cpu.max"] = "20000 100000"
+	} else {
+		want["memory.limit_in_bytes"] = "104857600"
+		want["cpu.cfs_quota_us"] = "20000"
+	}
+	for _, d := range p.cg.Paths() {
+		for f, v := range want {
+			got, err := readString(filepath.Join(d, f))
+			if err != nil {
+				continue // another hierarchy's file
+			}
+			if got != v {
+				t.Errorf("%s/%s = %q, want %q", d, f, got, v)
+			}
+			delete(want, f)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("limit files %v not found in %v", want, p.cg.Paths())
+	}
+	if _, err := inW.WriteString("hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	inW.Close()
+	stdout, _ := io.ReadAll(outR)
+	stderr, _ := io.ReadAll(errR)
+	if st := p.Wait(); st.ExitCode != 0 {
+		t.Fatalf("exit %+v", st)
+	}
+	f := strings.Fields(string(stdout))
+	if len(f) != 3 || f[0] != "out" || f[1] != "hello" || string(stderr) != "err\n" {
+		t.Fatalf("stdout %q, stderr %q; want out hello UID, err", stdout, stderr)
+	}
+	uid, _ := strconv.ParseUint(f[2], 10, 32)
+	if r := DefaultUIDRange; uid < uint64(r.First) || uid > uint64(r.Last()) {
+		t.Errorf("uid %d, want one of %s", uid, r)
+	}
+	requireDirsGone(t, p.cg.Paths())
+	ts.uids.mu.Lock()
+	held := ts.uids.used[uint32(uid)]
+	ts.uids.mu.Unlock()
+	if held {
+		t.Errorf("uid %d still held after the job ended", uid)
+	}
 }

@@ -39,6 +39,8 @@ func init() {
 		return
 	case "netcheck":
 		os.Exit(netCheck())
+	case "poolserver":
+		os.Exit(poolServer())
 	case "pdeathsig":
 		var sig int32
 		if err := unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0, 0, 0); err != nil {
