@@ -376,7 +376,7 @@ func runServe(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("telehandler serve", "version", version, "cgroup_version", cgroups.Version(),
-		"cgroup_parent", parent, "jobs_pids_cap", jobsPids, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"))
+		"cgroup_parent", parent, "jobs_pids_cap", jobsPids, "state_dir", c.String("state-dir"), "run_as", c.String("run-as"), "seccomp", c.String("seccomp"), "shim_pool", sbCfg.ShimPool)
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)

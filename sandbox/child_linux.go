@@ -103,14 +103,17 @@ func runChild() error {
 	return runJob(spec, home)
 }
 
-// runWarm is a warm shim's life (pool_linux.go, protocol.go): it is in its
-// cgroup already (cloned in on v2, moved by the parent on v1), reads the
-// warm spec, builds the view, says it is ready and blocks until the job's
+// runWarm is a warm shim's life (pool_linux.go, protocol.go): it reads the
+// warm spec, joins its cgroup (v1; cloned in on v2), builds the view, says
+// it is ready and blocks until the job's
 // spec and stdio come on warmFD (or it is killed: the pool recycles it, or
 // the server died). Then it goes on as any shim.
 func runWarm() error {
 	ws, err := readWarmSpec()
 	if err != nil {
+		return err
+	}
+	if err := joinCgroup(ws.CgroupTasks); err != nil {
 		return err
 	}
 	home, err := enterView(ws.View, "")

@@ -24,7 +24,8 @@ type Config struct {
 	// --seccomp=off). The zero value filters every job (seccomp_linux.go).
 	DisableSeccomp bool
 	// ShimPool is how many warm shims (pool_linux.go) the sandbox keeps
-	// ready once StartPool was called; 0 = none, every job starts cold.
+	// ready once StartPool was called, at most half as many as UIDs has
+	// (each holds one); 0 = none, every job starts cold.
 	ShimPool int
 	// ShimPoolLimits are the limits the warm shims' cgroups are made with:
 	// the server's default job limits, so that a default job's start

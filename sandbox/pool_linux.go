@@ -60,7 +60,10 @@ type warmShim struct {
 	cg Cgroup
 	// limits are the cgroup's limits now.
 	limits Limits
-	uid    uint32
+	// tasks: the shim's thread joined the cgroup by itself (v1), the rest
+	// of the process did not.
+	tasks bool
+	uid   uint32
 	// release gives uid back.
 	release func()
 	ready   time.Time
@@ -282,13 +285,6 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 	if err != nil {
 		return nil, removeOnError(cg, fmt.Errorf("%w: %w", ErrShim, err), release)
 	}
-	if len(join.Tasks) > 0 {
-		// A warm shim's whole process is moved (Add below): its tmpfs
-		// pages and runtime are the job's, and an Init job's init
-		// outlives the exec. The thread group lock this takes (~10 ms,
-		// protocol.go) is paid here, in the background.
-		join.Tasks = nil
-	}
 	sh, err := s.startShim(join.CloneFD, StartConfig{}, false, true)
 	if err != nil {
 		return nil, removeOnError(cg, err, release)
@@ -297,7 +293,7 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 		sh.abort()
 		return nil, removeOnError(cg, err, release)
 	}
-	if join.CloneFD < 0 {
+	if join.CloneFD < 0 && len(join.Tasks) == 0 {
 		if err := cg.Add(sh.cmd.Process.Pid); err != nil {
 			return fail(fmt.Errorf("%w: move warm shim into cgroup: %w", ErrShim, err))
 		}
@@ -305,7 +301,9 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 	v := s.view
 	v.MaskSecrets = false // dynamic users only: see Start
 	v.HomeUID, v.HomeGID = uid, uid
-	data, err := json.Marshal(warmSpec{View: s.jobView(v, cg)})
+	// v1: the shim's thread joins by itself, as a cold shim's does (no
+	// wait for the kernel's thread group lock, protocol.go).
+	data, err := json.Marshal(warmSpec{View: s.jobView(v, cg), CgroupTasks: join.Tasks})
 	if err != nil {
 		return fail(fmt.Errorf("%w: encode warm spec: %w", ErrShim, err))
 	}
@@ -332,7 +330,7 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 		return fail(fmt.Errorf("%w: warm shim: %w", ErrShim, err))
 	}
 	_ = sh.warm.SetReadDeadline(time.Time{})
-	return &warmShim{sh: sh, cg: cg, limits: limits, uid: uid, release: release, ready: time.Now()}, nil
+	return &warmShim{sh: sh, cg: cg, limits: limits, tasks: len(join.Tasks) > 0, uid: uid, release: release, ready: time.Now()}, nil
 }
 
 // jobFitsWarm reports whether a job can run in a warm shim: a dynamic
@@ -354,6 +352,16 @@ func (s *Sandbox) startWarm(w *warmShim, spec Spec, cfg StartConfig) (p *Process
 	if err := w.cg.Update(w.limits, cfg.Limits); err != nil {
 		_ = w.discard()
 		return nil, false, nil
+	}
+	if spec.Init && w.tasks {
+		// v1: only the warm shim's thread joined; the init outlives the
+		// exec, so its whole process is moved now (the kernel's thread
+		// group lock, as for a cold Init job). Its view hides the host's
+		// cgroup files from the shim itself.
+		if err := w.cg.Add(w.sh.cmd.Process.Pid); err != nil {
+			_ = w.discard()
+			return nil, false, nil
+		}
 	}
 	spec.UID, spec.GID = &w.uid, &w.uid
 	w.sh.stdio = [3]*os.File{cfg.Stdin, cfg.Stdout, cfg.Stderr}

@@ -443,3 +443,43 @@ func TestWarmJob(t *testing.T) {
 		t.Errorf("uid %d still held after the job ended", uid)
 	}
 }
+
+// TestWarmInitJob: an Init job from a warm shim has its init, every thread
+// of it, in the job's cgroup (on v1 the warm shim's thread alone joined
+// while it waited), with its command (waitForProcs: init and sleep).
+func TestWarmInitJob(t *testing.T) {
+	ts := newTestSandbox(t)
+	cfg := testConfig(t, ts.rec)
+	cfg.ShimPool, cfg.ShimPoolLimits = 1, DefaultLimits()
+	ts.setConfig(t, cfg)
+	waitWarmShims(t, ts.Sandbox, 1)
+	spec := asDynamic(Spec{Path: "sleep", Args: []string{"1000"}})
+	spec.Init = true
+	j := ts.startJob(t, Limits{}, spec)
+	if !j.pooled {
+		t.Fatal("not started from the warm shim")
+	}
+	j.waitForProcs(t, 2)
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", j.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/cgroup", j.Pid(), task.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range j.cg.Paths() {
+			if !strings.Contains(string(b), "/"+filepath.Base(d)+"\n") {
+				t.Errorf("init thread %s is not in %s: %q", task.Name(), d, b)
+				break
+			}
+		}
+	}
+	if err := j.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := j.wait(t); st.Signal != int(unix.SIGKILL) {
+		t.Errorf("init after Kill: %+v, want killed", st)
+	}
+}

@@ -70,10 +70,12 @@ package sandbox
 //	fd 5: warmFD, one end of a unix stream socketpair (a warm shim has no
 //	      terminal, so fd 5 is never also ttyFD)
 //
-// It is in its cgroup before it runs a line of its own (v2: cloned in; v1:
-// the parent moves the whole process with Cgroup.Add before it writes the
-// warmSpec: a warm shim waits for that), made with the pool's limits. It
-// reads the warmSpec to EOF, enters a cgroup namespace, builds the view,
+// Its cgroup is made with the pool's limits (but no CPU quota). On v2 it is
+// cloned in; on v1 the warmSpec lists the tasks files its thread writes
+// itself into first thing after reading it, as in step 3 (for an Init job
+// the parent moves the whole process with Cgroup.Add before it sends the
+// job: the view hides the host's cgroup files from the shim). It
+// reads the warmSpec to EOF, joins, enters a cgroup namespace, builds the view,
 // writes warmReady on warmFD and blocks reading warmFD. The job then comes
 // as one byte (which of warmStdin, warmStdout and warmStderr follow) with
 // those files (SCM_RIGHTS; they become fds 0-2), then the shimSpec to EOF
@@ -184,4 +186,7 @@ type shimSpec struct {
 // built before the job is known (the uid of its home is the pool's pick).
 type warmSpec struct {
 	View view `json:"view"`
+	// CgroupTasks are as shimSpec's: the warm shim's thread joins first
+	// thing (v1; empty on v2, or when the parent moved the shim).
+	CgroupTasks []string `json:"cgroup_tasks,omitempty"`
 }

@@ -106,8 +106,11 @@ func New(cfg Config) (*Sandbox, error) {
 		seccomp: seccomp,
 		view:    v, images: maps.Clone(cfg.Images), uids: newUIDPool(uids), cgroupMounts: cgroupMounts,
 	}
-	if cfg.ShimPool > 0 {
-		s.pool = newShimPool(s, cfg.ShimPool, cfg.ShimPoolIdle, cfg.ShimPoolLimits)
+	// Each warm shim holds a uid of the range: at most half of it, so
+	// that the jobs that start cold (a terminal, an image, a network)
+	// always find uids the pool does not hold.
+	if n := min(cfg.ShimPool, int(min(uids.Count/2, 1<<20))); n > 0 {
+		s.pool = newShimPool(s, n, cfg.ShimPoolIdle, cfg.ShimPoolLimits)
 	}
 	return s, nil
 }
