@@ -21,11 +21,12 @@ const maxSpecSize = 16 << 20
 // fresh namespaces (see protocol.go for the contract). It reads the Spec,
 // moves its thread into the job's cgroup (v1, when the spec lists the tasks
 // files), enters a new cgroup namespace rooted at the job's cgroup, makes mount
-// propagation private, builds the job's view (view.go), sets the hostname,
-// brings lo up, limits the capabilities, switches credentials, joins a fresh
-// session keyring, sets no_new_privs, marks every fd but 0-2 close-on-exec,
-// installs the seccomp filter and execs the user's command. It never
-// returns: it execs,
+// propagation private, builds the job's view (view.go), brings lo up,
+// limits the capabilities, sets the hostname, switches credentials, joins
+// a fresh session keyring, sets no_new_privs, marks every fd but 0-2
+// close-on-exec, installs the seccomp filter and execs the user's command.
+// A warm shim (argv[2] "warm", pool_linux.go) does the steps up to the
+// capabilities before its job comes. It never returns: it execs,
 // or reports the failure on errorFD and exits with childFailedExit.
 //
 // The command becomes PID 1 of its PID namespace. The kernel then drops
@@ -127,19 +128,22 @@ func runWarm() error {
 	}
 	// The parent sends only what a warm shim can do: its view and uid
 	// are fixed, it has no terminal socket and no network.
-	if spec.TTY || spec.ResolvConf != "" || spec.Image != "" || len(spec.CgroupTasks) > 0 {
-		return shimErr("read spec", errors.New("a warm shim cannot run a job with a terminal, a network, an image or a cgroup to join"))
+	if spec.TTY || spec.ResolvConf != "" || spec.Image != "" || len(spec.CgroupTasks) > 0 || len(spec.Seccomp) > 0 {
+		return shimErr("read spec", errors.New("a warm shim cannot run a job with a terminal, a network, an image, a cgroup to join or a filter of its own"))
 	}
 	if spec.UID == nil || spec.GID == nil || *spec.UID != ws.View.HomeUID || *spec.GID != ws.View.HomeGID {
 		return shimErr("read spec", errors.New("a warm shim runs its job as the uid it was warmed for"))
 	}
+	spec.Seccomp = ws.Seccomp
 	return runJob(spec, home)
 }
 
-// enterView roots a new cgroup namespace at the shim's cgroup, makes mount
-// propagation private and builds the job's view (with resolvConf, a host
-// path, over /etc/resolv.conf when it is not ""). It returns the job's
-// home.
+// enterView does the steps that do not depend on the job's command or
+// user (a warm shim does them before its job comes): it roots a new cgroup
+// namespace at the shim's cgroup, makes mount propagation private, builds
+// the job's view (with resolvConf, a host path, over /etc/resolv.conf when
+// it is not ""), brings lo up and limits the capability bounding set. It
+// returns the job's home.
 func enterView(v view, resolvConf string) (string, error) {
 	// Now that the shim is in the job's cgroup (v2: cloned into it; v1: its
 	// thread wrote itself in just above, or the parent moved it before it
@@ -170,6 +174,17 @@ func enterView(v view, resolvConf string) (string, error) {
 	if err := mountResolvConf(resolv); err != nil {
 		return "", shimErr("mount resolv.conf", err)
 	}
+	if err := loopbackUp(); err != nil {
+		return "", shimErr("bring lo up", err)
+	}
+	// Out of the bounding set, CAP_SYS_ADMIN and every other capability but
+	// jobCapabilities are never among what the command gets: not even a
+	// root job can remount its view or its cgroups writable, or mount
+	// anything else. (The shim's own effective capabilities, which the
+	// steps up to the credential switch use, stay.)
+	if err := limitBoundingSet(); err != nil {
+		return "", err
+	}
 	return home, nil
 }
 
@@ -192,16 +207,6 @@ func runJob(spec shimSpec, home string) error {
 	}
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
 		return shimErr("set hostname", err)
-	}
-	if err := loopbackUp(); err != nil {
-		return shimErr("bring lo up", err)
-	}
-	// Out of the bounding set, CAP_SYS_ADMIN and every other capability but
-	// jobCapabilities are never among what the command gets: not even a
-	// root job can remount its view or its cgroups writable, or mount
-	// anything else.
-	if err := limitBoundingSet(); err != nil {
-		return err
 	}
 	// As root, so that it cannot fail; the job's own Dir is entered after
 	// the credential switch so that its permissions are the job user's.

@@ -303,7 +303,7 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 	v.HomeUID, v.HomeGID = uid, uid
 	// v1: the shim's thread joins by itself, as a cold shim's does (no
 	// wait for the kernel's thread group lock, protocol.go).
-	data, err := json.Marshal(warmSpec{View: s.jobView(v, cg), CgroupTasks: join.Tasks})
+	data, err := json.Marshal(warmSpec{View: s.jobView(v, cg), CgroupTasks: join.Tasks, Seccomp: s.seccomp})
 	if err != nil {
 		return fail(fmt.Errorf("%w: encode warm spec: %w", ErrShim, err))
 	}

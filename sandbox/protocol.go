@@ -189,4 +189,7 @@ type warmSpec struct {
 	// CgroupTasks are as shimSpec's: the warm shim's thread joins first
 	// thing (v1; empty on v2, or when the parent moved the shim).
 	CgroupTasks []string `json:"cgroup_tasks,omitempty"`
+	// Seccomp is as shimSpec's, which for a warm shim is empty: decoded
+	// here, before the job comes.
+	Seccomp []byte `json:"seccomp,omitempty"`
 }

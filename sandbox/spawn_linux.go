@@ -429,8 +429,9 @@ func (sh *shim) send(cg Cgroup, join CgroupJoin, spec Spec, v view, release func
 	wire := shimSpec{Spec: spec, View: v, Seccomp: sh.seccomp}
 	switch {
 	case sh.warm != nil:
-		// In since it was warmed, with its view built (v is not sent).
-		wire.View = view{}
+		// In since it was warmed, with its view built and its filter
+		// read (neither is sent again).
+		wire.View, wire.Seccomp = view{}, nil
 	case join.CloneFD >= 0:
 		// Born inside.
 	case len(join.Tasks) > 0:
