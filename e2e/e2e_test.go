@@ -539,7 +539,7 @@ func TestEndToEnd(t *testing.T) {
 		if j.Status.State != "STATE_FAILED" || !j.Status.Stopped || j.Status.Signal != 9 {
 			t.Errorf("status after stop: %+v", j)
 		}
-		if hasJobCgroup(srv.parent, id) {
+		if !jobCgroupGone(srv.parent, id) {
 			t.Errorf("cgroup of %s left after stop", id)
 		}
 		alice.run("watch", job).want(t, "watch of a stopped job", 128+9)
@@ -647,12 +647,75 @@ func (e env) watchUntil(job, want string) error {
 	return nil
 }
 
-// hasJobCgroup reports whether the job's cgroup exists in any hierarchy.
+// hasJobCgroup reports whether the job's cgroup exists in any hierarchy. A
+// job started from a warm shim (serve --shim-pool) keeps the shim's cgroup,
+// named pool-*: then any pool-* cgroup that holds something other than a
+// waiting warm shim counts, so callers have at most one job running.
 func hasJobCgroup(parent, id string) bool {
 	for _, d := range cgroupDirs(parent) {
 		if _, err := os.Stat(filepath.Join(d, id)); err == nil {
 			return true
 		}
 	}
+	for _, c := range busyCgroups(parent) {
+		if strings.HasPrefix(filepath.Base(c), "pool-") {
+			return true
+		}
+	}
 	return false
+}
+
+// jobCgroupGone waits until hasJobCgroup is false, for at most 10 s: a
+// warm shim the server is starting has a cgroup before it waits (a second
+// or two on the slowest machine).
+func jobCgroupGone(parent, id string) bool {
+	for deadline := time.Now().Add(10 * time.Second); hasJobCgroup(parent, id); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
+// busyCgroupsLeft is busyCgroups once it is empty, or after 10 s (see
+// jobCgroupGone).
+func busyCgroupsLeft(parent string) []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := busyCgroups(parent)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// busyCgroups is jobCgroups without those of warm shims still waiting for
+// a job (serve --shim-pool): they are no job's.
+func busyCgroups(parent string) []string {
+	var busy []string
+	for _, c := range jobCgroups(parent) {
+		if !waitingWarmShim(c) {
+			busy = append(busy, c)
+		}
+	}
+	return busy
+}
+
+// waitingWarmShim reports whether cgroup dir holds a warm shim waiting for
+// its job and nothing else (its command line is BIN __child warm until it
+// execs the job's command).
+func waitingWarmShim(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	pids := strings.Fields(string(b))
+	if err != nil || len(pids) == 0 {
+		return false
+	}
+	for _, pid := range pids {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		if err != nil || !strings.HasSuffix(string(cmdline), "\x00__child\x00warm\x00") {
+			return false
+		}
+	}
+	return true
 }

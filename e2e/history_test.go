@@ -184,7 +184,7 @@ func TestHistoryEndToEnd(t *testing.T) {
 	}
 	alice.run("rm", "--force", sleeper).want(t, "rm --force of a running job", 0)
 	alice.run("status", sleeper).want(t, "status after rm --force", 1)
-	if left := jobCgroups(srv.parent); len(left) != 0 {
+	if left := busyCgroupsLeft(srv.parent); len(left) != 0 {
 		t.Errorf("cgroups left after rm --force: %v", left)
 	}
 
