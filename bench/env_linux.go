@@ -327,6 +327,44 @@ func pidsInCgroup(parent string) []int {
 	return pids
 }
 
+// waitingWarmShim reports whether pid is a warm shim waiting for its job
+// (serve --shim-pool): its command line is BIN __child warm until it execs
+// a job's command. It is the server's, not a job's: the checks for what
+// jobs left behind while the server runs skip it and its cgroup.
+func waitingWarmShim(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.HasSuffix(string(cmdline), "\x00__child\x00warm\x00")
+}
+
+// warmShimCgroup reports whether cgroup dir holds waiting warm shims and
+// nothing else.
+func warmShimCgroup(dir string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	pids := strings.Fields(string(data))
+	if err != nil || len(pids) == 0 {
+		return false
+	}
+	for _, p := range pids {
+		pid, err := strconv.Atoi(p)
+		if err != nil || !waitingWarmShim(pid) {
+			return false
+		}
+	}
+	return true
+}
+
+// jobsLeft counts what jobs left under the cgroup parent while the server
+// (serverPid) runs: cgroups, processes in them and the server's children,
+// waiting warm shims and their cgroups not counted.
+func jobsLeft(parent string, serverPid int) (cgroups, pids, kids int) {
+	cgroups = len(slices.DeleteFunc(cgroupsUnder(parent), warmShimCgroup))
+	pids = len(slices.DeleteFunc(pidsInCgroup(parent), waitingWarmShim))
+	if serverPid > 0 {
+		kids = len(slices.DeleteFunc(childrenOf(serverPid), waitingWarmShim))
+	}
+	return cgroups, pids, kids
+}
+
 // childrenOf lists the processes whose parent is pid.
 func childrenOf(pid int) []int {
 	ents, err := os.ReadDir("/proc")

@@ -592,7 +592,7 @@ func (b *bench) scale(ctx context.Context) error {
 			break
 		}
 	}
-	inCgroups := len(pidsInCgroup(b.srv.cgroupParent))
+	inCgroups := len(slices.DeleteFunc(pidsInCgroup(b.srv.cgroupParent), waitingWarmShim))
 
 	stopTook := parallel(func(i int) {
 		_, errs[i] = b.c.StopJob(ctx, &foremanv1alpha1.StopJobRequest{Name: names[i]})
@@ -603,9 +603,7 @@ func (b *bench) scale(ctx context.Context) error {
 	var leftCgroups, leftPids, leftKids int
 	settle := time.Now()
 	_ = waitFor(ctx, nil, 10*time.Second, func() error {
-		leftCgroups = len(cgroupsUnder(b.srv.cgroupParent))
-		leftPids = len(pidsInCgroup(b.srv.cgroupParent))
-		leftKids = len(childrenOf(pid))
+		leftCgroups, leftPids, leftKids = jobsLeft(b.srv.cgroupParent, pid)
 		if leftCgroups+leftPids+leftKids > 0 {
 			return errors.New("not yet")
 		}
@@ -736,7 +734,8 @@ func (b *bench) cliScale(ctx context.Context) error {
 	}
 	var left int
 	_ = waitFor(ctx, nil, 10*time.Second, func() error {
-		if left = len(cgroupsUnder(b.srv.cgroupParent)) + len(pidsInCgroup(b.srv.cgroupParent)); left > 0 {
+		cgroups, pids, _ := jobsLeft(b.srv.cgroupParent, 0)
+		if left = cgroups + pids; left > 0 {
 			return errors.New("not yet")
 		}
 		return nil
