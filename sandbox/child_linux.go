@@ -105,8 +105,8 @@ func runChild() error {
 }
 
 // runWarm is a warm shim's life (pool_linux.go, protocol.go): it reads the
-// warm spec, joins its cgroup (v1; cloned in on v2), builds the view, says
-// it is ready and blocks until the job's
+// warm spec, joins its cgroup (v1; cloned in on v2), builds the view,
+// becomes the job's user, says it is ready and blocks until the job's
 // spec and stdio come on warmFD (or it is killed: the pool recycles it, or
 // the server died). Then it goes on as any shim.
 func runWarm() error {
@@ -121,21 +121,28 @@ func runWarm() error {
 	if err != nil {
 		return err
 	}
+	// The job's user is the one the view was built for: a dynamic user's
+	// (its user keyring cleared), with the default hostname.
+	uid, gid := ws.View.HomeUID, ws.View.HomeGID
+	if _, err := becomeJobUser(shimSpec{Spec: Spec{UID: &uid, GID: &gid, DynamicUser: true}}); err != nil {
+		return err
+	}
 	writeAll(warmFD, []byte{warmReady})
 	spec, err := recvJobSpec()
 	if err != nil {
 		return err
 	}
-	// The parent sends only what a warm shim can do: its view and uid
-	// are fixed, it has no terminal socket and no network.
-	if spec.TTY || spec.ResolvConf != "" || spec.Image != "" || len(spec.CgroupTasks) > 0 || len(spec.Seccomp) > 0 {
-		return shimErr("read spec", errors.New("a warm shim cannot run a job with a terminal, a network, an image, a cgroup to join or a filter of its own"))
+	// The parent sends only what a warm shim can do: its view, user and
+	// hostname are set, it has no terminal socket and no network.
+	if spec.TTY || spec.ResolvConf != "" || spec.Image != "" || spec.Hostname != "" ||
+		len(spec.CgroupTasks) > 0 || len(spec.Seccomp) > 0 {
+		return shimErr("read spec", errors.New("a warm shim cannot run a job with a terminal, a network, an image, a hostname, a cgroup to join or a filter of its own"))
 	}
-	if spec.UID == nil || spec.GID == nil || *spec.UID != ws.View.HomeUID || *spec.GID != ws.View.HomeGID {
-		return shimErr("read spec", errors.New("a warm shim runs its job as the uid it was warmed for"))
+	if !spec.DynamicUser || spec.UID == nil || spec.GID == nil || *spec.UID != uid || *spec.GID != gid {
+		return shimErr("read spec", errors.New("a warm shim runs its job as the dynamic user it was warmed for"))
 	}
 	spec.Seccomp = ws.Seccomp
-	return runJob(spec, home)
+	return execJob(spec, home, -1)
 }
 
 // enterView does the steps that do not depend on the job's command or
@@ -191,6 +198,17 @@ func enterView(v view, resolvConf string) (string, error) {
 // runJob is the shim's work once it is in its cgroup and view: from the
 // terminal to the exec. It returns only on failure.
 func runJob(spec shimSpec, home string) error {
+	slave, err := becomeJobUser(spec)
+	if err != nil {
+		return err
+	}
+	return execJob(spec, home, slave)
+}
+
+// becomeJobUser opens the job's terminal (Spec.TTY; it returns the slave,
+// else -1), sets the hostname, switches to the job's user and joins a fresh
+// session keyring. A warm shim does it before its job comes.
+func becomeJobUser(spec shimSpec) (int, error) {
 	var err error
 	// Spec.TTY: the job's terminal, in its view's own devpts instance
 	// (pty_linux.go); the master goes to the parent now, the slave becomes
@@ -198,7 +216,7 @@ func runJob(spec shimSpec, home string) error {
 	slave := -1
 	if spec.TTY {
 		if slave, err = openTTY(spec); err != nil {
-			return err
+			return -1, err
 		}
 	}
 	hostname := spec.Hostname
@@ -206,26 +224,34 @@ func runJob(spec shimSpec, home string) error {
 		hostname = defaultHostname
 	}
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
-		return shimErr("set hostname", err)
+		return -1, shimErr("set hostname", err)
 	}
 	// As root, so that it cannot fail; the job's own Dir is entered after
 	// the credential switch so that its permissions are the job user's.
 	if err := unix.Chdir("/"); err != nil {
-		return shimErr("chdir /", err)
+		return -1, shimErr("chdir /", err)
 	}
 
 	if err := switchCredentials(spec.UID, spec.GID); err != nil {
-		return err
+		return -1, err
 	}
 	if spec.UID == nil {
 		// A root job keeps Docker's 14 capabilities and nothing else.
 		if err := dropRootCapabilities(); err != nil {
-			return err
+			return -1, err
 		}
 	}
 	if err := joinSessionKeyring(spec.DynamicUser); err != nil {
-		return err
+		return -1, err
 	}
+	return slave, nil
+}
+
+// execJob enters the job's directory, marks every fd but 0-2 (and the
+// terminal's slave, when slave >= 0) close-on-exec, installs the seccomp
+// filter and execs the command (or starts it under the shim's init). It
+// returns only on failure.
+func execJob(spec shimSpec, home string, slave int) error {
 	dir := spec.Dir
 	if dir == "" {
 		dir = home

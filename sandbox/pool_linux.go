@@ -334,13 +334,14 @@ func (s *Sandbox) spawnWarm(limits Limits) (*warmShim, error) {
 }
 
 // jobFitsWarm reports whether a job can run in a warm shim: a dynamic
-// user's (the pool's uids and views are those), on the host's view (no
+// user's (a warm shim's view and user are those of its uid) with the
+// default hostname (both set before the job comes), on the host's view (no
 // image), without a terminal or a network (both set up before the view is
 // built), and with room in its memory limit for the shim's runtime.
 // Anything else starts cold.
 func jobFitsWarm(spec Spec, cfg StartConfig) bool {
 	return spec.DynamicUser && spec.UID == nil && spec.GID == nil &&
-		spec.Image == "" && !spec.TTY && cfg.Network == nil &&
+		spec.Image == "" && spec.Hostname == "" && !spec.TTY && cfg.Network == nil &&
 		(cfg.Limits.MemoryBytes == 0 || cfg.Limits.MemoryBytes >= warmMinMemory)
 }
 

@@ -65,7 +65,7 @@ package sandbox
 //
 //	argv: [Config.Exe, "__child", "warm"]
 //	fd 0, 1, 2: /dev/null until the job's come
-//	fd 3: specFD, read end of a pipe: one warmSpec (the view), then EOF
+//	fd 3: specFD, read end of a pipe: one warmSpec, then EOF
 //	fd 4: errorFD, as above
 //	fd 5: warmFD, one end of a unix stream socketpair (a warm shim has no
 //	      terminal, so fd 5 is never also ttyFD)
@@ -74,14 +74,19 @@ package sandbox
 // cloned in; on v1 the warmSpec lists the tasks files its thread writes
 // itself into first thing after reading it, as in step 3 (for an Init job
 // the parent moves the whole process with Cgroup.Add before it sends the
-// job: the view hides the host's cgroup files from the shim). It
-// reads the warmSpec to EOF, joins, enters a cgroup namespace, builds the view,
-// writes warmReady on warmFD and blocks reading warmFD. The job then comes
-// as one byte (which of warmStdin, warmStdout and warmStderr follow) with
+// job: the view hides the host's cgroup files from the shim). It reads the
+// warmSpec to EOF, joins, enters a cgroup namespace, builds the view, brings
+// lo up, limits its bounding set, sets the default hostname, becomes the
+// dynamic user the view was built for (HomeUID, HomeGID; a fresh session
+// keyring, the user keyring cleared; non-dumpable from the switch until the
+// exec), writes warmReady on warmFD and blocks reading warmFD. The job then
+// comes as one byte (which of warmStdin, warmStdout and warmStderr follow) with
 // those files (SCM_RIGHTS; they become fds 0-2), then the shimSpec to EOF
 // (the parent shuts its end down for writing). The parent has rewritten the
 // cgroup's limits that differ from the pool's before it sends it: nothing of
-// the job runs under the pool's limits. From there on it is step 4 above.
+// the job runs under the pool's limits. The shim checks that the job is its
+// user's, then enters the job's directory and goes on as in step 4 (fds,
+// no_new_privs, the seccomp filter from the warmSpec, the exec marker).
 // EOF on warmFD before a job, or any failure, is reported on errorFD as
 // above; a warm shim the pool recycles is killed. Its parent-death signal
 // kills it when the server dies while it waits.
