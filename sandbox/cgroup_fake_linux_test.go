@@ -762,3 +762,78 @@ func TestCgroupLimitsValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCgroupUpdate: Update writes the kinds of limits that differ, and
+// only those (a warm shim's cgroup getting its job's limits); IO limits
+// that go away are removed.
+func TestCgroupUpdate(t *testing.T) {
+	from := DefaultLimits()
+	to := from
+	to.CPUMilli, to.IOReadBPS, to.IOWriteBPS, to.IOReadIOPS, to.IOWriteIOPS = 200, 0, 0, 0, 0
+	const untouched = "untouched\n"
+
+	t.Run("v1", func(t *testing.T) {
+		h := newFakeHost(t)
+		h.hybrid(t)
+		cgs, err := NewCgroups(h.config("th"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cg := fakeV1Cgroup(t, cgs.(*cgroupsV1), "job", true)
+		if err := cg.setLimits(from, wantDevs); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"memory/memory.limit_in_bytes", "pids/pids.max"} {
+			ctrl, file, _ := strings.Cut(f, "/")
+			writeFiles(t, cg.dirs[ctrl], map[string]string{file: untouched})
+		}
+		if err := cg.Update(from, to); err != nil {
+			t.Fatal(err)
+		}
+		for f, want := range map[string]string{
+			"cpu/cpu.cfs_quota_us":                   "20000\n",
+			"memory/memory.limit_in_bytes":           untouched,
+			"pids/pids.max":                          untouched,
+			"blkio/blkio.throttle.read_bps_device":   "259:0 0\n254:0 0\n",
+			"blkio/blkio.throttle.write_iops_device": "259:0 0\n254:0 0\n",
+		} {
+			ctrl, file, _ := strings.Cut(f, "/")
+			if got := readFileT(t, filepath.Join(cg.dirs[ctrl], file)); got != want {
+				t.Errorf("%s = %q, want %q", f, got, want)
+			}
+		}
+		if err := cg.Update(to, Limits{CPUMilli: 1}); !errors.Is(err, ErrInvalidLimits) {
+			t.Errorf("Update to invalid limits: %v, want ErrInvalidLimits", err)
+		}
+	})
+	t.Run("v2", func(t *testing.T) {
+		h := newFakeHost(t)
+		cg := fakeV2Cgroup(t, t.TempDir(), "memory.swap.max")
+		cg.sysBlock = h.sysBlock
+		if err := cg.setLimits(from, wantDevs); err != nil {
+			t.Fatal(err)
+		}
+		writeFiles(t, cg.dir, map[string]string{"memory.max": untouched, "pids.max": untouched})
+		if err := cg.Update(from, to); err != nil {
+			t.Fatal(err)
+		}
+		for f, want := range map[string]string{
+			"cpu.max":    "20000 100000\n",
+			"memory.max": untouched,
+			"pids.max":   untouched,
+			"io.max": "259:0 rbps=max wbps=max riops=max wiops=max\n" +
+				"254:0 rbps=max wbps=max riops=max wiops=max\n",
+		} {
+			if got := readFileT(t, filepath.Join(cg.dir, f)); got != want {
+				t.Errorf("%s = %q, want %q", f, got, want)
+			}
+		}
+		// No memory limit any more: no swap limit either.
+		if err := cg.Update(to, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFileT(t, filepath.Join(cg.dir, "memory.swap.max")); got != "max\n" {
+			t.Errorf("memory.swap.max = %q, want max", got)
+		}
+	})
+}

@@ -166,7 +166,7 @@ func (c *cgroupV2) setLimits(l Limits, devs []string) error {
 	if err := c.setCPU(l); err != nil {
 		return err
 	}
-	if err := c.setMemory(l); err != nil {
+	if err := c.setMemory(l, true); err != nil {
 		return err
 	}
 	if err := c.setIO(l, devs, true); err != nil {
@@ -185,7 +185,7 @@ func (c *cgroupV2) Update(from, to Limits) error {
 		}
 	}
 	if from.MemoryBytes != to.MemoryBytes {
-		if err := c.setMemory(to); err != nil {
+		if err := c.setMemory(to, false); err != nil {
 			return err
 		}
 	}
@@ -212,7 +212,9 @@ func (c *cgroupV2) setCPU(l Limits) error {
 	return writeFile(c.file("cpu.max"), fmt.Sprintf("%s %d", quota, cpuPeriodUS))
 }
 
-func (c *cgroupV2) setMemory(l Limits) error {
+// setMemory writes l's memory limits; fresh: the cgroup is new, so swap
+// needs no write without a memory limit.
+func (c *cgroupV2) setMemory(l Limits, fresh bool) error {
 	memMax, high := "max", "max"
 	if l.MemoryBytes != 0 {
 		memMax = strconv.FormatUint(l.MemoryBytes, 10)
@@ -227,7 +229,7 @@ func (c *cgroupV2) setMemory(l Limits) error {
 	// memory.swap.max is missing when the kernel does not account swap
 	// (CONFIG_MEMCG_SWAP off or swapaccount=0): then there is nothing to
 	// forbid.
-	if swap := c.file("memory.swap.max"); exists(swap) {
+	if swap := c.file("memory.swap.max"); exists(swap) && (l.MemoryBytes != 0 || !fresh) {
 		value := "max"
 		if l.MemoryBytes != 0 {
 			value = "0"

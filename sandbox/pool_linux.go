@@ -22,9 +22,9 @@ import (
 //
 // A warm shim is a shim (protocol.go) that is already inside its
 // namespaces and its cgroup (created with Config.ShimPoolLimits but no CPU
-// quota, see spawnWarm; named
-// "pool-<random>"), runs as nothing yet, has its view built for a dynamic
-// uid the pool allocated for it, and blocks reading its job on a socket.
+// quota, see spawnWarm; named "pool-<random>"), has its view built for a
+// dynamic uid the pool allocated for it, runs as that uid, and blocks
+// reading its job on a socket.
 // Start takes one for a job that fits (jobFitsWarm), rewrites the cgroup's
 // limits that differ from the pool's (Cgroup.Update), sends the spec with
 // the job's stdio (SCM_RIGHTS) and waits for the exec marker as for a cold
@@ -39,19 +39,25 @@ import (
 // A refill goroutine keeps Config.ShimPool shims ready: after every take, and
 // in the background. A shim ready for longer than Config.ShimPoolIdle is
 // recycled (killed, its cgroup removed, its uid given back) and replaced, so
-// that the pool never holds stale views (a bind source replaced, /etc edited
-// on the host) for long. A warm shim dies with its server (parent-death
-// signal); the next server's Cleanup removes its cgroup. Close drains the
-// pool before the server removes its parent cgroup.
+// that the pool never holds stale views (a host mount made since, a bind
+// source replaced) for long. A warm shim dies with its server (EOF on its
+// socket, or its parent-death signal); the next server's Cleanup removes
+// its cgroup. Close drains the pool before the server removes its parent
+// cgroup.
+//
+// The pool moves work off StartJob's path; it does not make a start
+// cheaper in CPU (a warm shim costs what a cold one does, once). Under a
+// sustained load of starts it empties and jobs start cold while it refills
+// (one shim at a time, in the background).
 
 // defaultShimPoolIdle is Config.ShimPoolIdle's default.
 const defaultShimPoolIdle = 10 * time.Minute
 
 // warmMinMemory is the smallest memory limit a job may have and still use a
-// warm shim: the shim's Go runtime has already charged its pages to the
-// cgroup, and a lower limit written over them would OOM-kill it. Such a job
-// starts cold, where the kernel charges only what the job itself uses past
-// the exec... on v1; on v2 the cold shim starts in the cgroup too.
+// warm shim: the shim has charged its pages (runtime, view) to the cgroup
+// already, and a lower limit written over them could OOM-kill it or fail
+// (v1: EBUSY). Such a job starts cold, where the limit is in place before
+// the shim's pages are charged.
 const warmMinMemory = 32 << 20
 
 // warmShim is a pooled shim waiting for its job.
