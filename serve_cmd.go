@@ -101,7 +101,7 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "idle-timeout", Value: server.DefaultIdleTimeout, EnvVars: []string{"TELEHANDLER_IDLE_TIMEOUT"},
 			Usage: "a connection without a call for that long is closed (clients reconnect)"},
 		&cli.IntFlag{Name: "shim-pool", Value: sandbox.DefaultShimPool, EnvVars: []string{"TELEHANDLER_SHIM_POOL"},
-			Usage: "N: warm shims kept ready (namespaces, cgroup and view made, ~1.5 MiB and one uid each while idle), so that a job of a --run-as dynamic user without --image, --network or a terminal starts in about a millisecond; 0 = none, every job starts cold"},
+			Usage: "N: warm shims kept ready (namespaces, cgroup, view and user set up; about 4 MiB of memory and one uid each while idle, replaced after 10 minutes unused), so that a --run-as dynamic job without --image, --network or a terminal skips the shim's start; 0 = none, every job starts cold"},
 	)
 	flags = append(flags, networkFlags()...)
 	flags = append(flags, limits.Flags("default-", "default for jobs that do not ask: %s", &def)...)

@@ -4,7 +4,7 @@ import "time"
 
 // DefaultShimPool is serve --shim-pool's default: enough warm shims for a
 // burst of starts from a few callers while the refill catches up, for
-// about 6 MiB of memory and 4 uids (pool_linux.go).
+// about 16 MiB of memory and 4 uids (pool_linux.go).
 const DefaultShimPool = 4
 
 // Config configures New. The zero value runs /proc/self/exe as the shim and
