@@ -210,23 +210,48 @@ func (p *shimPool) recycle() time.Duration {
 	return next
 }
 
-// take returns the shim ready for longest, or nil when none is ready (the
-// job then starts cold: waiting for one could take longer). It wakes the
-// refill either way.
+// take returns the shim ready for longest that is still alive, or nil
+// when none is (the job then starts cold: waiting for one could take
+// longer). Dead ones (killed while they waited: the OOM killer, an
+// operator) are discarded. It wakes the refill either way.
 func (p *shimPool) take() *warmShim {
-	p.mu.Lock()
-	var w *warmShim
-	if len(p.warm) > 0 && !p.closed {
-		w = p.warm[0]
-		p.warm[0] = nil
-		p.warm = p.warm[1:]
+	defer func() {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}()
+	for {
+		p.mu.Lock()
+		var w *warmShim
+		if len(p.warm) > 0 && !p.closed {
+			w = p.warm[0]
+			p.warm[0] = nil
+			p.warm = p.warm[1:]
+		}
+		p.mu.Unlock()
+		if w == nil || w.alive() {
+			return w
+		}
+		_ = w.discard()
 	}
-	p.mu.Unlock()
-	select {
-	case p.kick <- struct{}{}:
-	default:
+}
+
+// alive reports whether the warm shim still waits for its job: its end of
+// the socket is open (it writes nothing after warmReady, so a readable
+// socket means EOF: it died).
+func (w *warmShim) alive() bool {
+	rc, err := w.sh.warm.SyscallConn()
+	if err != nil {
+		return false
 	}
-	return w
+	alive := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		alive = err == nil && n == 0
+	})
+	return alive
 }
 
 // close stops the refill and discards every warm shim.

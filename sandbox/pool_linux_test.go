@@ -483,3 +483,34 @@ func TestWarmInitJob(t *testing.T) {
 		t.Errorf("init after Kill: %+v, want killed", st)
 	}
 }
+
+// TestWarmShimKilledWhileWaiting: a warm shim that died while it waited
+// (the OOM killer, an operator's kill) is not handed a job: the job starts
+// from another shim or cold, and the dead one leaves nothing.
+func TestWarmShimKilledWhileWaiting(t *testing.T) {
+	ts := newTestSandbox(t)
+	cfg := testConfig(t, ts.rec)
+	cfg.ShimPool, cfg.ShimPoolLimits = 1, DefaultLimits()
+	ts.setConfig(t, cfg)
+	w := waitWarmShims(t, ts.Sandbox, 1)[0]
+	if err := unix.Kill(w.sh.cmd.Process.Pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Its socket's EOF is what take sees; wait for the kernel to close it.
+	for deadline := time.Now().Add(jobTimeout); w.alive(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("killed warm shim still alive after %v", jobTimeout)
+		}
+	}
+	j := ts.startJob(t, Limits{}, asDynamic(sh("echo ok")))
+	if out := mustExit0(t, j); out != "ok\n" {
+		t.Errorf("output %q, want ok", out)
+	}
+	requireDirsGone(t, w.cg.Paths())
+	ts.uids.mu.Lock()
+	held := ts.uids.used[w.uid]
+	ts.uids.mu.Unlock()
+	if held {
+		t.Errorf("uid %d of the dead warm shim still held", w.uid)
+	}
+}
