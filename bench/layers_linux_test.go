@@ -77,14 +77,16 @@ func testSandboxPool(b *testing.B, pool int) *sandbox.Sandbox {
 // limits, namespaces, shim, exec of /bin/true (the time until Start
 // returns), then waiting for the exit and the cgroup's removal (untimed).
 // "idle" waits 50 ms before each start, as between two users' calls.
-// "pool" starts a dynamic user's job with a pool of 4 warm shims (the
-// serve default), which refill while the job runs (untimed).
+// "pool-idle" starts a dynamic user's job with the default pool of warm
+// shims, 50 ms apart as "idle" (untimed): time for the refill, as between
+// the StartJob calls of the bench's start step. Back to back, the pool
+// would empty and most starts would be cold.
 func BenchmarkSandboxStart(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		gap  time.Duration
 		pool int
-	}{{gapName(0), 0, 0}, {gapName(50 * time.Millisecond), 50 * time.Millisecond, 0}, {"pool", 0, sandbox.DefaultShimPool}} {
+	}{{gapName(0), 0, 0}, {gapName(50 * time.Millisecond), 50 * time.Millisecond, 0}, {"pool-idle", 50 * time.Millisecond, sandbox.DefaultShimPool}} {
 		gap := mode.gap
 		b.Run(mode.name, func(b *testing.B) {
 			sb := testSandboxPool(b, mode.pool)
@@ -116,8 +118,19 @@ func BenchmarkSandboxStart(b *testing.B) {
 }
 
 // BenchmarkRunnerStart adds the job runner: output log, pipes, goroutines.
+// "pool" runs a dynamic user's job with the default warm shim pool.
 func BenchmarkRunnerStart(b *testing.B) {
-	sb := testSandbox(b)
+	for _, pool := range []int{0, sandbox.DefaultShimPool} {
+		name := "cold"
+		if pool > 0 {
+			name = "pool"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkRunnerStart(b, pool) })
+	}
+}
+
+func benchmarkRunnerStart(b *testing.B, pool int) {
+	sb := testSandboxPool(b, pool)
 	r, err := jobrunner.New(jobrunner.Config{StateDir: b.TempDir(), Sandbox: sb})
 	if err != nil {
 		b.Fatal(err)
@@ -125,7 +138,7 @@ func BenchmarkRunnerStart(b *testing.B) {
 	defer r.Shutdown(context.Background())
 	ctx := context.Background()
 	for b.Loop() {
-		st, err := r.Start(ctx, jobrunner.StartRequest{Command: "/bin/true", Limits: sandbox.DefaultLimits()})
+		st, err := r.Start(ctx, jobrunner.StartRequest{Command: "/bin/true", Limits: sandbox.DefaultLimits(), DynamicUser: pool > 0})
 		if err != nil {
 			b.Fatal(err)
 		}
