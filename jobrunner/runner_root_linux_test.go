@@ -44,6 +44,13 @@ func newRootEnv(t *testing.T, outputCap int64) *rootEnv {
 // newRootEnvIn is newRootEnv with its state in stateDir.
 func newRootEnvIn(t *testing.T, outputCap int64, stateDir string) *rootEnv {
 	t.Helper()
+	return newRootEnvPool(t, outputCap, stateDir, 0)
+}
+
+// newRootEnvPool is newRootEnvIn with a sandbox keeping pool warm shims
+// (sandbox.Config.ShimPool).
+func newRootEnvPool(t *testing.T, outputCap int64, stateDir string, pool int) *rootEnv {
+	t.Helper()
 	requireRoot(t)
 	b := make([]byte, 6)
 	rand.Read(b)
@@ -78,7 +85,8 @@ func newRootEnvIn(t *testing.T, outputCap int64, stateDir string) *rootEnv {
 	// The scratch directory is under /tmp, which jobs do not see (theirs
 	// is a tmpfs of their own): it is bound in.
 	dir := t.TempDir()
-	sb, err := sandbox.New(sandbox.Config{Cgroups: cgs, Binds: []sandbox.Bind{{Host: dir, Job: dir, Writable: true}}})
+	sb, err := sandbox.New(sandbox.Config{Cgroups: cgs, Binds: []sandbox.Bind{{Host: dir, Job: dir, Writable: true}},
+		ShimPool: pool, ShimPoolLimits: sandbox.DefaultLimits()})
 	if err != nil {
 		t.Fatalf("sandbox.New: %v", err)
 	}
