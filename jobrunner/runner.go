@@ -785,6 +785,11 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Unlock()
 
 	var errs []error
+	// No job starts any more: the warm shims go (their cgroups before the
+	// parent's removal below), even if ctx ends first.
+	if err := r.sandbox.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, j := range jobs {
 		select {
 		case <-j.done:
@@ -819,10 +824,6 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		if err := j.proc.CleanupErr(); err != nil {
 			errs = append(errs, fmt.Errorf("job %q: %w", j.id, err))
 		}
-	}
-	// The warm shims' cgroups go before the parent.
-	if err := r.sandbox.Close(); err != nil {
-		errs = append(errs, err)
 	}
 	if cgs := r.sandbox.Cgroups(); cgs != nil && len(errs) == 0 {
 		// Every job's cgroup is gone: leave no empty parent behind.
