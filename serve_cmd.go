@@ -294,7 +294,7 @@ func runServe(c *cli.Context) error {
 	// with a fixed --run-as they would hold memory for nothing.
 	if dynamicUsers {
 		sbCfg.ShimPool = c.Int("shim-pool")
-		sbCfg.ShimPoolLimits = sandboxLimits(defaults)
+		sbCfg.ShimPoolLimits = server.JobDefaultLimits(sandboxLimits(defaults))
 	}
 	sb, err := sandbox.New(sbCfg)
 	if err != nil {

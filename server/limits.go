@@ -48,6 +48,14 @@ func DefaultMaxLimits() sandbox.Limits {
 	}
 }
 
+// JobDefaultLimits are the limits StartJob gives a job that asks for none,
+// for Config.DefaultLimits configured (its zero fields take
+// sandbox.DefaultLimits' values). The warm shim pool's cgroups are made
+// with them, so that such a job's start rewrites none.
+func JobDefaultLimits(configured sandbox.Limits) sandbox.Limits {
+	return fillLimits(configured, sandbox.DefaultLimits())
+}
+
 // fillLimits sets every zero field of l from def.
 func fillLimits(l, def sandbox.Limits) sandbox.Limits {
 	lf, df := fieldsOf(&l), fieldsOf(&def)

@@ -257,7 +257,7 @@ func (c *Config) validate(h host) ([]clamp, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c.DefaultLimits = fillLimits(c.DefaultLimits, sandbox.DefaultLimits())
+	c.DefaultLimits = JobDefaultLimits(c.DefaultLimits)
 	c.MaxLimits = fillLimits(c.MaxLimits, DefaultMaxLimits())
 	clamps := c.clampToHost(h)
 	if err := checkLimits(c.DefaultLimits, c.MaxLimits); err != nil {
