@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/drrev/telehandler/sandbox"
@@ -34,7 +35,11 @@ const (
 
 // stateFileRE matches the names of the files a job has in the state
 // directory; group 1 is the job's id.
-var stateFileRE = regexp.MustCompile(`^([a-z2-7]{26})(\.log|\.json|\.json\.tmp|\.log\.tmp)$`)
+// Compiled on first use (at server start), not at package init, which every
+// process of the binary (a CLI command, a shim) runs.
+var stateFileRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([a-z2-7]{26})(\.log|\.json|\.json\.tmp|\.log\.tmp)$`)
+})
 
 // recordVersion is the version of the record format written. A record of a
 // later version (a newer server wrote it) is neither loaded nor removed.
@@ -264,7 +269,7 @@ func (r *Runner) loadRecords() error {
 	}
 	keep := make(map[string]bool) // ids whose files stay
 	for _, e := range entries {
-		m := stateFileRE.FindStringSubmatch(e.Name())
+		m := stateFileRE().FindStringSubmatch(e.Name())
 		if m == nil || m[2] != recordSuffix || !e.Type().IsRegular() {
 			continue
 		}
@@ -284,7 +289,7 @@ func (r *Runner) loadRecords() error {
 	}
 	removed := 0
 	for _, e := range entries {
-		m := stateFileRE.FindStringSubmatch(e.Name())
+		m := stateFileRE().FindStringSubmatch(e.Name())
 		if m == nil || keep[m[1]] || !e.Type().IsRegular() {
 			continue
 		}

@@ -151,7 +151,7 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 		dir, ok := s.images[spec.Image]
 		if !ok {
 			name := strconv.Quote(spec.Image)
-			if !validImageName.MatchString(spec.Image) {
+			if !validImageName().MatchString(spec.Image) {
 				name = "(not a valid image name)"
 			}
 			return nil, fmt.Errorf("%w %s: this server has %s", ErrUnknownImage, name, s.imageNames())

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // The parent's half of view.go: Config's view settings checked once in New,
@@ -95,13 +96,18 @@ func bindTargetExists(root, job string) error {
 }
 
 // validImageName is what serve --image NAME=DIR accepts as NAME.
-var validImageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// Compiled on first use: its {0,63} compiles to a program of 64 copies
+// (0.2 ms, 60 KB), which every process of the binary (a CLI command, a shim)
+// paid at package init.
+var validImageName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+})
 
 // checkImages checks that each image is a directory a job can run in and
 // that every bind has its target there.
 func (cfg Config) checkImages() error {
 	for name, dir := range cfg.Images {
-		if !validImageName.MatchString(name) {
+		if !validImageName().MatchString(name) {
 			return fmt.Errorf("image name %q: use letters, digits, '.', '_' and '-' (at most 64)", name)
 		}
 		d, err := absClean("image "+name, dir)
