@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/internal/watchcodec"
 	"github.com/drrev/telehandler/limits"
 )
 
@@ -246,49 +248,71 @@ type position struct {
 // byte it wrote. Once the stream ended cleanly it returns a nil error and
 // the job from its last message (nil from a server that sends none). Gaps
 // (output the server dropped) are reported on stderr where they occur.
+//
+// The messages are decoded by watchcodec: each one's data is written from
+// gRPC's receive buffers as they are (one writev), then the buffers go back
+// to gRPC's pool; no copy, no garbage per message.
 func streamOutput(ctx context.Context, conn *Conn, req *pb.WatchJobOutputRequest, pos *position, stdout, stderr io.Writer) (*pb.Job, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := conn.WatchJobOutput(ctx, req)
+	stream, err := conn.WatchJobOutput(ctx, req, grpc.ForceCodecV2(watchcodec.Codec{}))
 	if err != nil {
 		return nil, err
 	}
-	var job *pb.Job
+	var (
+		job *pb.Job
+		m   watchcodec.Frame
+		iov [][]byte // m's data, for writeBuffers
+	)
+	defer m.Release()
 	for {
-		m, err := stream.Recv()
+		m.Release()
+		err := stream.RecvMsg(&m)
 		if errors.Is(err, io.EOF) {
 			return job, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		if m.GetJob() != nil {
-			job = m.GetJob()
+		if m.Job != nil {
+			job = m.Job
 			continue
 		}
 		if !pos.known {
-			pos.offset, pos.known = m.GetOffset(), true
+			pos.offset, pos.known = m.Offset, true
 		}
-		if m.GetOffset() > pos.offset && req.GetTailPerStream() {
+		if m.Offset > pos.offset && req.GetTailPerStream() {
 			// Skipped: output of one stream before its own tail.
-			pos.offset = m.GetOffset()
+			pos.offset = m.Offset
 		}
-		if m.GetOffset() != pos.offset {
-			return nil, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(req.GetName()), pos.offset, m.GetOffset())
+		if m.Offset != pos.offset {
+			return nil, fmt.Errorf("output of %s jumped from byte %d to %d", safeText(req.GetName()), pos.offset, m.Offset)
 		}
-		if d := m.GetDroppedBytes(); d > 0 {
+		if d := m.Dropped; d > 0 {
 			fmt.Fprintf(stderr, "telehandler: %d bytes of output missing here: the server could not write them to its disk\n", d)
 			continue
 		}
 		w := stdout
-		if m.GetStream() == pb.Stream_STREAM_STDERR {
+		if m.Stream == pb.Stream_STREAM_STDERR {
 			w = stderr
 		}
-		if _, err := w.Write(m.GetData()); err != nil {
+		iov = iov[:0]
+		for _, b := range m.Data {
+			iov = append(iov, b.ReadOnlyData())
+		}
+		if err := writeBuffers(w, iov); err != nil {
 			return nil, fmt.Errorf("write output: %w", err)
 		}
-		pos.offset += int64(len(m.GetData()))
+		pos.offset += int64(m.Data.Len())
 	}
+}
+
+// writeBuffers writes bufs to w in order, in one writev where w is a file.
+func writeBuffers(w io.Writer, bufs [][]byte) error {
+	if f, ok := w.(*os.File); ok && len(bufs) > 1 {
+		return writevFile(f, bufs)
+	}
+	return writeEach(w, bufs)
 }
 
 // handshakeFailed reports whether a call failed because TLS was refused: we
@@ -297,4 +321,14 @@ func streamOutput(ctx context.Context, conn *Conn, req *pb.WatchJobOutputRequest
 func handshakeFailed(err error) bool {
 	msg := status.Convert(err).Message()
 	return strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "remote error: tls:")
+}
+
+// writeEach writes bufs to w one after the other.
+func writeEach(w io.Writer, bufs [][]byte) error {
+	for _, b := range bufs {
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -38,13 +38,15 @@ type Chunk struct {
 	// kept before it (stdout and stderr together, in the order the log
 	// received them).
 	Offset int64
-	// Data is valid only during the callback it is passed to; copy it to
-	// keep it.
+	// Data is valid only during the callback it is passed to; copy it,
+	// or Retain it, to keep it.
 	Data []byte
 	// Dropped, when not zero, marks a gap: that many bytes of output were
 	// dropped at Offset because the log could not be written (a full
 	// disk). Data is empty then.
 	Dropped int64
+
+	buf *chunkBuf // Data's buffer, for Retain; nil for a gap
 }
 
 // Truncation says why a log dropped output. The zero value means nothing

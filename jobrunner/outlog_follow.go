@@ -60,7 +60,8 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 	}
 	defer f.Close()
 	dec := &recordDecoder{f: f, buf: make([]byte, followBufferSize), pos: start.file}
-	m := &chunkMerger{buf: make([]byte, 0, maxChunk), fn: fn}
+	m := &chunkMerger{size: maxChunk, fn: fn}
+	defer m.close()
 	logical := start.logical // logical offset of the next piece
 	for {
 		if err := ctx.Err(); err != nil {
@@ -127,32 +128,46 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 }
 
 // chunkMerger merges consecutive pieces of output of one stream into
-// chunks of at most cap(buf) bytes and hands them to fn.
+// chunks of at most size bytes and hands them to fn. It merges into a
+// chunkBuf: the same one chunk after chunk, unless fn retained a chunk's
+// (Chunk.Retain), and then a fresh one from the pool.
 type chunkMerger struct {
-	buf    []byte // the pending chunk's data
-	stream Stream // its stream
-	offset int64  // its logical offset
+	size   int
+	cb     *chunkBuf // the pending chunk's buffer; nil until needed
+	stream Stream    // the pending chunk's stream
+	offset int64     // its logical offset
 	fn     func(Chunk) error
+}
+
+// pending is the pending chunk's data so far.
+func (m *chunkMerger) pending() int {
+	if m.cb == nil {
+		return 0
+	}
+	return len(m.cb.b)
 }
 
 // add appends data, output of stream s at logical offset at (right after
 // the pending chunk's end, if there is one), handing over every chunk that
 // fills up or ends where the stream changes.
 func (m *chunkMerger) add(ctx context.Context, s Stream, at int64, data []byte) error {
-	if len(m.buf) > 0 && m.stream != s {
+	if m.pending() > 0 && m.stream != s {
 		if err := m.flush(ctx); err != nil {
 			return err
 		}
 	}
 	for len(data) > 0 {
-		if len(m.buf) == 0 {
+		if m.cb == nil {
+			m.cb = newChunkBuf(m.size)
+		}
+		if len(m.cb.b) == 0 {
 			m.stream, m.offset = s, at
 		}
-		c := min(cap(m.buf)-len(m.buf), len(data))
-		m.buf = append(m.buf, data[:c]...)
+		c := min(m.size-len(m.cb.b), len(data))
+		m.cb.b = append(m.cb.b, data[:c]...)
 		data = data[c:]
 		at += int64(c)
-		if len(m.buf) == cap(m.buf) {
+		if len(m.cb.b) == m.size {
 			if err := m.flush(ctx); err != nil {
 				return err
 			}
@@ -175,15 +190,30 @@ func (m *chunkMerger) gap(ctx context.Context, at, dropped int64) error {
 
 // flush hands over the pending chunk, if there is one, unless ctx ended.
 func (m *chunkMerger) flush(ctx context.Context) error {
-	if len(m.buf) == 0 {
+	if m.pending() == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := Chunk{Stream: m.stream, Offset: m.offset, Data: m.buf}
-	m.buf = m.buf[:0]
-	return m.fn(c)
+	cb := m.cb
+	err := m.fn(Chunk{Stream: m.stream, Offset: m.offset, Data: cb.b, buf: cb})
+	if cb.shared() {
+		// fn kept the chunk: merge the next one elsewhere.
+		cb.release()
+		m.cb = nil
+	} else {
+		cb.b = cb.b[:0]
+	}
+	return err
+}
+
+// close releases the merger's buffer.
+func (m *chunkMerger) close() {
+	if m.cb != nil {
+		m.cb.release()
+		m.cb = nil
+	}
 }
 
 // recordDecoder reads a log file's records from a record boundary on,

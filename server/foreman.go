@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/internal/watchcodec"
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/sandbox"
 )
@@ -27,16 +29,17 @@ const (
 	maxCommandBytes = 1 << 20 // command, args, env and dir together
 	maxGracePeriod  = 5 * time.Minute
 	// maxChunkBytes is the most output data in one WatchJobOutput message,
-	// and the size the runner merges output into. It is just under 32 KiB
-	// on purpose: grpc-go encodes each message into a buffer from its pool,
-	// whose tiers are 256 B, 4 KiB, 16 KiB, 32 KiB and 1 MiB, so a message
-	// whose encoding is even a byte over 32 KiB takes a 1 MiB buffer, on
-	// the sending side and again on the receiving one. With 100 watchers
-	// that made the server's memory grow by over 600 MiB (64 KiB chunks)
-	// instead of ~70 MiB. 64 bytes leave room for the message's other
-	// fields and the framing (17 bytes at most today;
-	// TestMaxChunkFitsPoolTier checks it).
-	maxChunkBytes = 32<<10 - 64
+	// and the size the runner merges output into. Fewer, larger messages
+	// cost less per byte on both ends (each message is a SendMsg, a wake-up
+	// of the transport's writer, a receive and a write on the client). The
+	// server never copies a chunk into gRPC's buffer pool (watchcodec), so
+	// the pool's tiers (256 B, 4, 16, 32 KiB, 1 MiB) no longer matter here;
+	// what bounds the size is memory: a watcher holds its merge buffer and,
+	// in gRPC, at most one chunk beyond the 64 KiB write quota, so 100
+	// watchers of one job hold at most 100 × 3 × 64 KiB. (A client on
+	// grpc-go's own proto codec gathers each message into a buffer of its
+	// pool: a 1 MiB one for a message over 32 KiB, on its side.)
+	maxChunkBytes = 64 << 10
 )
 
 // foreman implements the Foreman service on a JobRunner. Every method runs
@@ -260,18 +263,14 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 			return stream.Send(&pb.WatchJobOutputResponse{Offset: from, Job: jobToProto(job)})
 		}
 	}
-	// One response message serves the whole stream, its Data pointing into
-	// the runner's buffer: no copy and no allocation per message (at 1 GiB
-	// per watcher, the copies were the garbage that doubled the server's
-	// memory under fan-out). This is safe because Send has encoded the
-	// message into gRPC's own buffers when it returns (grpc-go's
-	// serverStream.SendMsg: prepareMsg, then the transport's Write), and
-	// the chunk's data stays valid until this callback returns. grpc-go
-	// documents that a message must not change after SendMsg only because
-	// tracing (grpc.EnableTracing) and stats handlers may read it later;
-	// this server turns on neither. Adding a stats handler means sending
-	// copies again.
-	msg := &pb.WatchJobOutputResponse{}
+	// Each chunk goes to the wire from the follower's buffer, without a
+	// copy: watchcodec (installed with ForceServerCodecV2) encodes only
+	// the fields around the data, and the transport holds the retained
+	// buffer until it wrote it (Chunk.Retain, released through the
+	// mem.Buffer's pool). A stream holds few such buffers: Send blocks
+	// once gRPC's per-stream write quota (64 KiB) is spent, so at most one
+	// chunk beyond it waits for the wire.
+	var frame watchcodec.Frame
 	st, err := f.runner.WatchChunks(ctx, job.ID, from, maxChunkBytes, func(c jobrunner.Chunk) error {
 		if c.Dropped > 0 {
 			// A gap: output the server could not write was dropped here.
@@ -280,29 +279,34 @@ func (f *foreman) WatchJobOutput(req *pb.WatchJobOutputRequest, stream grpc.Serv
 			}
 			return stream.Send(&pb.WatchJobOutputResponse{Offset: c.Offset, DroppedBytes: c.Dropped})
 		}
-		msg.Stream = streamToProto(c.Stream)
 		chunkEnd := c.Offset + int64(len(c.Data))
+		lo, hi := int64(0), int64(len(c.Data))
 		if end >= 0 && chunkEnd > end {
-			c.Data = c.Data[:max(end-c.Offset, 0)]
+			hi = max(end-c.Offset, 0)
 		}
 		if int(c.Stream) < len(skip) {
-			if k := skip[c.Stream] - c.Offset; k > 0 {
-				c.Data = c.Data[min(k, int64(len(c.Data))):]
-				c.Offset += k
+			lo = min(max(skip[c.Stream]-c.Offset, 0), hi)
+		}
+		if lo < hi {
+			// The runner's chunks are at most maxChunkBytes; split anyway
+			// should a runner hand out more.
+			data := retained(c)
+			defer data.Free()
+			for lo < hi {
+				n := min(hi-lo, maxChunkBytes)
+				frame = watchcodec.Frame{
+					Stream: streamToProto(c.Stream),
+					Offset: c.Offset + lo,
+					Data:   mem.BufferSlice{data.Slice(int(lo), int(lo+n))},
+				}
+				err := stream.SendMsg(&frame)
+				frame.Release()
+				if err != nil {
+					return err
+				}
+				lo += n
 			}
 		}
-		// The runner's chunks are at most maxChunkBytes; split anyway
-		// should a runner hand out more.
-		for off, data := c.Offset, c.Data; len(data) > 0; {
-			n := min(len(data), maxChunkBytes)
-			msg.Offset, msg.Data = off, data[:n]
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			off += int64(n)
-			data = data[n:]
-		}
-		msg.Data = nil
 		if end >= 0 && chunkEnd >= end {
 			return errWatchEnd
 		}
@@ -435,3 +439,17 @@ func validateStart(req *pb.StartJobRequest) error {
 	}
 	return nil
 }
+
+// retained returns c's data as a mem.Buffer holding a reference of its own
+// (Chunk.Retain), released when the last holder frees it.
+func retained(c jobrunner.Chunk) mem.Buffer {
+	data, release := c.Retain()
+	return mem.NewBuffer(&data, releasePool(release))
+}
+
+// releasePool is the "pool" of one retained chunk: gRPC puts the buffer
+// back when it no longer needs it, which releases the chunk.
+type releasePool func()
+
+func (releasePool) Get(int) *[]byte { panic("server: releasePool only takes buffers back") }
+func (r releasePool) Put(*[]byte)   { r() }

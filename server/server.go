@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/internal/watchcodec"
 	"github.com/drrev/telehandler/sandbox"
 )
 
@@ -182,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 	s.logState("loaded certificates and deny list", st)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(dynamicTLS(&s.tls))),
+		// WatchJobOutput's chunks go to the wire without a copy; every
+		// other message through grpc-go's proto codec (watchcodec).
+		grpc.ForceServerCodecV2(watchcodec.Codec{}),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.UnaryInterceptor(s.unaryInterceptor),
 		grpc.StreamInterceptor(s.streamInterceptor),

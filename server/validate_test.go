@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
+	"github.com/drrev/telehandler/internal/watchcodec"
 	"github.com/drrev/telehandler/certgen"
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/sandbox"
@@ -379,17 +381,25 @@ func TestWatchOutput(t *testing.T) {
 	wantCode(t, "offset past the end", err, codes.OutOfRange)
 }
 
-// TestMaxChunkFitsPoolTier checks that a WatchJobOutput message with a
-// full chunk, the largest offset and a stream encodes to at most 32 KiB,
-// the largest grpc-go buffer pool tier below 1 MiB (see maxChunkBytes).
-func TestMaxChunkFitsPoolTier(t *testing.T) {
-	msg := &pb.WatchJobOutputResponse{
-		Stream: pb.Stream_STREAM_STDERR,
-		Offset: math.MaxInt64,
-		Data:   make([]byte, maxChunkBytes),
+// TestWatchFrameIsProto checks that a WatchJobOutput message with a full
+// chunk, the largest offset and a stream, as the server encodes it
+// (watchcodec, the data not copied), is byte for byte what proto-go writes
+// for the same WatchJobOutputResponse: any gRPC client reads it.
+func TestWatchFrameIsProto(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), maxChunkBytes/16)
+	msg := &pb.WatchJobOutputResponse{Stream: pb.Stream_STREAM_STDERR, Offset: math.MaxInt64, Data: data}
+	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := proto.Size(msg); n > 32<<10 {
-		t.Errorf("a full message encodes to %d bytes, more than 32 KiB", n)
+	frame := &watchcodec.Frame{Stream: msg.Stream, Offset: msg.Offset, Data: mem.BufferSlice{mem.SliceBuffer(data)}}
+	got, err := watchcodec.Codec{}.Marshal(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Free()
+	if !bytes.Equal(got.Materialize(), want) {
+		t.Errorf("a full frame encodes to %d bytes that differ from proto's %d", got.Len(), len(want))
 	}
 }
 
