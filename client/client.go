@@ -379,7 +379,7 @@ func Dial(c *cli.Context) (*Conn, error) {
 	if w := keyWarning(p.values["key"]); w != "" {
 		fmt.Fprintln(c.App.ErrWriter, w)
 	}
-	cc, err := grpc.NewClient("passthrough:///"+addr,
+	cc, err := grpc.NewClient("passthrough:///"+addr, append(transportOptions(),
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		// The TCP connection and the TLS handshake together: a server that
@@ -390,7 +390,7 @@ func Dial(c *cli.Context) (*Conn, error) {
 		// trailers (the error message included); refuse megabytes of them
 		// (grpc-go's default allows 16 MiB) from a server that is not ours.
 		grpc.WithMaxHeaderListSize(maxHeaderListSize),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}

@@ -181,8 +181,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.tls.Store(st)
 	s.logState("loaded certificates and deny list", st)
-	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(dynamicTLS(&s.tls))),
+	s.grpc = grpc.NewServer(append(transportOptions(),
+		// One socket write per transport write, not one per TLS record.
+		grpc.Creds(coalescingCreds{credentials.NewTLS(dynamicTLS(&s.tls))}),
 		// WatchJobOutput's chunks go to the wire without a copy; every
 		// other message through grpc-go's proto codec (watchcodec).
 		grpc.ForceServerCodecV2(watchcodec.Codec{}),
@@ -202,7 +203,7 @@ func New(cfg Config) (*Server, error) {
 			Time:              keepaliveTime,
 			Timeout:           keepaliveTimeout,
 		}),
-	)
+	)...)
 	pb.RegisterForemanServer(s.grpc, &foreman{
 		runner:         cfg.Runner,
 		log:            cfg.Logger,
