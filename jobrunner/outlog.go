@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -152,6 +153,20 @@ type OutputLog struct {
 	dropped  int64         // output bytes dropped (cap and failed writes)
 	finished bool          // no more output will come
 	wake     chan struct{} // closed on every commit and on Finish; replaced on commit
+
+	// tail is the batch of records committed last, at file offset
+	// tailAt, kept in memory while watchers follow the log (followers >
+	// 0), so that a watcher that keeps up reads the bytes just written
+	// from memory instead of back from the file (logReader). It is never
+	// written again once committed: the writer takes it back as its next
+	// batch buffer only when no reader holds it. nil when nobody follows,
+	// and once the log is finished. At most one batch (maxWriteBatch plus
+	// record headers) per followed log.
+	tail      *chunkBuf
+	tailAt    int64
+	followers int
+	// memReads counts reads served from tail (for tests).
+	memReads atomic.Int64
 }
 
 // CreateOutputLog creates the log file at path (it must not exist) with
@@ -293,12 +308,33 @@ func (l *OutputLog) Write(s Stream, p []byte) error {
 		l.gap = 0
 		l.mu.Lock()
 		l.index = append(l.index, cps...)
+		l.keepTailLocked(rec, l.fileSize)
 		l.size, l.fileSize = size, fileSize
 		close(l.wake)
 		l.wake = make(chan struct{})
 		l.mu.Unlock()
 	}
 	return werr
+}
+
+// keepTailLocked makes rec, the batch just written at file offset at (it
+// is l.scratch), the log's tail if someone follows the log, and gives the
+// writer the previous tail's buffer as its next scratch when no reader
+// holds it. l.wmu and l.mu must be held.
+func (l *OutputLog) keepTailLocked(rec []byte, at int64) {
+	old := l.tail
+	l.tail = nil
+	if l.followers > 0 {
+		l.tail, l.tailAt = &chunkBuf{b: rec}, at
+		l.tail.refs.Store(1)
+		l.scratch = nil
+	}
+	if old != nil {
+		if !old.shared() && l.scratch == nil {
+			l.scratch = old.b[:0]
+		}
+		old.release()
+	}
 }
 
 // maxWriteBatch is the most output one write of the file carries: records
@@ -400,6 +436,10 @@ func (l *OutputLog) Finish() error {
 	l.scratch, l.cpScratch = nil, nil // the log is kept for watchers; its write buffers are not needed
 	l.mu.Lock()
 	l.finished = true
+	if l.tail != nil {
+		l.tail.release()
+		l.tail = nil
+	}
 	close(l.wake)
 	l.mu.Unlock()
 	if err != nil {

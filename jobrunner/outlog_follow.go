@@ -52,14 +52,20 @@ func (l *OutputLog) WatchChunks(ctx context.Context, from int64, maxChunk int, f
 		return fmt.Errorf("%w: %d is past the end of the output (%d bytes)", ErrInvalidOffset, from, size)
 	}
 	start := l.checkpointLocked(from)
+	l.followers++
 	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.followers--
+		l.mu.Unlock()
+	}()
 
 	f, err := os.Open(l.path)
 	if err != nil {
 		return fmt.Errorf("open output log: %w", err)
 	}
 	defer f.Close()
-	dec := &recordDecoder{f: f, buf: make([]byte, followBufferSize), pos: start.file}
+	dec := &recordDecoder{f: logReader{l, f}, buf: make([]byte, followBufferSize), pos: start.file}
 	m := &chunkMerger{size: maxChunk, fn: fn}
 	defer m.close()
 	logical := start.logical // logical offset of the next piece
@@ -214,6 +220,31 @@ func (m *chunkMerger) close() {
 		m.cb.release()
 		m.cb = nil
 	}
+}
+
+// logReader reads a log's committed bytes for a follower: from the tail in
+// memory when it holds them all (a watcher that keeps up), else from the
+// file. A reader holds the tail only while it copies it, so a stuck watcher
+// pins nothing.
+type logReader struct {
+	l *OutputLog
+	f *os.File
+}
+
+func (r logReader) ReadAt(p []byte, off int64) (int, error) {
+	l := r.l
+	l.mu.Lock()
+	t, at := l.tail, l.tailAt
+	if t == nil || off < at || off+int64(len(p)) > at+int64(len(t.b)) {
+		l.mu.Unlock()
+		return r.f.ReadAt(p, off)
+	}
+	t.refs.Add(1)
+	l.mu.Unlock()
+	n := copy(p, t.b[off-at:])
+	t.release()
+	l.memReads.Add(1)
+	return n, nil
 }
 
 // recordDecoder reads a log file's records from a record boundary on,
