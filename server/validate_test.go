@@ -19,8 +19,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/drrev/telehandler/api/telehandler/foreman/v1alpha1"
-	"github.com/drrev/telehandler/internal/watchcodec"
 	"github.com/drrev/telehandler/certgen"
+	"github.com/drrev/telehandler/internal/watchcodec"
 	"github.com/drrev/telehandler/jobrunner"
 	"github.com/drrev/telehandler/sandbox"
 )
