@@ -182,8 +182,7 @@ func New(cfg Config) (*Server, error) {
 	s.tls.Store(st)
 	s.logState("loaded certificates and deny list", st)
 	s.grpc = grpc.NewServer(append(transportOptions(),
-		// One socket write per transport write, not one per TLS record.
-		grpc.Creds(coalescingCreds{credentials.NewTLS(dynamicTLS(&s.tls))}),
+		grpc.Creds(credentials.NewTLS(dynamicTLS(&s.tls))),
 		// WatchJobOutput's chunks go to the wire without a copy; every
 		// other message through grpc-go's proto codec (watchcodec).
 		grpc.ForceServerCodecV2(watchcodec.Codec{}),
