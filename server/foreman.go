@@ -29,17 +29,18 @@ const (
 	maxCommandBytes = 1 << 20 // command, args, env and dir together
 	maxGracePeriod  = 5 * time.Minute
 	// maxChunkBytes is the most output data in one WatchJobOutput message,
-	// and the size the runner merges output into. Fewer, larger messages
-	// cost less per byte on both ends (each message is a SendMsg, a wake-up
-	// of the transport's writer, a receive and a write on the client). The
-	// server never copies a chunk into gRPC's buffer pool (watchcodec), so
-	// the pool's tiers (256 B, 4, 16, 32 KiB, 1 MiB) no longer matter here;
-	// what bounds the size is memory: a watcher holds its merge buffer and,
-	// in gRPC, at most one chunk beyond the 64 KiB write quota, so 100
-	// watchers of one job hold at most 100 × 3 × 64 KiB. (A client on
-	// grpc-go's own proto codec gathers each message into a buffer of its
-	// pool: a 1 MiB one for a message over 32 KiB, on its side.)
-	maxChunkBytes = 64 << 10
+	// and the size the runner merges output into. The server never copies
+	// a chunk into gRPC's buffer pool (watchcodec), so the pool's tiers
+	// (256 B, 4, 16, 32 KiB, 1 MiB) no longer decide it; memory does: a
+	// watcher holds its merge buffer and, in gRPC, the chunks sent but not
+	// yet written (Send blocks once 64 KiB are queued). With 64 KiB chunks
+	// (half the messages) 100 watchers of one job grew the server by
+	// 63.6 MiB, against 54 with 32 KiB ones in the same conditions (the
+	// old code, loaded machine), too close to the 64 MiB bound of the
+	// fan-out bench.
+	// (A client on grpc-go's own proto codec gathers each message into a
+	// buffer of its pool; over 32 KiB that is a 1 MiB one, on its side.)
+	maxChunkBytes = 32 << 10
 )
 
 // foreman implements the Foreman service on a JobRunner. Every method runs
