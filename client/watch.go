@@ -96,16 +96,6 @@ func runWatch(c *cli.Context) error {
 		opts.tailPerStream = true
 	}
 	opts.noFollow = c.Bool("no-follow")
-	if os.Getenv("GOMAXPROCS") == "" {
-		// One stream: gRPC's reader goroutine reads and decrypts, ours
-		// writes, and they hand each message to each other. With a second
-		// P every hand-off also wakes a thread (futex, spinning Ms, sysmon
-		// retaking Ps from syscalls: a third of watch's CPU in perf); with
-		// one, the writer runs when the reader waits on the socket. In
-		// alternating runs on a loaded 2-core machine, watch's CPU per GiB
-		// went from 1.5-1.7 to 1.0-1.1 at best.
-		runtime.GOMAXPROCS(1)
-	}
 	conn, err := Dial(c)
 	if err != nil {
 		return err
@@ -118,6 +108,16 @@ func runWatch(c *cli.Context) error {
 	cancel()
 	if err != nil {
 		return conn.explain(err)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One stream: gRPC's reader goroutine reads and decrypts, ours
+		// writes, and they hand each message to each other. With a second
+		// P every hand-off also wakes a thread (futex, spinning Ms, sysmon
+		// retaking Ps from syscalls: a third of watch's CPU in perf); with
+		// one, the writer runs when the reader waits on the socket. In
+		// alternating runs on a loaded 2-core machine, watch's CPU per GiB
+		// went from 1.5-1.7 to 1.0-1.1 at best.
+		runtime.GOMAXPROCS(1)
 	}
 	return watchJob(c.Context, conn, resp.GetJob().GetName(), c.App.Writer, c.App.ErrWriter, firstRetry, opts)
 }
