@@ -31,16 +31,18 @@ const (
 	// maxChunkBytes is the most output data in one WatchJobOutput message,
 	// and the size the runner merges output into. The server never copies
 	// a chunk into gRPC's buffer pool (watchcodec), so the pool's tiers
-	// (256 B, 4, 16, 32 KiB, 1 MiB) no longer decide it; memory does: a
-	// watcher holds its merge buffer and, in gRPC, the chunks sent but not
-	// yet written (Send blocks once 64 KiB are queued). With 64 KiB chunks
-	// (half the messages) 100 watchers of one job grew the server by
-	// 63.6 MiB, against 54 with 32 KiB ones in the same conditions (the
-	// old code, loaded machine), too close to the 64 MiB bound of the
-	// fan-out bench.
-	// (A client on grpc-go's own proto codec gathers each message into a
-	// buffer of its pool; over 32 KiB that is a 1 MiB one, on its side.)
-	maxChunkBytes = 32 << 10
+	// no longer decide it; two other things do. Memory: a watcher holds
+	// its merge buffer and, in gRPC, the chunks sent but not yet written
+	// (Send blocks once 64 KiB are queued); with 64 KiB chunks 100
+	// watchers of one job grew the server by 63.6 MiB, against 48-54 with
+	// 32 KiB ones, too close to the fan-out bench's 64 MiB bound. Frames:
+	// gRPC sends a message in HTTP/2 DATA frames of at most 16 KiB, and the
+	// message is the data plus its fields and the 5-byte gRPC prefix (at
+	// most 22 bytes; TestWatchFrameIsProto checks it), so 32 KiB of data
+	// made a third frame of a few bytes per message: 50% more frames to
+	// write, read and hand over, for 2 bytes in 1,000. 64 bytes less
+	// keeps every full message in two frames.
+	maxChunkBytes = 32<<10 - 64
 )
 
 // foreman implements the Foreman service on a JobRunner. Every method runs

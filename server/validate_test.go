@@ -384,7 +384,8 @@ func TestWatchOutput(t *testing.T) {
 // TestWatchFrameIsProto checks that a WatchJobOutput message with a full
 // chunk, the largest offset and a stream, as the server encodes it
 // (watchcodec, the data not copied), is byte for byte what proto-go writes
-// for the same WatchJobOutputResponse: any gRPC client reads it.
+// for the same WatchJobOutputResponse (any gRPC client reads it), and that
+// it fits in two HTTP/2 frames.
 func TestWatchFrameIsProto(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), maxChunkBytes/16)
 	msg := &pb.WatchJobOutputResponse{Stream: pb.Stream_STREAM_STDERR, Offset: math.MaxInt64, Data: data}
@@ -400,6 +401,11 @@ func TestWatchFrameIsProto(t *testing.T) {
 	defer got.Free()
 	if !bytes.Equal(got.Materialize(), want) {
 		t.Errorf("a full frame encodes to %d bytes that differ from proto's %d", got.Len(), len(want))
+	}
+	// With gRPC's 5-byte prefix, a full message fits in two HTTP/2 DATA
+	// frames of 16 KiB (see maxChunkBytes).
+	if n := got.Len() + 5; n > 2*16<<10 {
+		t.Errorf("a full message takes %d bytes on the wire: more than two 16 KiB frames", n)
 	}
 }
 
