@@ -175,7 +175,7 @@ func (c *cgroupV1) Update(from, to Limits) error {
 		return err
 	}
 	if from.CPUMilli != to.CPUMilli {
-		if err := c.setCPU(to); err != nil {
+		if err := c.setCPUQuota(to); err != nil {
 			return err
 		}
 	}
@@ -200,12 +200,18 @@ func (c *cgroupV1) Update(from, to Limits) error {
 }
 
 func (c *cgroupV1) setCPU(l Limits) error {
+	if err := writeFile(c.file("cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS)); err != nil {
+		return err
+	}
+	return c.setCPUQuota(l)
+}
+
+// setCPUQuota writes l's quota for the period setCPU wrote when the cgroup
+// was made (Update: a warm shim's cgroup, one write on StartJob's path).
+func (c *cgroupV1) setCPUQuota(l Limits) error {
 	quota := "-1"
 	if l.CPUMilli != 0 {
 		quota = strconv.FormatUint(l.CPUMilli*cpuPeriodUS/1000, 10)
-	}
-	if err := writeFile(c.file("cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS)); err != nil {
-		return err
 	}
 	return writeFile(c.file("cpu", "cpu.cfs_quota_us"), quota)
 }

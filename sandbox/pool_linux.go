@@ -213,14 +213,9 @@ func (p *shimPool) recycle() time.Duration {
 // take returns the shim ready for longest that is still alive, or nil
 // when none is (the job then starts cold: waiting for one could take
 // longer). Dead ones (killed while they waited: the OOM killer, an
-// operator) are discarded. It wakes the refill either way.
+// operator) are discarded. The caller wakes the refill (refill) once the
+// job it took a shim for has started, or at once when take found none.
 func (p *shimPool) take() *warmShim {
-	defer func() {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
-	}()
 	for {
 		p.mu.Lock()
 		var w *warmShim
@@ -234,6 +229,17 @@ func (p *shimPool) take() *warmShim {
 			return w
 		}
 		_ = w.discard()
+	}
+}
+
+// refill wakes the pool's refill. Start calls it once the job that took a
+// warm shim has exec'd, not when it took the shim: a shim warming up meanwhile
+// (fork, exec and Go's start-up of the binary, about 8 ms of CPU) would
+// take the CPU from the job's last steps on a small host.
+func (p *shimPool) refill() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -159,8 +159,13 @@ func (s *Sandbox) Start(spec Spec, cfg StartConfig) (*Process, error) {
 		v.Image, v.Hide = dir, nil
 	}
 	if s.pool != nil && jobFitsWarm(spec, cfg) {
-		if w := s.pool.take(); w != nil {
-			if p, ok, err := s.startWarm(w, spec, cfg); ok {
+		w := s.pool.take()
+		if w == nil {
+			s.pool.refill()
+		} else {
+			p, ok, err := s.startWarm(w, spec, cfg)
+			s.pool.refill()
+			if ok {
 				return p, err
 			}
 		}
