@@ -279,3 +279,45 @@ func setParentPids(dir string, n uint64) error {
 	}
 	return nil
 }
+
+// limitWriter writes each kind of limit into an existing cgroup of one
+// layout (cgroupV1, cgroupV2), for updateLimits.
+type limitWriter interface {
+	updateCPU(Limits) error
+	updateMemory(Limits) error
+	updateIO(l Limits, devs []string) error
+	setPids(Limits) error
+}
+
+// updateLimits is Cgroup.Update for both layouts: it writes into c the
+// kinds of limit (CPU, memory, IO, pids) in which to differs from from,
+// the limits c has now, and nothing else. sysBlock lists the block devices
+// IO limits apply to.
+func updateLimits(c limitWriter, sysBlock string, from, to Limits) error {
+	if err := to.Validate(); err != nil {
+		return err
+	}
+	if from.CPUMilli != to.CPUMilli {
+		if err := c.updateCPU(to); err != nil {
+			return err
+		}
+	}
+	if from.MemoryBytes != to.MemoryBytes {
+		if err := c.updateMemory(to); err != nil {
+			return err
+		}
+	}
+	if ioLimits(from) != ioLimits(to) {
+		devs, err := blockDevices(sysBlock)
+		if err != nil {
+			return err
+		}
+		if err := c.updateIO(to, devs); err != nil {
+			return err
+		}
+	}
+	if from.Pids != to.Pids {
+		return c.setPids(to)
+	}
+	return nil
+}

@@ -170,34 +170,12 @@ func (c *cgroupV1) setLimits(l Limits, devs []string) error {
 	return c.setPids(l)
 }
 
-func (c *cgroupV1) Update(from, to Limits) error {
-	if err := to.Validate(); err != nil {
-		return err
-	}
-	if from.CPUMilli != to.CPUMilli {
-		if err := c.setCPUQuota(to); err != nil {
-			return err
-		}
-	}
-	if from.MemoryBytes != to.MemoryBytes {
-		if err := c.setMemory(to.MemoryBytes); err != nil {
-			return err
-		}
-	}
-	if ioLimits(from) != ioLimits(to) {
-		devs, err := blockDevices(c.sysBlock)
-		if err != nil {
-			return err
-		}
-		if err := c.setIO(to, devs, false); err != nil {
-			return err
-		}
-	}
-	if from.Pids != to.Pids {
-		return c.setPids(to)
-	}
-	return nil
-}
+func (c *cgroupV1) Update(from, to Limits) error { return updateLimits(c, c.sysBlock, from, to) }
+
+// The kinds of limit Update writes into a cgroup that exists (limitWriter).
+func (c *cgroupV1) updateCPU(l Limits) error               { return c.setCPUQuota(l) }
+func (c *cgroupV1) updateMemory(l Limits) error            { return c.setMemory(l.MemoryBytes) }
+func (c *cgroupV1) updateIO(l Limits, devs []string) error { return c.setIO(l, devs, false) }
 
 func (c *cgroupV1) setCPU(l Limits) error {
 	if err := writeFile(c.file("cpu", "cpu.cfs_period_us"), strconv.Itoa(cpuPeriodUS)); err != nil {

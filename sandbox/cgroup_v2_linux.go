@@ -175,34 +175,12 @@ func (c *cgroupV2) setLimits(l Limits, devs []string) error {
 	return c.setPids(l)
 }
 
-func (c *cgroupV2) Update(from, to Limits) error {
-	if err := to.Validate(); err != nil {
-		return err
-	}
-	if from.CPUMilli != to.CPUMilli {
-		if err := c.setCPU(to); err != nil {
-			return err
-		}
-	}
-	if from.MemoryBytes != to.MemoryBytes {
-		if err := c.setMemory(to, false); err != nil {
-			return err
-		}
-	}
-	if ioLimits(from) != ioLimits(to) {
-		devs, err := blockDevices(c.sysBlock)
-		if err != nil {
-			return err
-		}
-		if err := c.setIO(to, devs, false); err != nil {
-			return err
-		}
-	}
-	if from.Pids != to.Pids {
-		return c.setPids(to)
-	}
-	return nil
-}
+func (c *cgroupV2) Update(from, to Limits) error { return updateLimits(c, c.sysBlock, from, to) }
+
+// The kinds of limit Update writes into a cgroup that exists (limitWriter).
+func (c *cgroupV2) updateCPU(l Limits) error               { return c.setCPU(l) }
+func (c *cgroupV2) updateMemory(l Limits) error            { return c.setMemory(l, false) }
+func (c *cgroupV2) updateIO(l Limits, devs []string) error { return c.setIO(l, devs, false) }
 
 func (c *cgroupV2) setCPU(l Limits) error {
 	quota := "max"
