@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -37,6 +38,13 @@ func RunChild() {
 	// Namespaces and credentials are per thread until exec; keep this
 	// goroutine on one thread from here to execve.
 	runtime.LockOSThread()
+	// Go keeps SIGHUP and SIGINT ignored when it starts with them ignored
+	// (a parent under nohup, a test binary), and execve keeps an ignored
+	// signal ignored: the job would inherit that. Handled signals are reset
+	// to their default at execve, as every other signal the runtime
+	// handles is. Nothing sends these to a shim (a warm one is killed with
+	// SIGKILL).
+	signal.Notify(make(chan os.Signal, 1), unix.SIGHUP, unix.SIGINT)
 
 	err := runChild()
 	report(err)

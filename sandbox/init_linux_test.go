@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -317,5 +318,32 @@ func TestInitWithTTY(t *testing.T) {
 	}
 	if st := p.Wait(); st.ExitCode != 128+int(unix.SIGINT) {
 		t.Errorf("after ^C: %+v, want exit 130", st)
+	}
+}
+
+// TestJobStartsWithDefaultSignals: a job starts with SIGHUP and SIGINT at
+// their default disposition even when the process that runs the sandbox
+// ignores them, as a server under nohup does (Go keeps those two ignored
+// in the shim it starts, and execve keeps an ignored signal ignored).
+func TestJobStartsWithDefaultSignals(t *testing.T) {
+	ts := newTestSandbox(t)
+	signal.Ignore(unix.SIGHUP, unix.SIGINT)
+	defer signal.Reset(unix.SIGHUP, unix.SIGINT)
+	for _, init := range []bool{false, true} {
+		spec := sh(`grep SigIgn /proc/self/status`)
+		spec.Init = init
+		j := ts.startJob(t, Limits{}, spec)
+		state, out := j.wait(t)
+		if state.ExitCode != 0 {
+			t.Fatalf("init %v: %+v %q", init, state, out)
+		}
+		_, hex, _ := strings.Cut(strings.TrimSpace(out), "\t")
+		mask, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil {
+			t.Fatalf("init %v: SigIgn %q: %v", init, out, err)
+		}
+		if hup, intr := uint64(1)<<(unix.SIGHUP-1), uint64(1)<<(unix.SIGINT-1); mask&(hup|intr) != 0 {
+			t.Errorf("init %v: the job ignores SIGHUP or SIGINT (SigIgn %s)", init, hex)
+		}
 	}
 }
