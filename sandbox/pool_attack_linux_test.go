@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"crypto/rand"
 	"strings"
 	"testing"
 )
@@ -102,5 +103,53 @@ func TestWarmJobMatchesCold(t *testing.T) {
 				t.Errorf("%s: warm job %q, cold job has none", k, v)
 			}
 		}
+	}
+}
+
+// TestWarmShimUIDReuseKeyrings: a dynamic uid a pooled job used is given
+// to a later warm shim with nothing of the earlier job's keyrings: the
+// user keyring outlives the uid's processes, so the warm shim must clear
+// it for its job as a cold start does. (TestKeyringsArePrivate's "same
+// uid later" case runs with one uid, which gets no pool.)
+func TestWarmShimUIDReuseKeyrings(t *testing.T) {
+	ts := newTestSandbox(t)
+	key := "telehandler-test-" + randHex(t)
+	cfg := testConfig(t, ts.rec)
+	cfg.DisableSeccomp = true // the filter refuses the keyring calls altogether
+	b := make([]byte, 2)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	// Two uids: the pool holds at most one, so jobs alternate between them.
+	cfg.UIDs = UIDRange{First: DefaultUIDRange.First + uint32(b[0])<<8 + uint32(b[1])&^1, Count: 2}
+	cfg.ShimPool, cfg.ShimPoolLimits = 1, DefaultLimits()
+	ts.setConfig(t, cfg)
+
+	w := waitWarmShims(t, ts.Sandbox, 1)[0]
+	alice := ts.startJob(t, Limits{}, asDynamic(helper(t, "addkey", key)))
+	if !alice.pooled {
+		t.Fatal("alice's job did not start from the warm shim")
+	}
+	if out := mustExit0(t, alice); !strings.Contains(out, "added") {
+		t.Fatalf("alice's job could not add her keys: %q", out)
+	}
+	reused := false
+	for range 4 {
+		next := waitWarmShims(t, ts.Sandbox, 1)[0]
+		bob := ts.startJob(t, Limits{}, asDynamic(helper(t, "findkey", key)))
+		if !bob.pooled {
+			t.Fatal("bob's job did not start from the warm shim")
+		}
+		out := mustExit0(t, bob)
+		if !strings.Contains(out, "searched") {
+			t.Fatalf("findkey: %q", out)
+		}
+		if strings.Contains(out, "found") {
+			t.Errorf("a later job with uid %d (alice's was %d) found alice's key: %q", next.uid, w.uid, out)
+		}
+		reused = reused || next.uid == w.uid
+	}
+	if !reused {
+		t.Errorf("no later job got alice's uid %d: the test proved nothing", w.uid)
 	}
 }
