@@ -171,7 +171,7 @@ func SetWindowSize(f *os.File, rows, cols uint16) error {
 	}); err != nil {
 		// Control fails only for a file closed under it (the job ended):
 		// its "use of closed file" is not os.ErrClosed, which callers test.
-		return fmt.Errorf("%w: %v", os.ErrClosed, err)
+		return fmt.Errorf("%w: %w", os.ErrClosed, err)
 	}
 	return ioErr
 }
